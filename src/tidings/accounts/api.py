@@ -1,0 +1,71 @@
+"""Account routes: registration, the signed-in user, public profiles, admin changes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response
+
+from tidings.accounts import service
+from tidings.accounts.schemas import (
+    USERNAME_PATTERN,
+    Account,
+    AdminUserUpdate,
+    PasswordChange,
+    ProfileUpdate,
+    PublicProfile,
+    RegisterRequest,
+)
+from tidings.auth.deps import Viewer, require
+from tidings.auth.policy import Permission, Principal
+from tidings.core.deps import ContainerDep, DbSession
+
+router = APIRouter(prefix="/api/v1", tags=["accounts"])
+UsernamePath = Annotated[str, Path(pattern=USERNAME_PATTERN, max_length=30)]
+SelfReader = Annotated[Principal, Depends(require(Permission.SELF_READ))]
+SelfWriter = Annotated[Principal, Depends(require(Permission.SELF_WRITE))]
+Admin = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
+
+
+@router.post("/accounts", status_code=201, response_model=Account, summary="Register")
+async def register(
+    body: RegisterRequest, session: DbSession, container: ContainerDep, _viewer: Viewer
+) -> Account:
+    user = await service.register(session, container.hasher, body)
+    return Account.model_validate(user)
+
+
+@router.get("/me", response_model=Account, summary="The signed-in account")
+async def read_me(principal: SelfReader, session: DbSession) -> Account:
+    return Account.model_validate(await service.get_account(session, principal.user_id))
+
+
+@router.patch("/me", response_model=Account, summary="Update your profile")
+async def update_me(body: ProfileUpdate, principal: SelfWriter, session: DbSession) -> Account:
+    changes = body.model_dump(exclude_unset=True)
+    user = await service.update_profile(session, principal.user_id, changes)
+    return Account.model_validate(user)
+
+
+@router.post("/me/password", status_code=204, summary="Change your password (signs out everywhere)")
+async def change_password(
+    body: PasswordChange, principal: SelfWriter, session: DbSession, container: ContainerDep
+) -> Response:
+    await service.change_password(
+        session, container.hasher, principal.user_id, body.current_password, body.new_password
+    )
+    return Response(status_code=204)
+
+
+@router.get("/users/{username}", response_model=PublicProfile, summary="A public profile")
+async def read_profile(username: UsernamePath, session: DbSession, viewer: Viewer) -> PublicProfile:
+    return PublicProfile.model_validate(await service.public_profile(session, username, viewer))
+
+
+@router.patch(
+    "/admin/users/{username}", response_model=Account, summary="Change a user's role or suspension"
+)
+async def admin_update_user(
+    username: UsernamePath, body: AdminUserUpdate, principal: Admin, session: DbSession
+) -> Account:
+    return Account.model_validate(await service.admin_update(session, principal, username, body))

@@ -1,0 +1,46 @@
+"""Queries on users."""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.accounts.models import User
+from tidings.core.errors import Conflict
+
+
+class UserRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, user_id: int) -> User | None:
+        return await self.session.get(User, user_id)
+
+    async def by_username(self, username: str) -> User | None:
+        stmt = select(User).where(User.username_key == username.lower())
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def by_login(self, login: str) -> User | None:
+        """A user by username or email, both case-insensitive."""
+        key = login.strip().lower()
+        stmt = select(User).where(or_(User.username_key == key, User.email == key))
+        return (await self.session.execute(stmt)).scalars().first()
+
+    async def taken(self, username: str, email: str) -> str | None:
+        stmt = select(User.username_key, User.email).where(
+            or_(User.username_key == username.lower(), User.email == email)
+        )
+        for username_key, existing_email in (await self.session.execute(stmt)).all():
+            return "username" if username_key == username.lower() else "email"
+        return None
+
+    async def add(self, user: User) -> User:
+        """Insert, turning a lost uniqueness race into a 409 (inside a savepoint, so the
+        surrounding transaction survives)."""
+        try:
+            async with self.session.begin_nested():
+                self.session.add(user)
+        except IntegrityError as exc:
+            raise Conflict("That username or email is already registered.") from exc
+        return user

@@ -1,0 +1,114 @@
+"""Account use cases. Services never commit: the unit of work does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.accounts.models import User
+from tidings.accounts.repository import UserRepository
+from tidings.accounts.schemas import AdminUserUpdate, RegisterRequest
+from tidings.auth.policy import Principal, Role
+from tidings.auth.repository import AuthRepository
+from tidings.core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from tidings.core.security import PasswordHasher
+
+audit = structlog.get_logger("tidings.audit")
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def register(session: AsyncSession, hasher: PasswordHasher, cmd: RegisterRequest) -> User:
+    users = UserRepository(session)
+    email = normalise_email(str(cmd.email))
+    clash = await users.taken(cmd.username, email)
+    if clash:
+        raise Conflict(f"That {clash} is already registered.",
+                       errors=[FieldError(loc=["body", clash], msg="already registered")])
+    user = User(
+        username=cmd.username,
+        username_key=cmd.username.lower(),
+        email=email,
+        password_hash=await hasher.hash(cmd.password),
+        display_name=cmd.display_name or cmd.username,
+        role=Role.USER.value,
+    )
+    await users.add(user)
+    audit.info("account:registered", user_id=user.id)
+    return user
+
+
+async def create_admin(
+    session: AsyncSession, hasher: PasswordHasher, cmd: RegisterRequest
+) -> User:
+    user = await register(session, hasher, cmd)
+    user.role = Role.ADMIN.value
+    user.email_verified = True
+    audit.info("account:admin_created", user_id=user.id)
+    return user
+
+
+async def get_account(session: AsyncSession, user_id: int) -> User:
+    user = await UserRepository(session).get(user_id)
+    if user is None:
+        raise NotFound("No such account.")
+    return user
+
+
+async def public_profile(session: AsyncSession, username: str, viewer: Principal | None) -> User:
+    user = await UserRepository(session).by_username(username)
+    moderator = viewer is not None and viewer.role in (Role.MODERATOR, Role.ADMIN)
+    if user is None or (user.suspended and not moderator):
+        raise NotFound(f"No user named '{username}'.")
+    return user
+
+
+async def update_profile(session: AsyncSession, user_id: int, changes: dict[str, Any]) -> User:
+    user = await get_account(session, user_id)
+    for name, value in changes.items():
+        if name in ("display_name", "bio", "location") and value is None:
+            value = ""
+        setattr(user, name, str(value) if value is not None else None)
+    await session.flush()
+    return user
+
+
+async def change_password(
+    session: AsyncSession, hasher: PasswordHasher, user_id: int, current: str, new: str
+) -> None:
+    user = await get_account(session, user_id)
+    valid, _ = await hasher.verify(current, user.password_hash)
+    if not valid:
+        raise ValidationFailed(
+            "The current password is wrong.",
+            errors=[FieldError(loc=["body", "current_password"], msg="does not match")],
+        )
+    user.password_hash = await hasher.hash(new)
+    await AuthRepository(session).revoke_all_for_user(user.id, "password_changed")
+    audit.info("account:password_changed", user_id=user.id)
+
+
+async def admin_update(
+    session: AsyncSession, actor: Principal, username: str, cmd: AdminUserUpdate
+) -> User:
+    user = await UserRepository(session).by_username(username)
+    if user is None:
+        raise NotFound(f"No user named '{username}'.")
+    if user.id == actor.user_id and (
+        (cmd.role is not None and cmd.role != Role.ADMIN) or cmd.suspended
+    ):
+        raise Conflict("Admins cannot demote or suspend themselves; ask another admin.")
+    if cmd.role is not None:
+        user.role = cmd.role.value
+    if cmd.suspended is not None:
+        user.suspended = cmd.suspended
+        if cmd.suspended:
+            await AuthRepository(session).revoke_all_for_user(user.id, "suspended")
+    await session.flush()
+    audit.info("account:admin_updated", actor_id=actor.user_id, user_id=user.id,
+               role=user.role, suspended=user.suspended)
+    return user

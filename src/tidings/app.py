@@ -1,0 +1,105 @@
+"""The app factory. Importing this module does no work; ``create_app`` builds everything."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
+from pydantic import TypeAdapter
+
+from tidings import __version__
+from tidings.accounts.api import router as accounts_router
+from tidings.auth.api import router as auth_router
+from tidings.auth.schemas import RevokeRequest, TokenRequest
+from tidings.core.container import Container
+from tidings.core.headers import SecurityHeadersMiddleware
+from tidings.core.health import router as health_router
+from tidings.core.ids import configure_ids
+from tidings.core.limits import BodySizeLimitMiddleware
+from tidings.core.logging import configure_logging
+from tidings.core.problems import install_problem_handlers
+from tidings.core.requestid import RequestIdMiddleware
+from tidings.settings import Settings, get_settings
+
+DOCS_PATHS = ("/docs", "/redoc", "/static-offline-docs")
+DESCRIPTION = """A self-hostable backend for social sharing.
+
+Errors are RFC 9457 `application/problem+json`. Ids are strings. Lists are cursor-paginated.
+"""
+
+
+def _lifespan(container: Container) -> Any:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await container.close()
+
+    return lifespan
+
+
+def _install_openapi(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, adapter in (
+            ("TokenRequestBody", TypeAdapter(TokenRequest)),
+            ("RevokeRequest", TypeAdapter(RevokeRequest)),
+        ):
+            body = adapter.json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[name] = body
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.effective_log_format)
+    configure_ids(settings.node_id)
+    container = container or Container.build(settings)
+
+    meta: dict[str, Any] = {
+        "title": "Tidings",
+        "version": __version__,
+        "description": DESCRIPTION,
+        "lifespan": _lifespan(container),
+    }
+    if settings.docs_enabled:  # Swagger UI and ReDoc from vendored assets: no CDN
+        app = FastAPIOffline(openapi_url="/openapi.json", docs_url="/docs", redoc_url="/redoc",
+                             **meta)
+    else:
+        app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, **meta)
+    app.state.container = container
+    install_problem_handlers(app)
+    _install_openapi(app)
+
+    for router in (health_router, auth_router, accounts_router):
+        app.include_router(router)
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match",
+                           "If-None-Match", "X-Request-ID"],
+            expose_headers=["ETag", "Link", "X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware, docs_paths=DOCS_PATHS)
+    app.add_middleware(RequestIdMiddleware)
+    return app

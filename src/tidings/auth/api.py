@@ -1,0 +1,115 @@
+"""Token endpoint (RFC 6749), revocation (RFC 7009) and the public JWKS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import TypeAdapter, ValidationError
+
+from tidings.auth import service
+from tidings.auth.deps import public
+from tidings.auth.schemas import PasswordGrant, RevokeRequest, TokenRequest, TokenResponse
+from tidings.core.deps import ContainerDep, DbSession
+from tidings.core.errors import BadRequest, FieldError, OAuthError, UnsupportedMediaType
+
+router = APIRouter(tags=["auth"])
+_token_request: TypeAdapter[Any] = TypeAdapter(TokenRequest)
+_FORM = "application/x-www-form-urlencoded"
+_JSON = "application/json"
+_MAX_FIELDS = 20
+
+
+def _body_doc(schema_ref: str) -> dict[str, Any]:
+    schema = {"$ref": f"#/components/schemas/{schema_ref}"}
+    return {"requestBody": {"required": True, "content": {_FORM: {"schema": schema},
+                                                           _JSON: {"schema": schema}}}}
+
+
+async def _read_params(request: Request) -> dict[str, Any]:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == _FORM:
+        form = await request.form(max_fields=_MAX_FIELDS, max_files=0)
+        return {key: value for key, value in form.items() if isinstance(value, str)}
+    if media_type == _JSON:
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest("The request body is not valid JSON.") from exc
+        if not isinstance(body, dict):
+            raise OAuthError("invalid_request", "The body must be a JSON object.")
+        return body
+    raise UnsupportedMediaType(f"Send the parameters as {_FORM} or {_JSON}.")
+
+
+def _invalid_request(exc: ValidationError) -> OAuthError:
+    error = OAuthError("invalid_request", "The token request is missing or has bad parameters.")
+    error.errors = [
+        FieldError(loc=["body", *[p for p in e["loc"] if isinstance(p, (str, int))]],
+                   msg=e["msg"], type=e["type"])
+        for e in exc.errors()
+    ]
+    return error
+
+
+@router.post(
+    "/api/v1/auth/token",
+    response_model=TokenResponse,
+    summary="Get tokens (password or refresh_token grant)",
+    openapi_extra=_body_doc("TokenRequestBody"),
+    responses={400: {"description": "invalid_request / invalid_grant / unsupported_grant_type"}},
+    dependencies=[Depends(public)],
+)
+async def token(
+    request: Request, response: Response, session: DbSession, container: ContainerDep
+) -> TokenResponse:
+    params = await _read_params(request)
+    if params.get("grant_type") not in ("password", "refresh_token"):
+        raise OAuthError("unsupported_grant_type",
+                         "grant_type must be 'password' or 'refresh_token'.")
+    try:
+        grant = _token_request.validate_python(params)
+    except ValidationError as exc:
+        raise _invalid_request(exc) from exc
+    ttl = container.settings.refresh_token_ttl_seconds
+    if isinstance(grant, PasswordGrant):
+        pair = await service.password_grant(
+            session, container.hasher, container.signer, grant.username, grant.password, ttl
+        )
+    else:
+        pair = await service.refresh_grant(session, container.signer, grant.refresh_token, ttl)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return TokenResponse(access_token=pair.access_token, refresh_token=pair.refresh_token,
+                         expires_in=pair.expires_in)
+
+
+@router.post(
+    "/api/v1/auth/revoke",
+    status_code=200,
+    summary="Sign out: revoke a refresh (or access) token and its whole session",
+    openapi_extra=_body_doc("RevokeRequest"),
+    dependencies=[Depends(public)],
+)
+async def revoke(request: Request, session: DbSession, container: ContainerDep) -> Response:
+    params = await _read_params(request)
+    try:
+        body = RevokeRequest.model_validate(params)
+    except ValidationError as exc:
+        raise _invalid_request(exc) from exc
+    await service.revoke(session, container.signer, body.token)
+    return Response(status_code=200, headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/.well-known/jwks.json",
+    summary="Public keys that verify access tokens",
+    dependencies=[Depends(public)],
+)
+async def jwks(container: ContainerDep) -> Response:
+    return Response(
+        content=orjson.dumps(container.keys.public_jwks()),
+        media_type="application/jwk-set+json",
+        headers={"Cache-Control": "public, max-age=300"},
+    )

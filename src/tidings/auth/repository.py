@@ -1,0 +1,81 @@
+"""Queries on sign-in sessions and refresh tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.accounts.models import User
+from tidings.auth.models import AuthSession, RefreshToken
+from tidings.core.db import utcnow
+
+
+class AuthRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def user_and_session(
+        self, user_id: int, session_id: int
+    ) -> tuple[User, AuthSession] | None:
+        stmt = (
+            select(User, AuthSession)
+            .join(AuthSession, AuthSession.user_id == User.id)
+            .where(User.id == user_id, AuthSession.id == session_id)
+        )
+        row = (await self.session.execute(stmt)).first()
+        return (row[0], row[1]) if row else None
+
+    async def token_by_hash(self, token_hash: str) -> tuple[RefreshToken, AuthSession] | None:
+        stmt = (
+            select(RefreshToken, AuthSession)
+            .join(AuthSession, AuthSession.id == RefreshToken.session_id)
+            .where(RefreshToken.token_hash == token_hash)
+        )
+        row = (await self.session.execute(stmt)).first()
+        return (row[0], row[1]) if row else None
+
+    async def claim_token(self, token_id: int, now: datetime) -> bool:
+        """Mark a refresh token used if nobody has; True for exactly one concurrent caller.
+
+        On PostgreSQL a concurrent UPDATE waits for the first to commit, re-checks
+        ``used_at IS NULL`` and matches nothing; on SQLite writers are serialised.
+        """
+        result = await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == token_id, RefreshToken.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        assert isinstance(result, CursorResult)
+        return result.rowcount == 1
+
+    async def new_session(self, user_id: int) -> AuthSession:
+        auth_session = AuthSession(user_id=user_id)
+        self.session.add(auth_session)
+        await self.session.flush()
+        return auth_session
+
+    async def add_token(self, session_id: int, token_hash: str, expires_at: datetime) -> None:
+        self.session.add(
+            RefreshToken(session_id=session_id, token_hash=token_hash, expires_at=expires_at)
+        )
+        await self.session.flush()
+
+    async def revoke_session(self, session_id: int, reason: str) -> None:
+        await self.session.execute(
+            update(AuthSession)
+            .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow(), revoked_reason=reason)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def revoke_all_for_user(self, user_id: int, reason: str) -> None:
+        await self.session.execute(
+            update(AuthSession)
+            .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow(), revoked_reason=reason)
+            .execution_options(synchronize_session=False)
+        )

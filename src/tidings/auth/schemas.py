@@ -1,0 +1,43 @@
+"""Token endpoint bodies (RFC 6749 §4.3, §6; RFC 7009)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Login = Annotated[str, StringConstraints(min_length=1, max_length=254)]
+Secret = Annotated[str, StringConstraints(min_length=1, max_length=512, strip_whitespace=False)]
+
+
+class _Form(BaseModel):
+    # RFC 6749 §3.2: unrecognised parameters are ignored, not rejected.
+    model_config = ConfigDict(extra="ignore")
+
+
+class PasswordGrant(_Form):
+    grant_type: Literal["password"]
+    username: Login
+    password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    scope: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+class RefreshGrant(_Form):
+    grant_type: Literal["refresh_token"]
+    refresh_token: Secret
+    scope: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+TokenRequest = Annotated[PasswordGrant | RefreshGrant, Field(discriminator="grant_type")]
+
+
+class RevokeRequest(_Form):
+    token: Secret
+    token_type_hint: Literal["refresh_token", "access_token"] | None = None
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+    refresh_token: str

@@ -1,0 +1,130 @@
+"""Sign-in use cases: password and refresh-token grants, revocation, access-token checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.accounts.models import User
+from tidings.accounts.repository import UserRepository
+from tidings.auth.policy import Principal, Role
+from tidings.auth.repository import AuthRepository
+from tidings.core.db import utcnow
+from tidings.core.errors import OAuthError, Unauthorized
+from tidings.core.security import (
+    PasswordHasher,
+    TokenError,
+    TokenSigner,
+    hash_token,
+    new_refresh_token,
+)
+
+audit = structlog.get_logger("tidings.audit")
+BAD_CREDENTIALS = "Invalid username or password."
+BAD_REFRESH = "The refresh token is invalid, expired or revoked."
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+async def authenticate(session: AsyncSession, signer: TokenSigner, token: str) -> Principal:
+    """Verify an access token and load who it speaks for; the database has the last word on
+    suspension, role and sign-out."""
+    try:
+        claims = signer.verify(token)
+    except TokenError as exc:
+        raise Unauthorized("The access token is invalid or expired.") from exc
+    found = await AuthRepository(session).user_and_session(claims.subject, claims.session_id)
+    if found is None:
+        raise Unauthorized("The access token is invalid or expired.")
+    user, auth_session = found
+    if auth_session.revoked_at is not None:
+        raise Unauthorized("This session has been signed out.")
+    if user.suspended:
+        raise Unauthorized("The account is suspended.")
+    return Principal(user_id=user.id, username=user.username, role=Role(user.role),
+                     session_id=auth_session.id)
+
+
+async def _issue(
+    session: AsyncSession, signer: TokenSigner, user: User, session_id: int, refresh_ttl: int
+) -> TokenPair:
+    refresh = new_refresh_token()
+    await AuthRepository(session).add_token(
+        session_id, hash_token(refresh), utcnow() + timedelta(seconds=refresh_ttl)
+    )
+    return TokenPair(
+        access_token=signer.issue(user.id, session_id),
+        refresh_token=refresh,
+        expires_in=signer.ttl_seconds,
+    )
+
+
+async def password_grant(
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    signer: TokenSigner,
+    login: str,
+    password: str,
+    refresh_ttl: int,
+) -> TokenPair:
+    user = await UserRepository(session).by_login(login)
+    valid, rehashed = await hasher.verify(password, user.password_hash if user else None)
+    if user is None or not valid:
+        audit.info("auth:login_failed", user_id=user.id if user else None)
+        raise OAuthError("invalid_grant", BAD_CREDENTIALS)
+    if user.suspended:
+        raise OAuthError("invalid_grant", "The account is suspended.")
+    if rehashed:
+        user.password_hash = rehashed
+    auth_session = await AuthRepository(session).new_session(user.id)
+    audit.info("auth:login", user_id=user.id, session_id=auth_session.id)
+    return await _issue(session, signer, user, auth_session.id, refresh_ttl)
+
+
+async def refresh_grant(
+    session: AsyncSession, signer: TokenSigner, refresh_token: str, refresh_ttl: int
+) -> TokenPair:
+    """Rotate a refresh token. Presenting one that was already rotated is treated as theft:
+    the whole family is revoked (and that revocation is committed even though we answer 400)."""
+    repo = AuthRepository(session)
+    found = await repo.token_by_hash(hash_token(refresh_token))
+    if found is None:
+        raise OAuthError("invalid_grant", BAD_REFRESH)
+    token, auth_session = found
+    now = utcnow()
+    if auth_session.revoked_at is not None or token.expires_at <= now:
+        raise OAuthError("invalid_grant", BAD_REFRESH)
+    if token.used_at is not None or not await repo.claim_token(token.id, now):
+        await repo.revoke_session(auth_session.id, "refresh_reuse")
+        audit.warning("auth:refresh_reuse", user_id=auth_session.user_id,
+                      session_id=auth_session.id)
+        raise OAuthError("invalid_grant", BAD_REFRESH, keep_changes=True)
+    user = await UserRepository(session).get(auth_session.user_id)
+    if user is None or user.suspended:
+        raise OAuthError("invalid_grant", BAD_REFRESH)
+    return await _issue(session, signer, user, auth_session.id, refresh_ttl)
+
+
+async def revoke(session: AsyncSession, signer: TokenSigner, token: str) -> None:
+    """RFC 7009: revoke the session a refresh or access token belongs to. Unknown tokens are
+    not an error (the spec asks for 200 either way)."""
+    repo = AuthRepository(session)
+    found = await repo.token_by_hash(hash_token(token))
+    if found is not None:
+        await repo.revoke_session(found[1].id, "logout")
+        audit.info("auth:logout", user_id=found[1].user_id, session_id=found[1].id)
+        return
+    try:
+        claims = signer.verify(token)
+    except TokenError:
+        return
+    await repo.revoke_session(claims.session_id, "logout")
+    audit.info("auth:logout", user_id=claims.subject, session_id=claims.session_id)

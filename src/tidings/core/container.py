@@ -1,0 +1,42 @@
+"""The long-lived objects one app instance owns, built once by the app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tidings.core.db import Database
+from tidings.core.keys import KeyMaterial, load_key_material
+from tidings.core.security import PasswordHasher, TokenSigner
+from tidings.settings import Settings
+
+
+@dataclass
+class Container:
+    settings: Settings
+    db: Database
+    keys: KeyMaterial
+    hasher: PasswordHasher
+    signer: TokenSigner
+
+    @classmethod
+    def build(cls, settings: Settings) -> Container:
+        keys = load_key_material(settings)
+        return cls(
+            settings=settings,
+            db=Database(
+                settings.effective_database_url,
+                pool_size=settings.db_pool_size,
+                echo=settings.db_echo,
+            ),
+            keys=keys,
+            hasher=PasswordHasher(),
+            signer=TokenSigner(
+                keys,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                ttl_seconds=settings.access_token_ttl_seconds,
+            ),
+        )
+
+    async def close(self) -> None:
+        await self.db.dispose()

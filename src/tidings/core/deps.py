@@ -1,0 +1,49 @@
+"""Request-scoped dependencies: the container and the unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.core.container import Container
+from tidings.core.db import _write_intent
+from tidings.core.errors import AppError
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The unit of work of one request: commits when the route returns, rolls back when it
+    raises — except for errors marked ``keep_changes`` (e.g. refresh-token reuse must persist
+    the revocation it triggered while still answering an error)."""
+    container = get_container(request)
+    token = _write_intent.set(request.method not in SAFE_METHODS)
+    session = container.db.sessions()
+    try:
+        yield session
+    except AppError as exc:
+        if exc.keep_changes:
+            await session.commit()
+        else:
+            await session.rollback()
+        raise
+    except BaseException:
+        await session.rollback()
+        raise
+    else:
+        await session.commit()
+    finally:
+        await session.close()
+        _write_intent.reset(token)
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+DbSession = Annotated[AsyncSession, Depends(get_session)]

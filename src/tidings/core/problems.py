@@ -1,0 +1,113 @@
+"""Render every error as RFC 9457 ``application/problem+json`` — the only place that does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from tidings.core.errors import AppError
+from tidings.core.requestid import current_request_id
+
+PROBLEM_TYPE_BASE = "https://tidings.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+_HTTP_TITLES = {
+    400: ("Bad request", "bad-request"),
+    401: ("Unauthorized", "unauthorized"),
+    403: ("Forbidden", "forbidden"),
+    404: ("Not found", "not-found"),
+    405: ("Method not allowed", "method-not-allowed"),
+    406: ("Not acceptable", "not-acceptable"),
+    409: ("Conflict", "conflict"),
+    413: ("Payload too large", "payload-too-large"),
+    415: ("Unsupported media type", "unsupported-media-type"),
+    422: ("Validation failed", "validation-failed"),
+    429: ("Too many requests", "rate-limited"),
+    503: ("Service unavailable", "service-unavailable"),
+}
+
+
+def problem_response(
+    request: Request | None,
+    status: int,
+    title: str,
+    slug: str,
+    detail: str = "",
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+    }
+    if request is not None:
+        body["instance"] = request.url.path
+    request_id = current_request_id()
+    if request_id:
+        body["request_id"] = request_id
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return Response(
+        content=orjson.dumps(body),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        loc = [part for part in err.get("loc", ()) if isinstance(part, (str, int))]
+        out.append({"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))})
+    return out
+
+
+async def _app_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    errors = [{"loc": e.loc, "msg": e.msg, "type": e.type} for e in exc.errors] or None
+    return problem_response(
+        request,
+        exc.status,
+        exc.title,
+        exc.slug,
+        exc.detail,
+        headers=exc.headers or None,
+        errors=errors,
+        **exc.extra,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = _field_errors(exc)
+    if any(e["type"] == "json_invalid" for e in errors):
+        return problem_response(
+            request, 400, "Malformed JSON", "malformed-json", "The request body is not valid JSON."
+        )
+    return problem_response(
+        request, 422, "Validation failed", "validation-failed",
+        "The request did not pass validation.", errors=errors,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    title, slug = _HTTP_TITLES.get(exc.status_code, ("Error", "http-error"))
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    return problem_response(
+        request, exc.status_code, title, slug, detail, headers=dict(exc.headers or {}) or None
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

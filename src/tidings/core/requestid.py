@@ -1,0 +1,85 @@
+"""Request ids: taken from a sane ``X-Request-ID`` header or minted, bound to every log line."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextvars import ContextVar
+
+import orjson
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = structlog.get_logger("tidings.errors")
+_request_id: ContextVar[str | None] = ContextVar("tidings_request_id", default=None)
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def current_request_id() -> str | None:
+    return _request_id.get()
+
+
+class RequestIdMiddleware:
+    """Pure ASGI middleware: sets the id, binds it for structlog, echoes it on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+        token = _request_id.set(request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # The last line of defence: log the traceback, answer a generic problem body.
+            log.exception("unhandled_error", path=scope.get("path"), method=scope.get("method"))
+            if started:
+                raise
+            await send_problem(send_with_id, scope, 500, "Internal server error", "internal",
+                               "Something went wrong on our side. Quote the request id "
+                               "when reporting it.")
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+            _request_id.reset(token)
+
+
+async def send_problem(
+    send: Send, scope: Scope, status: int, title: str, slug: str, detail: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Send a problem+json response from raw ASGI (used where no Request exists yet)."""
+    body = orjson.dumps({
+        "type": "https://tidings.dev/problems/" + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": scope.get("path", ""),
+        "request_id": current_request_id(),
+    })
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(body)).encode()),
+            *(headers or []),
+        ],
+    })
+    await send({"type": "http.response.body", "body": body})

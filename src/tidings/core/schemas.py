@@ -1,0 +1,34 @@
+"""Shared pydantic building blocks for the API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
+
+# 64-bit ids travel as strings (JavaScript numbers lose precision past 2**53).
+Id = Annotated[
+    int,
+    PlainSerializer(lambda v: str(v), return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9]{1,19}$", "examples": ["7396348416"]}),
+]
+
+# RFC 3339 UTC, always with a "Z".
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(
+        lambda v: v.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", return_type=str, when_used="json"
+    ),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+class RequestModel(BaseModel):
+    """Request bodies: unknown fields are an error, strings are stripped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ResponseModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)

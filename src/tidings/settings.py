@@ -1,0 +1,83 @@
+"""Typed settings, read from ``TIDINGS_*`` environment variables.
+
+Nothing here touches the disk or the network; key material is loaded by
+:mod:`tidings.core.keys` when the app is built.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "changethis", "secret", "placeholder", "xxx", "todo"}
+)
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("tidings", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Every setting Tidings reads. The README's configuration table mirrors this class."""
+
+    model_config = SettingsConfigDict(env_prefix="TIDINGS_", extra="ignore", frozen=True)
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = None
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_echo: bool = False
+    auto_migrate: bool | None = None
+
+    secret_key: SecretStr | None = None
+    signing_keys: SecretStr | None = None
+    signing_keys_file: Path | None = None
+    jwt_issuer: str = "tidings"
+    jwt_audience: str = "tidings-api"
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=300, le=365 * 86_400)
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] | None = None
+    docs_enabled: bool = True
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    node_id: int | None = Field(default=None, ge=0, le=1023)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'tidings.db'}"
+
+    @property
+    def effective_log_format(self) -> str:
+        return self.log_format or ("json" if self.is_production else "console")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.auto_migrate if self.auto_migrate is not None else not self.is_production
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
