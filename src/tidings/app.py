@@ -78,8 +78,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         "lifespan": _lifespan(container),
     }
     if settings.docs_enabled:  # Swagger UI and ReDoc from vendored assets: no CDN
-        app = FastAPIOffline(openapi_url="/openapi.json", docs_url="/docs", redoc_url="/redoc",
-                             **meta)
+        app = FastAPIOffline(
+            openapi_url="/openapi.json", docs_url="/docs", redoc_url="/redoc", **meta
+        )
     else:
         app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, **meta)
     app.state.container = container
@@ -94,8 +95,14 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match",
-                           "If-None-Match", "X-Request-ID"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "If-Match",
+                "If-None-Match",
+                "X-Request-ID",
+            ],
             expose_headers=["ETag", "Link", "X-Request-ID", "Retry-After"],
             max_age=600,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from tidings.accounts import service
 from tidings.accounts.schemas import (
@@ -17,8 +17,9 @@ from tidings.accounts.schemas import (
     RegisterRequest,
 )
 from tidings.auth.deps import Viewer, require
-from tidings.auth.policy import Permission, Principal
+from tidings.auth.policy import Permission, Principal, Role
 from tidings.core.deps import ContainerDep, DbSession
+from tidings.core.pagination import Page, PageParams, page_params, set_next_link
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 UsernamePath = Annotated[str, Path(pattern=USERNAME_PATTERN, max_length=30)]
@@ -60,6 +61,20 @@ async def change_password(
 @router.get("/users/{username}", response_model=PublicProfile, summary="A public profile")
 async def read_profile(username: UsernamePath, session: DbSession, viewer: Viewer) -> PublicProfile:
     return PublicProfile.model_validate(await service.public_profile(session, username, viewer))
+
+
+@router.get("/admin/users", response_model=Page[Account], summary="List accounts (newest first)")
+async def admin_list_users(
+    request: Request,
+    response: Response,
+    _admin: Admin,
+    session: DbSession,
+    page: Annotated[PageParams, Depends(page_params)],
+    role: Annotated[Role | None, Query(description="Only this role.")] = None,
+) -> Page[Account]:
+    users, next_cursor = await service.list_users(session, page, role)
+    set_next_link(request, response, next_cursor)
+    return Page[Account](data=[Account.model_validate(u) for u in users], next_cursor=next_cursor)
 
 
 @router.patch(

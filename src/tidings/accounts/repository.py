@@ -31,9 +31,18 @@ class UserRepository:
         stmt = select(User.username_key, User.email).where(
             or_(User.username_key == username.lower(), User.email == email)
         )
-        for username_key, existing_email in (await self.session.execute(stmt)).all():
+        for username_key, _existing_email in (await self.session.execute(stmt)).all():
             return "username" if username_key == username.lower() else "email"
         return None
+
+    async def page(self, limit: int, before_id: int | None, role: str | None) -> list[User]:
+        """Newest first, keyset on the primary key; fetches ``limit + 1`` to see a next page."""
+        stmt = select(User).order_by(User.id.desc()).limit(limit + 1)
+        if before_id is not None:
+            stmt = stmt.where(User.id < before_id)
+        if role is not None:
+            stmt = stmt.where(User.role == role)
+        return list((await self.session.execute(stmt)).scalars())
 
     async def add(self, user: User) -> User:
         """Insert, turning a lost uniqueness race into a 409 (inside a savepoint, so the

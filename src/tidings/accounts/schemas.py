@@ -12,8 +12,25 @@ from tidings.core.schemas import Id, RequestModel, ResponseModel, Timestamp
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_]{3,30}$"
 RESERVED_USERNAMES = frozenset(
-    {"admin", "administrator", "root", "api", "me", "support", "help", "tidings", "system",
-     "moderator", "null", "undefined", "settings", "login", "logout", "signup", "about"}
+    {
+        "admin",
+        "administrator",
+        "root",
+        "api",
+        "me",
+        "support",
+        "help",
+        "tidings",
+        "system",
+        "moderator",
+        "null",
+        "undefined",
+        "settings",
+        "login",
+        "logout",
+        "signup",
+        "about",
+    }
 )
 
 

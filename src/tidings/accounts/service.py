@@ -13,6 +13,7 @@ from tidings.accounts.schemas import AdminUserUpdate, RegisterRequest
 from tidings.auth.policy import Principal, Role
 from tidings.auth.repository import AuthRepository
 from tidings.core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from tidings.core.pagination import PageParams, paginate
 from tidings.core.security import PasswordHasher
 
 audit = structlog.get_logger("tidings.audit")
@@ -27,8 +28,10 @@ async def register(session: AsyncSession, hasher: PasswordHasher, cmd: RegisterR
     email = normalise_email(str(cmd.email))
     clash = await users.taken(cmd.username, email)
     if clash:
-        raise Conflict(f"That {clash} is already registered.",
-                       errors=[FieldError(loc=["body", clash], msg="already registered")])
+        raise Conflict(
+            f"That {clash} is already registered.",
+            errors=[FieldError(loc=["body", clash], msg="already registered")],
+        )
     user = User(
         username=cmd.username,
         username_key=cmd.username.lower(),
@@ -42,9 +45,7 @@ async def register(session: AsyncSession, hasher: PasswordHasher, cmd: RegisterR
     return user
 
 
-async def create_admin(
-    session: AsyncSession, hasher: PasswordHasher, cmd: RegisterRequest
-) -> User:
+async def create_admin(session: AsyncSession, hasher: PasswordHasher, cmd: RegisterRequest) -> User:
     user = await register(session, hasher, cmd)
     user.role = Role.ADMIN.value
     user.email_verified = True
@@ -92,6 +93,16 @@ async def change_password(
     audit.info("account:password_changed", user_id=user.id)
 
 
+async def list_users(
+    session: AsyncSession, params: PageParams, role: Role | None
+) -> tuple[list[User], str | None]:
+    key = params.key("id")
+    rows = await UserRepository(session).page(
+        params.limit, key["id"] if key else None, role.value if role else None
+    )
+    return paginate(rows, params.limit, lambda user: {"id": user.id})
+
+
 async def admin_update(
     session: AsyncSession, actor: Principal, username: str, cmd: AdminUserUpdate
 ) -> User:
@@ -109,6 +120,11 @@ async def admin_update(
         if cmd.suspended:
             await AuthRepository(session).revoke_all_for_user(user.id, "suspended")
     await session.flush()
-    audit.info("account:admin_updated", actor_id=actor.user_id, user_id=user.id,
-               role=user.role, suspended=user.suspended)
+    audit.info(
+        "account:admin_updated",
+        actor_id=actor.user_id,
+        user_id=user.id,
+        role=user.role,
+        suspended=user.suspended,
+    )
     return user

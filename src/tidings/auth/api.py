@@ -23,8 +23,12 @@ _MAX_FIELDS = 20
 
 def _body_doc(schema_ref: str) -> dict[str, Any]:
     schema = {"$ref": f"#/components/schemas/{schema_ref}"}
-    return {"requestBody": {"required": True, "content": {_FORM: {"schema": schema},
-                                                           _JSON: {"schema": schema}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {_FORM: {"schema": schema}, _JSON: {"schema": schema}},
+        }
+    }
 
 
 async def _read_params(request: Request) -> dict[str, Any]:
@@ -46,8 +50,11 @@ async def _read_params(request: Request) -> dict[str, Any]:
 def _invalid_request(exc: ValidationError) -> OAuthError:
     error = OAuthError("invalid_request", "The token request is missing or has bad parameters.")
     error.errors = [
-        FieldError(loc=["body", *[p for p in e["loc"] if isinstance(p, (str, int))]],
-                   msg=e["msg"], type=e["type"])
+        FieldError(
+            loc=["body", *[p for p in e["loc"] if isinstance(p, (str, int))]],
+            msg=e["msg"],
+            type=e["type"],
+        )
         for e in exc.errors()
     ]
     return error
@@ -66,8 +73,9 @@ async def token(
 ) -> TokenResponse:
     params = await _read_params(request)
     if params.get("grant_type") not in ("password", "refresh_token"):
-        raise OAuthError("unsupported_grant_type",
-                         "grant_type must be 'password' or 'refresh_token'.")
+        raise OAuthError(
+            "unsupported_grant_type", "grant_type must be 'password' or 'refresh_token'."
+        )
     try:
         grant = _token_request.validate_python(params)
     except ValidationError as exc:
@@ -81,8 +89,9 @@ async def token(
         pair = await service.refresh_grant(session, container.signer, grant.refresh_token, ttl)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
-    return TokenResponse(access_token=pair.access_token, refresh_token=pair.refresh_token,
-                         expires_in=pair.expires_in)
+    return TokenResponse(
+        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
+    )
 
 
 @router.post(

@@ -49,8 +49,9 @@ async def authenticate(session: AsyncSession, signer: TokenSigner, token: str) -
         raise Unauthorized("This session has been signed out.")
     if user.suspended:
         raise Unauthorized("The account is suspended.")
-    return Principal(user_id=user.id, username=user.username, role=Role(user.role),
-                     session_id=auth_session.id)
+    return Principal(
+        user_id=user.id, username=user.username, role=Role(user.role), session_id=auth_session.id
+    )
 
 
 async def _issue(
@@ -104,8 +105,9 @@ async def refresh_grant(
         raise OAuthError("invalid_grant", BAD_REFRESH)
     if token.used_at is not None or not await repo.claim_token(token.id, now):
         await repo.revoke_session(auth_session.id, "refresh_reuse")
-        audit.warning("auth:refresh_reuse", user_id=auth_session.user_id,
-                      session_id=auth_session.id)
+        audit.warning(
+            "auth:refresh_reuse", user_id=auth_session.user_id, session_id=auth_session.id
+        )
         raise OAuthError("invalid_grant", BAD_REFRESH, keep_changes=True)
     user = await UserRepository(session).get(auth_session.user_id)
     if user is None or user.suspended:

@@ -29,7 +29,7 @@ class Container:
                 echo=settings.db_echo,
             ),
             keys=keys,
-            hasher=PasswordHasher(),
+            hasher=PasswordHasher.from_settings(settings),
             signer=TokenSigner(
                 keys,
                 issuer=settings.jwt_issuer,

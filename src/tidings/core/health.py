@@ -33,6 +33,7 @@ async def readyz(request: Request, container: ContainerDep) -> Response | dict[s
         await asyncio.wait_for(container.db.ping(), READY_TIMEOUT_SECONDS)
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         log.warning("readiness_failed", error=str(exc))
-        return problem_response(request, 503, "Service unavailable", "not-ready",
-                                "The database is unreachable.")
+        return problem_response(
+            request, 503, "Service unavailable", "not-ready", "The database is unreachable."
+        )
     return {"status": "ok", "database": "ok"}

@@ -38,9 +38,11 @@ class IdGenerator:
             else:
                 self._sequence = 0
             self._last_ms = now
-            return ((now - EPOCH_MS) << (NODE_BITS + SEQUENCE_BITS)) | (
-                self.node_id << SEQUENCE_BITS
-            ) | self._sequence
+            return (
+                ((now - EPOCH_MS) << (NODE_BITS + SEQUENCE_BITS))
+                | (self.node_id << SEQUENCE_BITS)
+                | self._sequence
+            )
 
 
 def id_timestamp_ms(snowflake: int) -> int:

@@ -35,7 +35,7 @@ class KeyMaterial:
         return kid
 
     def public_jwks(self) -> dict[str, Any]:
-        return self.signing_keys.as_dict(private=False)
+        return dict(self.signing_keys.as_dict(private=False))
 
 
 def new_signing_key() -> OKPKey:

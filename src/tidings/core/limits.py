@@ -22,12 +22,24 @@ class BodySizeLimitMiddleware:
             try:
                 too_big = int(declared) > self.max_bytes
             except ValueError:
-                await send_problem(send, scope, 400, "Bad request", "bad-request",
-                                   "Content-Length is not a number.")
+                await send_problem(
+                    send,
+                    scope,
+                    400,
+                    "Bad request",
+                    "bad-request",
+                    "Content-Length is not a number.",
+                )
                 return
             if too_big:
-                await send_problem(send, scope, 413, "Payload too large", "payload-too-large",
-                                   f"The request body exceeds {self.max_bytes} bytes.")
+                await send_problem(
+                    send,
+                    scope,
+                    413,
+                    "Payload too large",
+                    "payload-too-large",
+                    f"The request body exceeds {self.max_bytes} bytes.",
+                )
                 return
         seen = 0
 

@@ -93,8 +93,12 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
             request, 400, "Malformed JSON", "malformed-json", "The request body is not valid JSON."
         )
     return problem_response(
-        request, 422, "Validation failed", "validation-failed",
-        "The request did not pass validation.", errors=errors,
+        request,
+        422,
+        "Validation failed",
+        "validation-failed",
+        "The request did not pass validation.",
+        errors=errors,
     )
 
 

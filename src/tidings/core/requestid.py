@@ -52,34 +52,48 @@ class RequestIdMiddleware:
             log.exception("unhandled_error", path=scope.get("path"), method=scope.get("method"))
             if started:
                 raise
-            await send_problem(send_with_id, scope, 500, "Internal server error", "internal",
-                               "Something went wrong on our side. Quote the request id "
-                               "when reporting it.")
+            await send_problem(
+                send_with_id,
+                scope,
+                500,
+                "Internal server error",
+                "internal",
+                "Something went wrong on our side. Quote the request id when reporting it.",
+            )
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
             _request_id.reset(token)
 
 
 async def send_problem(
-    send: Send, scope: Scope, status: int, title: str, slug: str, detail: str,
+    send: Send,
+    scope: Scope,
+    status: int,
+    title: str,
+    slug: str,
+    detail: str,
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Send a problem+json response from raw ASGI (used where no Request exists yet)."""
-    body = orjson.dumps({
-        "type": "https://tidings.dev/problems/" + slug,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": scope.get("path", ""),
-        "request_id": current_request_id(),
-    })
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", b"application/problem+json"),
-            (b"content-length", str(len(body)).encode()),
-            *(headers or []),
-        ],
-    })
+    body = orjson.dumps(
+        {
+            "type": "https://tidings.dev/problems/" + slug,
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "instance": scope.get("path", ""),
+            "request_id": current_request_id(),
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

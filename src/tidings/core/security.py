@@ -16,9 +16,10 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from tidings.core.keys import KeyMaterial
+from tidings.settings import Settings
 
 JWT_ALGORITHM = "Ed25519"  # RFC 9864 fully-specified EdDSA; the only algorithm accepted
-ACCESS_TOKEN_TYPE = "at+jwt"
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, not a secret)
 
 
 class PasswordHasher:
@@ -27,6 +28,16 @@ class PasswordHasher:
     def __init__(self, hasher: Argon2Hasher | None = None) -> None:
         self._hash = PasswordHash((hasher or Argon2Hasher(),))
         self._dummy = self._hash.hash(secrets.token_urlsafe(16))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PasswordHasher:
+        return cls(
+            Argon2Hasher(
+                time_cost=settings.password_hash_time_cost,
+                memory_cost=settings.password_hash_memory_kib,
+                parallelism=settings.password_hash_parallelism,
+            )
+        )
 
     async def hash(self, password: str) -> str:
         return await to_thread.run_sync(self._hash.hash, password)
