@@ -22,8 +22,8 @@ test: $(VENV)/.installed ## the whole test suite (SQLite always; PostgreSQL when
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/ruff format --check src tests $(wildcard bench)
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
