@@ -2,6 +2,25 @@
 
 from tidings.accounts.models import User
 from tidings.auth.models import AuthSession, RefreshToken
+from tidings.comments.models import Comment
 from tidings.core.db import Base
+from tidings.events.models import IdempotencyRecord, OutboxMessage
+from tidings.graph.models import Block, Follow, Mute
+from tidings.posts.models import Like, Post, PostMention, PostTag
 
-__all__ = ["AuthSession", "Base", "RefreshToken", "User"]
+__all__ = [
+    "AuthSession",
+    "Base",
+    "Block",
+    "Comment",
+    "Follow",
+    "IdempotencyRecord",
+    "Like",
+    "Mute",
+    "OutboxMessage",
+    "Post",
+    "PostMention",
+    "PostTag",
+    "RefreshToken",
+    "User",
+]
