@@ -16,6 +16,7 @@ from tidings import __version__
 from tidings.accounts.api import router as accounts_router
 from tidings.auth.api import router as auth_router
 from tidings.auth.schemas import RevokeRequest, TokenRequest
+from tidings.comments.api import router as comments_router
 from tidings.core.container import Container
 from tidings.core.headers import SecurityHeadersMiddleware
 from tidings.core.health import router as health_router
@@ -24,7 +25,10 @@ from tidings.core.limits import BodySizeLimitMiddleware
 from tidings.core.logging import configure_logging
 from tidings.core.problems import install_problem_handlers
 from tidings.core.requestid import RequestIdMiddleware
+from tidings.graph.api import router as graph_router
+from tidings.posts.api import router as posts_router
 from tidings.settings import Settings, get_settings
+from tidings.timelines.api import router as timelines_router
 
 DOCS_PATHS = ("/docs", "/redoc", "/static-offline-docs")
 DESCRIPTION = """A self-hostable backend for social sharing.
@@ -87,7 +91,16 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     install_problem_handlers(app)
     _install_openapi(app)
 
-    for router in (health_router, auth_router, accounts_router):
+    routers = (
+        health_router,
+        auth_router,
+        accounts_router,
+        graph_router,
+        posts_router,
+        comments_router,
+        timelines_router,
+    )
+    for router in routers:
         app.include_router(router)
 
     if settings.cors_origins:

@@ -97,6 +97,9 @@ class PublicProfile(ResponseModel):
     location: str
     website: str | None
     role: Role
+    follower_count: int
+    following_count: int
+    post_count: int
     created_at: Timestamp
 
 

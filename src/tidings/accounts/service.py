@@ -15,6 +15,7 @@ from tidings.auth.repository import AuthRepository
 from tidings.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from tidings.core.pagination import PageParams, paginate
 from tidings.core.security import PasswordHasher
+from tidings.graph.service import visible_user
 
 audit = structlog.get_logger("tidings.audit")
 
@@ -61,11 +62,7 @@ async def get_account(session: AsyncSession, user_id: int) -> User:
 
 
 async def public_profile(session: AsyncSession, username: str, viewer: Principal | None) -> User:
-    user = await UserRepository(session).by_username(username)
-    moderator = viewer is not None and viewer.role in (Role.MODERATOR, Role.ADMIN)
-    if user is None or (user.suspended and not moderator):
-        raise NotFound(f"No user named '{username}'.")
-    return user
+    return await visible_user(session, username, viewer)
 
 
 async def update_profile(session: AsyncSession, user_id: int, changes: dict[str, Any]) -> User:

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, MetaData, event, text
+from sqlalchemy import BigInteger, DateTime, MetaData, event, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -130,3 +130,29 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def insert_ignore(
+    session: AsyncSession, model: type[Base], values: dict[str, Any], conflict: list[str]
+) -> bool:
+    """``INSERT ... ON CONFLICT DO NOTHING``; True when a row was inserted.
+
+    Python-side column defaults (ids, timestamps) are applied as for any insert. On PostgreSQL
+    a concurrent insert of the same key waits for the first transaction and then does nothing.
+    """
+    dialect = session.get_bind().dialect.name
+    insert: Any
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    table = model.__table__
+    first_pk = next(iter(inspect(model).primary_key))
+    stmt = (
+        insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=conflict)
+        .returning(first_pk)
+    )
+    result = await session.execute(stmt)
+    return result.first() is not None

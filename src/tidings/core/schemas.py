@@ -5,13 +5,36 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
 
 # 64-bit ids travel as strings (JavaScript numbers lose precision past 2**53).
 Id = Annotated[
     int,
     PlainSerializer(lambda v: str(v), return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "pattern": "^[0-9]{1,19}$", "examples": ["7396348416"]}),
+]
+
+MAX_ID = 2**63 - 1
+
+
+def _parse_id(value: object) -> object:
+    if isinstance(value, str):
+        if not value.isdigit() or len(value) > 19:
+            raise ValueError("must be a numeric id string")
+        number = int(value)
+        if number > MAX_ID:
+            raise ValueError("id out of range")
+        return number
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be a numeric id string")
+    return value
+
+
+# An id sent by a client: a string of digits (a JSON integer is accepted too).
+IdIn = Annotated[
+    int,
+    BeforeValidator(_parse_id),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9]{1,19}$"}),
 ]
 
 # RFC 3339 UTC, always with a "Z".

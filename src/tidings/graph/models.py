@@ -40,9 +40,7 @@ class Block(Base):
 
 class Mute(Base):
     __tablename__ = "mutes"
-    __table_args__ = (
-        UniqueConstraint("muter_id", "muted_id", name="uq_mutes_muter_id_muted_id"),
-    )
+    __table_args__ = (UniqueConstraint("muter_id", "muted_id", name="uq_mutes_muter_id_muted_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, default=new_id, autoincrement=False)
     muter_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

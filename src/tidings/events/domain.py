@@ -1,0 +1,164 @@
+"""Domain events: past-tense, frozen, written to the outbox in the same transaction."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    event_type: ClassVar[str] = "event"
+
+    @property
+    def aggregate_id(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def actor_id(self) -> int | None:
+        return None
+
+    def payload(self) -> dict[str, Any]:
+        # ids as strings: JSON consumers in other languages lose precision past 2**53
+        return {
+            k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+            for k, v in asdict(self).items()
+        }
+
+
+@dataclass(frozen=True)
+class _PostEvent(DomainEvent):
+    post_id: int
+    user_id: int
+
+    @property
+    def aggregate_id(self) -> int:
+        return self.post_id
+
+    @property
+    def actor_id(self) -> int | None:
+        return self.user_id
+
+
+@dataclass(frozen=True)
+class PostCreated(_PostEvent):
+    event_type: ClassVar[str] = "post.created"
+    visibility: str = "public"
+    quote_of_id: int | None = None
+    mentioned_user_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class PostUpdated(_PostEvent):
+    event_type: ClassVar[str] = "post.updated"
+    visibility: str = "public"
+
+
+@dataclass(frozen=True)
+class PostDeleted(_PostEvent):
+    event_type: ClassVar[str] = "post.deleted"
+    by_moderator: bool = False
+
+
+@dataclass(frozen=True)
+class PostShared(_PostEvent):
+    event_type: ClassVar[str] = "post.shared"
+    share_id: int = 0
+    post_author_id: int = 0
+
+
+@dataclass(frozen=True)
+class PostUnshared(_PostEvent):
+    event_type: ClassVar[str] = "post.unshared"
+    share_id: int = 0
+
+
+@dataclass(frozen=True)
+class PostLiked(_PostEvent):
+    event_type: ClassVar[str] = "post.liked"
+    post_author_id: int = 0
+
+
+@dataclass(frozen=True)
+class PostUnliked(_PostEvent):
+    event_type: ClassVar[str] = "post.unliked"
+
+
+@dataclass(frozen=True)
+class CommentCreated(DomainEvent):
+    event_type: ClassVar[str] = "comment.created"
+    comment_id: int
+    post_id: int
+    user_id: int
+    parent_comment_id: int | None = None
+    post_author_id: int = 0
+    parent_author_id: int | None = None
+    mentioned_user_ids: tuple[int, ...] = ()
+
+    @property
+    def aggregate_id(self) -> int:
+        return self.comment_id
+
+    @property
+    def actor_id(self) -> int | None:
+        return self.user_id
+
+
+@dataclass(frozen=True)
+class CommentDeleted(DomainEvent):
+    event_type: ClassVar[str] = "comment.deleted"
+    comment_id: int
+    post_id: int
+    user_id: int
+
+    @property
+    def aggregate_id(self) -> int:
+        return self.comment_id
+
+    @property
+    def actor_id(self) -> int | None:
+        return self.user_id
+
+
+@dataclass(frozen=True)
+class _UserPairEvent(DomainEvent):
+    user_id: int
+    target_user_id: int
+
+    @property
+    def aggregate_id(self) -> int:
+        return self.target_user_id
+
+    @property
+    def actor_id(self) -> int | None:
+        return self.user_id
+
+
+@dataclass(frozen=True)
+class UserFollowed(_UserPairEvent):
+    event_type: ClassVar[str] = "user.followed"
+
+
+@dataclass(frozen=True)
+class UserUnfollowed(_UserPairEvent):
+    event_type: ClassVar[str] = "user.unfollowed"
+
+
+@dataclass(frozen=True)
+class UserBlocked(_UserPairEvent):
+    event_type: ClassVar[str] = "user.blocked"
+
+
+@dataclass(frozen=True)
+class UserUnblocked(_UserPairEvent):
+    event_type: ClassVar[str] = "user.unblocked"
+
+
+@dataclass(frozen=True)
+class UserMuted(_UserPairEvent):
+    event_type: ClassVar[str] = "user.muted"
+
+
+@dataclass(frozen=True)
+class UserUnmuted(_UserPairEvent):
+    event_type: ClassVar[str] = "user.unmuted"

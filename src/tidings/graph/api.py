@@ -1,0 +1,95 @@
+"""Follow, block and mute routes, and follower/following lists."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from tidings.accounts.api import UsernamePath
+from tidings.accounts.schemas import PublicProfile
+from tidings.auth.deps import Viewer, require
+from tidings.auth.policy import Permission, Principal
+from tidings.core.deps import DbSession
+from tidings.core.pagination import Page, PageParams, page_params, set_next_link
+from tidings.graph import service
+from tidings.graph.schemas import RelationshipOut
+
+router = APIRouter(prefix="/api/v1/users/{username}", tags=["social graph"])
+Actor = Annotated[Principal, Depends(require(Permission.CONTENT_WRITE))]
+PageDep = Annotated[PageParams, Depends(page_params)]
+
+
+@router.put("/follow", response_model=RelationshipOut, summary="Follow (idempotent)")
+async def follow(username: UsernamePath, actor: Actor, session: DbSession) -> RelationshipOut:
+    return RelationshipOut.model_validate(await service.follow(session, actor, username))
+
+
+@router.delete("/follow", status_code=204, summary="Unfollow (idempotent)")
+async def unfollow(username: UsernamePath, actor: Actor, session: DbSession) -> Response:
+    await service.unfollow(session, actor, username)
+    return Response(status_code=204)
+
+
+@router.put("/block", response_model=RelationshipOut, summary="Block (removes follows both ways)")
+async def block(username: UsernamePath, actor: Actor, session: DbSession) -> RelationshipOut:
+    return RelationshipOut.model_validate(await service.block(session, actor, username))
+
+
+@router.delete("/block", status_code=204, summary="Unblock")
+async def unblock(username: UsernamePath, actor: Actor, session: DbSession) -> Response:
+    await service.unblock(session, actor, username)
+    return Response(status_code=204)
+
+
+@router.put(
+    "/mute", response_model=RelationshipOut, summary="Mute (hides their posts from your feed)"
+)
+async def mute(username: UsernamePath, actor: Actor, session: DbSession) -> RelationshipOut:
+    return RelationshipOut.model_validate(await service.mute(session, actor, username))
+
+
+@router.delete("/mute", status_code=204, summary="Unmute")
+async def unmute(username: UsernamePath, actor: Actor, session: DbSession) -> Response:
+    await service.unmute(session, actor, username)
+    return Response(status_code=204)
+
+
+async def _list(
+    request: Request,
+    response: Response,
+    session: DbSession,
+    viewer: Principal | None,
+    username: str,
+    page: PageParams,
+    direction: str,
+) -> Page[PublicProfile]:
+    users, cursor = await service.connections(session, viewer, username, page, direction)
+    set_next_link(request, response, cursor)
+    return Page[PublicProfile](
+        data=[PublicProfile.model_validate(u) for u in users], next_cursor=cursor
+    )
+
+
+@router.get("/followers", response_model=Page[PublicProfile], summary="Followers, newest first")
+async def followers(
+    request: Request,
+    response: Response,
+    username: UsernamePath,
+    viewer: Viewer,
+    session: DbSession,
+    page: PageDep,
+) -> Page[PublicProfile]:
+    return await _list(request, response, session, viewer, username, page, "followers")
+
+
+@router.get("/following", response_model=Page[PublicProfile], summary="Who they follow")
+async def following(
+    request: Request,
+    response: Response,
+    username: UsernamePath,
+    viewer: Viewer,
+    session: DbSession,
+    page: PageDep,
+) -> Page[PublicProfile]:
+    return await _list(request, response, session, viewer, username, page, "following")

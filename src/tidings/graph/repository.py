@@ -1,0 +1,202 @@
+"""Queries on follows, blocks and mutes, and the counters they keep on users."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.accounts.models import User
+from tidings.core.db import insert_ignore
+from tidings.graph.models import Block, Follow, Mute
+
+
+@dataclass(frozen=True)
+class Relationship:
+    following: bool = False
+    followed_by: bool = False
+    blocking: bool = False
+    blocked_by: bool = False
+    muting: bool = False
+
+
+class GraphRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def relationship(self, viewer_id: int, other_id: int) -> Relationship:
+        follows = select(Follow.follower_id, Follow.followee_id).where(
+            or_(
+                and_(Follow.follower_id == viewer_id, Follow.followee_id == other_id),
+                and_(Follow.follower_id == other_id, Follow.followee_id == viewer_id),
+            )
+        )
+        blocks = select(Block.blocker_id, Block.blocked_id).where(
+            or_(
+                and_(Block.blocker_id == viewer_id, Block.blocked_id == other_id),
+                and_(Block.blocker_id == other_id, Block.blocked_id == viewer_id),
+            )
+        )
+        muting = select(Mute.id).where(Mute.muter_id == viewer_id, Mute.muted_id == other_id)
+        f = set((await self.session.execute(follows)).all())
+        b = set((await self.session.execute(blocks)).all())
+        return Relationship(
+            following=(viewer_id, other_id) in f,
+            followed_by=(other_id, viewer_id) in f,
+            blocking=(viewer_id, other_id) in b,
+            blocked_by=(other_id, viewer_id) in b,
+            muting=(await self.session.execute(muting)).first() is not None,
+        )
+
+    async def blocked_between(self, a: int, b: int) -> bool:
+        stmt = select(Block.id).where(
+            or_(
+                and_(Block.blocker_id == a, Block.blocked_id == b),
+                and_(Block.blocker_id == b, Block.blocked_id == a),
+            )
+        )
+        return (await self.session.execute(stmt.limit(1))).first() is not None
+
+    async def blocked_any_way(self, viewer_id: int, others: Iterable[int]) -> set[int]:
+        """Which of ``others`` block the viewer or are blocked by them (one query)."""
+        ids = list(set(others))
+        if not ids:
+            return set()
+        stmt = select(Block.blocker_id, Block.blocked_id).where(
+            or_(
+                and_(Block.blocker_id == viewer_id, Block.blocked_id.in_(ids)),
+                and_(Block.blocked_id == viewer_id, Block.blocker_id.in_(ids)),
+            )
+        )
+        rows = (await self.session.execute(stmt)).all()
+        return {blocked if blocker == viewer_id else blocker for blocker, blocked in rows}
+
+    async def followed_among(self, viewer_id: int, others: Iterable[int]) -> set[int]:
+        ids = list(set(others))
+        if not ids:
+            return set()
+        stmt = select(Follow.followee_id).where(
+            Follow.follower_id == viewer_id, Follow.followee_id.in_(ids)
+        )
+        return set((await self.session.execute(stmt)).scalars())
+
+    async def follows(self, follower_id: int, followee_id: int) -> bool:
+        stmt = select(Follow.id).where(
+            Follow.follower_id == follower_id, Follow.followee_id == followee_id
+        )
+        return (await self.session.execute(stmt)).first() is not None
+
+    async def add_follow(self, follower_id: int, followee_id: int) -> bool:
+        added = await insert_ignore(
+            self.session,
+            Follow,
+            {"follower_id": follower_id, "followee_id": followee_id},
+            ["follower_id", "followee_id"],
+        )
+        if added:
+            await self._count(follower_id, followee_id, +1)
+        return added
+
+    async def remove_follow(self, follower_id: int, followee_id: int) -> bool:
+        result = await self.session.execute(
+            delete(Follow)
+            .where(Follow.follower_id == follower_id, Follow.followee_id == followee_id)
+            .returning(Follow.id)
+        )
+        removed = result.first() is not None
+        if removed:
+            await self._count(follower_id, followee_id, -1)
+        return removed
+
+    async def _count(self, follower_id: int, followee_id: int, delta: int) -> None:
+        await self.session.execute(
+            update(User)
+            .where(User.id == follower_id)
+            .values(following_count=User.following_count + delta)
+            .execution_options(synchronize_session=False)
+        )
+        await self.session.execute(
+            update(User)
+            .where(User.id == followee_id)
+            .values(follower_count=User.follower_count + delta)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def add_block(self, blocker_id: int, blocked_id: int) -> bool:
+        return await insert_ignore(
+            self.session,
+            Block,
+            {"blocker_id": blocker_id, "blocked_id": blocked_id},
+            ["blocker_id", "blocked_id"],
+        )
+
+    async def remove_block(self, blocker_id: int, blocked_id: int) -> bool:
+        result = await self.session.execute(
+            delete(Block)
+            .where(Block.blocker_id == blocker_id, Block.blocked_id == blocked_id)
+            .returning(Block.id)
+        )
+        return result.first() is not None
+
+    async def add_mute(self, muter_id: int, muted_id: int) -> bool:
+        return await insert_ignore(
+            self.session,
+            Mute,
+            {"muter_id": muter_id, "muted_id": muted_id},
+            ["muter_id", "muted_id"],
+        )
+
+    async def remove_mute(self, muter_id: int, muted_id: int) -> bool:
+        result = await self.session.execute(
+            delete(Mute)
+            .where(Mute.muter_id == muter_id, Mute.muted_id == muted_id)
+            .returning(Mute.id)
+        )
+        return result.first() is not None
+
+    async def page_followers(
+        self, user_id: int, limit: int, before: int | None, hide: set[int]
+    ) -> list[tuple[int, User]]:
+        """(follow id, follower) newest first; keyset on ``follows (followee_id, id)``."""
+        stmt = (
+            select(Follow.id, User)
+            .join(User, User.id == Follow.follower_id)
+            .where(Follow.followee_id == user_id, User.suspended.is_(False))
+            .order_by(Follow.id.desc())
+            .limit(limit + 1)
+        )
+        if before is not None:
+            stmt = stmt.where(Follow.id < before)
+        if hide:
+            stmt = stmt.where(Follow.follower_id.not_in(hide))
+        return [(fid, user) for fid, user in (await self.session.execute(stmt)).all()]
+
+    async def page_following(
+        self, user_id: int, limit: int, before: int | None, hide: set[int]
+    ) -> list[tuple[int, User]]:
+        stmt = (
+            select(Follow.id, User)
+            .join(User, User.id == Follow.followee_id)
+            .where(Follow.follower_id == user_id, User.suspended.is_(False))
+            .order_by(Follow.id.desc())
+            .limit(limit + 1)
+        )
+        if before is not None:
+            stmt = stmt.where(Follow.id < before)
+        if hide:
+            stmt = stmt.where(Follow.followee_id.not_in(hide))
+        return [(fid, user) for fid, user in (await self.session.execute(stmt)).all()]
+
+    async def blocked_ids_of(self, viewer_id: int) -> set[int]:
+        """Everyone the viewer blocks or is blocked by (for hiding in lists)."""
+        stmt = select(Block.blocker_id, Block.blocked_id).where(
+            or_(Block.blocker_id == viewer_id, Block.blocked_id == viewer_id)
+        )
+        rows = (await self.session.execute(stmt)).all()
+        return {blocked if blocker == viewer_id else blocker for blocker, blocked in rows}
+
+    async def muted_ids_of(self, viewer_id: int) -> set[int]:
+        stmt = select(Mute.muted_id).where(Mute.muter_id == viewer_id)
+        return set((await self.session.execute(stmt)).scalars())

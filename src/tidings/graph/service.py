@@ -1,0 +1,112 @@
+"""Follow, block and mute use cases."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.accounts.models import User
+from tidings.accounts.repository import UserRepository
+from tidings.auth.policy import Principal, Role
+from tidings.core.errors import Conflict, NotFound, ValidationFailed
+from tidings.core.pagination import PageParams, paginate
+from tidings.events import domain
+from tidings.events.outbox import record
+from tidings.graph.repository import GraphRepository, Relationship
+
+
+async def visible_user(session: AsyncSession, username: str, viewer: Principal | None) -> User:
+    """The user named ``username`` as the viewer may see them: suspended accounts and accounts
+    that block the viewer answer 404, exactly like accounts that do not exist."""
+    user = await UserRepository(session).by_username(username)
+    missing = NotFound(f"No user named '{username}'.")
+    if user is None:
+        raise missing
+    moderator = viewer is not None and viewer.role in (Role.MODERATOR, Role.ADMIN)
+    if user.suspended and not moderator:
+        raise missing
+    if viewer is not None and viewer.user_id != user.id and not moderator:
+        rel = await GraphRepository(session).relationship(viewer.user_id, user.id)
+        if rel.blocked_by:
+            raise missing
+    return user
+
+
+def _not_self(viewer: Principal, target: User, action: str) -> None:
+    if viewer.user_id == target.id:
+        raise ValidationFailed(f"You cannot {action} yourself.")
+
+
+async def relationship(session: AsyncSession, viewer: Principal, target: User) -> Relationship:
+    return await GraphRepository(session).relationship(viewer.user_id, target.id)
+
+
+async def follow(session: AsyncSession, viewer: Principal, username: str) -> Relationship:
+    target = await visible_user(session, username, viewer)
+    _not_self(viewer, target, "follow")
+    graph = GraphRepository(session)
+    rel = await graph.relationship(viewer.user_id, target.id)
+    if rel.blocking or rel.blocked_by:
+        raise Conflict("You block this user; unblock them before following.")
+    if await graph.add_follow(viewer.user_id, target.id):
+        record(session, domain.UserFollowed(user_id=viewer.user_id, target_user_id=target.id))
+    return await graph.relationship(viewer.user_id, target.id)
+
+
+async def unfollow(session: AsyncSession, viewer: Principal, username: str) -> None:
+    target = await visible_user(session, username, viewer)
+    _not_self(viewer, target, "unfollow")
+    if await GraphRepository(session).remove_follow(viewer.user_id, target.id):
+        record(session, domain.UserUnfollowed(user_id=viewer.user_id, target_user_id=target.id))
+
+
+async def block(session: AsyncSession, viewer: Principal, username: str) -> Relationship:
+    target = await visible_user(session, username, viewer)
+    _not_self(viewer, target, "block")
+    graph = GraphRepository(session)
+    if await graph.add_block(viewer.user_id, target.id):
+        await graph.remove_follow(viewer.user_id, target.id)
+        await graph.remove_follow(target.id, viewer.user_id)
+        record(session, domain.UserBlocked(user_id=viewer.user_id, target_user_id=target.id))
+    return await graph.relationship(viewer.user_id, target.id)
+
+
+async def unblock(session: AsyncSession, viewer: Principal, username: str) -> None:
+    target = await visible_user(session, username, viewer)
+    _not_self(viewer, target, "unblock")
+    if await GraphRepository(session).remove_block(viewer.user_id, target.id):
+        record(session, domain.UserUnblocked(user_id=viewer.user_id, target_user_id=target.id))
+
+
+async def mute(session: AsyncSession, viewer: Principal, username: str) -> Relationship:
+    target = await visible_user(session, username, viewer)
+    _not_self(viewer, target, "mute")
+    graph = GraphRepository(session)
+    if await graph.add_mute(viewer.user_id, target.id):
+        record(session, domain.UserMuted(user_id=viewer.user_id, target_user_id=target.id))
+    return await graph.relationship(viewer.user_id, target.id)
+
+
+async def unmute(session: AsyncSession, viewer: Principal, username: str) -> None:
+    target = await visible_user(session, username, viewer)
+    _not_self(viewer, target, "unmute")
+    if await GraphRepository(session).remove_mute(viewer.user_id, target.id):
+        record(session, domain.UserUnmuted(user_id=viewer.user_id, target_user_id=target.id))
+
+
+async def connections(
+    session: AsyncSession,
+    viewer: Principal | None,
+    username: str,
+    params: PageParams,
+    direction: str,
+) -> tuple[list[User], str | None]:
+    """Followers or following of a user, newest first, minus people blocked with the viewer."""
+    target = await visible_user(session, username, viewer)
+    graph = GraphRepository(session)
+    hide = await graph.blocked_ids_of(viewer.user_id) if viewer else set()
+    key = params.key("id")
+    before = key["id"] if key else None
+    fetch = graph.page_followers if direction == "followers" else graph.page_following
+    rows = await fetch(target.id, params.limit, before, hide)
+    page, cursor = paginate(rows, params.limit, lambda row: {"id": row[0]})
+    return [user for _, user in page], cursor

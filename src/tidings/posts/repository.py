@@ -1,0 +1,172 @@
+"""Queries on posts, their tags, mentions and likes, and the counters kept on them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.accounts.models import User
+from tidings.core.db import insert_ignore
+from tidings.posts.models import Like, Post, PostMention, PostTag
+
+
+class PostRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, post_id: int, *, for_update: bool = False) -> Post | None:
+        stmt = select(Post).where(Post.id == post_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def by_ids(self, ids: Iterable[int]) -> dict[int, Post]:
+        wanted = list(set(ids))
+        if not wanted:
+            return {}
+        rows = (await self.session.execute(select(Post).where(Post.id.in_(wanted)))).scalars()
+        return {post.id: post for post in rows}
+
+    async def users_by_ids(self, ids: Iterable[int]) -> dict[int, User]:
+        wanted = list(set(ids))
+        if not wanted:
+            return {}
+        rows = (await self.session.execute(select(User).where(User.id.in_(wanted)))).scalars()
+        return {user.id: user for user in rows}
+
+    async def user_ids_by_usernames(self, usernames: Iterable[str]) -> list[int]:
+        keys = [u.lower() for u in usernames]
+        if not keys:
+            return []
+        stmt = select(User.id).where(User.username_key.in_(keys), User.suspended.is_(False))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def add(self, post: Post) -> Post:
+        self.session.add(post)
+        await self.session.flush()
+        return post
+
+    async def set_tags(self, post_id: int, tags: list[str]) -> None:
+        await self.session.execute(delete(PostTag).where(PostTag.post_id == post_id))
+        if tags:
+            self.session.add_all(PostTag(tag=tag, post_id=post_id) for tag in tags)
+
+    async def set_mentions(self, post_id: int, user_ids: list[int]) -> None:
+        await self.session.execute(delete(PostMention).where(PostMention.post_id == post_id))
+        if user_ids:
+            self.session.add_all(PostMention(post_id=post_id, user_id=u) for u in user_ids)
+
+    async def bump(self, post_id: int, **deltas: int) -> None:
+        """Atomic counter changes, e.g. ``bump(id, like_count=+1)``."""
+        values: dict[str, Any] = {
+            name: getattr(Post, name) + delta for name, delta in deltas.items()
+        }
+        await self.session.execute(
+            update(Post)
+            .where(Post.id == post_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def bump_user(self, user_id: int, **deltas: int) -> None:
+        values: dict[str, Any] = {
+            name: getattr(User, name) + delta for name, delta in deltas.items()
+        }
+        await self.session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def add_like(self, post_id: int, user_id: int) -> bool:
+        added = await insert_ignore(
+            self.session, Like, {"post_id": post_id, "user_id": user_id}, ["post_id", "user_id"]
+        )
+        if added:
+            await self.bump(post_id, like_count=+1)
+        return added
+
+    async def remove_like(self, post_id: int, user_id: int) -> bool:
+        result = await self.session.execute(
+            delete(Like).where(Like.post_id == post_id, Like.user_id == user_id).returning(Like.id)
+        )
+        removed = result.first() is not None
+        if removed:
+            await self.bump(post_id, like_count=-1)
+        return removed
+
+    async def liked_among(self, user_id: int, post_ids: Iterable[int]) -> set[int]:
+        ids = list(set(post_ids))
+        if not ids:
+            return set()
+        stmt = select(Like.post_id).where(Like.user_id == user_id, Like.post_id.in_(ids))
+        return set((await self.session.execute(stmt)).scalars())
+
+    async def shared_among(self, user_id: int, post_ids: Iterable[int]) -> set[int]:
+        ids = list(set(post_ids))
+        if not ids:
+            return set()
+        stmt = select(Post.share_of_id).where(Post.author_id == user_id, Post.share_of_id.in_(ids))
+        return {pid for pid in (await self.session.execute(stmt)).scalars() if pid is not None}
+
+    async def share_of(self, user_id: int, post_id: int) -> Post | None:
+        stmt = select(Post).where(Post.author_id == user_id, Post.share_of_id == post_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def add_share(self, user_id: int, post_id: int) -> bool:
+        added = await insert_ignore(
+            self.session,
+            Post,
+            {
+                "author_id": user_id,
+                "share_of_id": post_id,
+                "kind": "share",
+                "text": "",
+                "visibility": "public",
+                "media": [],
+                "links": [],
+            },
+            ["author_id", "share_of_id"],
+        )
+        if added:
+            await self.bump(post_id, share_count=+1)
+        return added
+
+    async def remove_share(self, user_id: int, post_id: int) -> int | None:
+        result = await self.session.execute(
+            delete(Post)
+            .where(Post.author_id == user_id, Post.share_of_id == post_id)
+            .returning(Post.id)
+        )
+        row = result.first()
+        if row is not None:
+            await self.bump(post_id, share_count=-1)
+            return int(row[0])
+        return None
+
+    async def delete_shares_of(self, post_id: int) -> int:
+        result = await self.session.execute(
+            delete(Post).where(Post.share_of_id == post_id).returning(Post.id)
+        )
+        return len(result.all())
+
+    async def likers_page(
+        self, post_id: int, limit: int, before: int | None, hide: set[int]
+    ) -> list[tuple[int, User]]:
+        """(like id, user) newest first; keyset on ``likes (post_id, id)``."""
+        stmt = (
+            select(Like.id, User)
+            .join(User, User.id == Like.user_id)
+            .where(Like.post_id == post_id, User.suspended.is_(False))
+            .order_by(Like.id.desc())
+            .limit(limit + 1)
+        )
+        if before is not None:
+            stmt = stmt.where(Like.id < before)
+        if hide:
+            stmt = stmt.where(Like.user_id.not_in(hide))
+        return [(lid, user) for lid, user in (await self.session.execute(stmt)).all()]

@@ -1,0 +1,160 @@
+"""Who may see a post, and turning a page of posts into API bodies in a fixed number of queries.
+
+Whatever the page size or the number of distinct authors, rendering costs at most seven
+queries: referenced posts (two levels), authors, the viewer's follows and blocks among those
+authors, and the viewer's likes and shares among the posts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.accounts.models import User
+from tidings.auth.policy import Permission, Principal
+from tidings.graph.repository import GraphRepository
+from tidings.posts import parsing
+from tidings.posts.models import Post
+from tidings.posts.repository import PostRepository
+from tidings.posts.schemas import (
+    AuthorOut,
+    CountsOut,
+    MediaOut,
+    PostOut,
+    ViewerStateOut,
+)
+
+
+@dataclass
+class ViewContext:
+    viewer: Principal | None
+    posts: dict[int, Post] = field(default_factory=dict)
+    authors: dict[int, User] = field(default_factory=dict)
+    following: set[int] = field(default_factory=set)
+    blocked: set[int] = field(default_factory=set)
+    liked: set[int] = field(default_factory=set)
+    shared: set[int] = field(default_factory=set)
+
+    @property
+    def viewer_id(self) -> int | None:
+        return self.viewer.user_id if self.viewer else None
+
+    @property
+    def moderator(self) -> bool:
+        return self.viewer is not None and self.viewer.can(Permission.CONTENT_MODERATE)
+
+    def can_see(self, post: Post) -> bool:
+        if post.deleted_at is not None:
+            return False
+        if post.author_id == self.viewer_id or self.moderator:
+            return True
+        author = self.authors.get(post.author_id)
+        if author is None or author.suspended or post.author_id in self.blocked:
+            return False
+        if post.kind == "share":
+            target = self.posts.get(post.share_of_id or 0)
+            return target is not None and self.can_see(target)
+        if post.visibility == "public":
+            return True
+        return post.visibility == "followers" and post.author_id in self.following
+
+
+def can_see_with(
+    post: Post,
+    viewer: Principal | None,
+    author: User | None,
+    *,
+    following: bool,
+    blocked: bool,
+) -> bool:
+    """The single-post form of :meth:`ViewContext.can_see` (shares excluded)."""
+    ctx = ViewContext(viewer=viewer)
+    if author is not None:
+        ctx.authors[author.id] = author
+    if following:
+        ctx.following.add(post.author_id)
+    if blocked:
+        ctx.blocked.add(post.author_id)
+    return ctx.can_see(post)
+
+
+async def load_context(
+    session: AsyncSession, viewer: Principal | None, posts: Sequence[Post]
+) -> ViewContext:
+    repo = PostRepository(session)
+    ctx = ViewContext(viewer=viewer, posts={p.id: p for p in posts})
+    for _level in range(2):  # shared/quoted posts, and the post a shared post quotes
+        refs = {r for p in ctx.posts.values() for r in (p.share_of_id, p.quote_of_id) if r}
+        missing = refs - ctx.posts.keys()
+        if not missing:
+            break
+        ctx.posts.update(await repo.by_ids(missing))
+    ctx.authors = await repo.users_by_ids(p.author_id for p in ctx.posts.values())
+    if viewer is not None:
+        graph = GraphRepository(session)
+        others = [a for a in ctx.authors if a != viewer.user_id]
+        ctx.following = await graph.followed_among(viewer.user_id, others)
+        ctx.blocked = await graph.blocked_any_way(viewer.user_id, others)
+        ctx.liked = await repo.liked_among(viewer.user_id, ctx.posts)
+        ctx.shared = await repo.shared_among(viewer.user_id, ctx.posts)
+    return ctx
+
+
+def _author(user: User) -> AuthorOut:
+    return AuthorOut(
+        id=user.id,
+        username=user.username,
+        display_name=user.display_name,
+        avatar_url=user.avatar_url,
+    )
+
+
+def render(ctx: ViewContext, post: Post, depth: int = 0) -> PostOut | None:
+    """The API body of ``post`` for this viewer, or None when they may not see it."""
+    if not ctx.can_see(post):
+        return None
+    author = ctx.authors[post.author_id]
+    shared_post = None
+    if post.kind == "share":
+        shared_post = render(ctx, ctx.posts[post.share_of_id or 0], depth + 1)
+        if shared_post is None:
+            return None
+    quoted = None
+    if post.quote_of_id and depth < 2 and post.quote_of_id in ctx.posts:
+        quoted = render(ctx, ctx.posts[post.quote_of_id], depth + 1)
+    subject = ctx.posts[post.share_of_id] if post.share_of_id else post
+    return PostOut(
+        id=post.id,
+        kind="share" if post.kind == "share" else "post",
+        author=_author(author),
+        text=post.text,
+        visibility=post.visibility,  # type: ignore[arg-type]
+        hashtags=parsing.hashtags(post.text),
+        mentions=parsing.mentions(post.text),
+        links=list(post.links or []),
+        media=[MediaOut(**m) for m in (post.media or [])],
+        quote_post_id=post.quote_of_id,
+        quoted_post=quoted,
+        shared_post=shared_post,
+        counts=CountsOut(
+            likes=subject.like_count,
+            shares=subject.share_count,
+            comments=subject.comment_count,
+            quotes=subject.quote_count,
+        ),
+        viewer=ViewerStateOut(liked=subject.id in ctx.liked, shared=subject.id in ctx.shared)
+        if ctx.viewer
+        else None,
+        version=post.version,
+        created_at=post.created_at,
+        edited_at=post.edited_at,
+    )
+
+
+async def render_page(
+    session: AsyncSession, viewer: Principal | None, posts: Sequence[Post]
+) -> list[PostOut]:
+    ctx = await load_context(session, viewer, posts)
+    return [out for post in posts if (out := render(ctx, post)) is not None]
