@@ -46,4 +46,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
-DbSession = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the commit runs when the route returns, before the response is sent, so a
+# client never sees success for a write that then fails to commit.
+DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -111,7 +112,50 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+# SQLSTATEs that mean "a concurrent transaction got in the way": safe for the client to retry.
+_RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock not available
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """Contention is the client's to retry (409/503 with Retry-After); anything else is ours."""
+    assert isinstance(exc, DBAPIError)
+    if _sqlstate(exc) in _RETRYABLE_SQLSTATES:
+        return problem_response(
+            request,
+            409,
+            "Concurrent update",
+            "concurrent-update",
+            "Another request changed the same data at the same time; retry.",
+            headers={"Retry-After": "1"},
+        )
+    if isinstance(exc, OperationalError) and "database is locked" in str(exc.orig):
+        return problem_response(
+            request,
+            503,
+            "Service busy",
+            "busy",
+            "The database is busy; retry shortly.",
+            headers={"Retry-After": "1"},
+        )
+    if isinstance(exc, (OperationalError, InterfaceError)) and exc.connection_invalidated:
+        return problem_response(
+            request,
+            503,
+            "Service unavailable",
+            "database-unavailable",
+            "The database connection was lost; retry shortly.",
+            headers={"Retry-After": "2"},
+        )
+    raise exc
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
