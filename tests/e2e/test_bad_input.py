@@ -240,3 +240,19 @@ async def test_unknown_route_and_method(client: httpx2.AsyncClient) -> None:
 async def test_bad_path_and_query_params(client: httpx2.AsyncClient, container: Container) -> None:
     assert_problem(await client.get("/api/v1/users/not-valid!"), 422)
     assert_problem(await client.get("/api/v1/users/nobody_at_all"), 404)
+
+
+async def test_nul_characters_are_422_not_500(client: httpx2.AsyncClient) -> None:
+    registered = await client.post(
+        "/api/v1/accounts",
+        json={"username": "nully", "email": "n@example.com", "password": "pass\u0000word-long"},
+    )
+    assert_problem(registered, 422)
+    login = await client.post(
+        "/api/v1/auth/token",
+        data={"grant_type": "password", "username": "x\u0000y", "password": DEFAULT_PASSWORD},
+    )
+    assert_problem(login, 400)
+    user = await sign_up(client, "nully")
+    post = await client.post("/api/v1/posts", json={"text": "a\u0000b"}, headers=user.headers)
+    assert_problem(post, 422)

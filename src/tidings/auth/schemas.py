@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from tidings.core.schemas import reject_nul
 
 Login = Annotated[str, StringConstraints(min_length=1, max_length=254)]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=512, strip_whitespace=False)]
@@ -13,6 +15,11 @@ Secret = Annotated[str, StringConstraints(min_length=1, max_length=512, strip_wh
 class _Form(BaseModel):
     # RFC 6749 §3.2: unrecognised parameters are ignored, not rejected.
     model_config = ConfigDict(extra="ignore")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        return reject_nul(value)
 
 
 class PasswordGrant(_Form):

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+)
 
 # 64-bit ids travel as strings (JavaScript numbers lose precision past 2**53).
 Id = Annotated[
@@ -47,10 +54,22 @@ Timestamp = Annotated[
 ]
 
 
+def reject_nul(value: object) -> object:
+    """NUL cannot be stored in PostgreSQL text and has no business in user input."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
 class RequestModel(BaseModel):
-    """Request bodies: unknown fields are an error, strings are stripped."""
+    """Request bodies: unknown fields are an error, strings are stripped, NUL is refused."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        return reject_nul(value)
 
 
 class ResponseModel(BaseModel):
