@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 
 from tidings import __version__
 from tidings.accounts.api import router as accounts_router
+from tidings.audit.api import router as audit_router
 from tidings.auth.api import router as auth_router
 from tidings.auth.schemas import RevokeRequest, TokenRequest
 from tidings.comments.api import router as comments_router
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         posts_router,
         comments_router,
         timelines_router,
+        audit_router,
     )
     for router in routers:
         app.include_router(router)

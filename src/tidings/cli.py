@@ -11,6 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from tidings.audit.service import ChainReport
 from tidings.core.errors import AppError, ConfigurationError
 from tidings.settings import Settings, get_settings
 
@@ -21,8 +22,10 @@ app = typer.Typer(
 )
 users_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage token-signing keys.", no_args_is_help=True)
+audit_app = typer.Typer(help="Inspect the audit trail.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 console = Console(stderr=True)
 
 
@@ -163,6 +166,32 @@ def generate_keys() -> None:
     from tidings.core.keys import new_signing_key
 
     typer.echo(json.dumps(KeySet([new_signing_key()]).as_dict(private=True)))
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Re-compute the audit hash chain; exit 1 naming the first row that does not match."""
+    report = asyncio.run(_verify_audit(_settings()))
+    if report.ok:
+        console.print(f"[green]Audit chain intact[/green]: {report.checked} events verified.")
+        return
+    console.print(
+        f"[red]Audit chain broken at seq {report.broken_seq}[/red]: {report.reason} "
+        f"({report.checked} events verified before it)."
+    )
+    raise typer.Exit(1)
+
+
+async def _verify_audit(settings: Settings) -> ChainReport:
+    from tidings.audit.service import verify_chain
+    from tidings.core.db import Database
+
+    db = Database(settings.effective_database_url, pool_size=1)
+    try:
+        async with db.unit_of_work(write=False) as session:
+            return await verify_chain(session)
+    finally:
+        await db.dispose()
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Every table, imported in one place for Alembic and the test schema."""
 
 from tidings.accounts.models import User
+from tidings.audit.models import AuditEvent
 from tidings.auth.models import AuthSession, RefreshToken
 from tidings.comments.models import Comment
 from tidings.core.db import Base
@@ -9,6 +10,7 @@ from tidings.graph.models import Block, Follow, Mute
 from tidings.posts.models import Like, Post, PostMention, PostTag
 
 __all__ = [
+    "AuditEvent",
     "AuthSession",
     "Base",
     "Block",

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
 from tidings.accounts.repository import UserRepository
 from tidings.accounts.schemas import AdminUserUpdate, RegisterRequest
+from tidings.audit.service import AuditAction, record_audit
 from tidings.auth.policy import Principal, Role
 from tidings.auth.repository import AuthRepository
 from tidings.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from tidings.core.pagination import PageParams, paginate
 from tidings.core.security import PasswordHasher
 from tidings.graph.service import visible_user
-
-audit = structlog.get_logger("tidings.audit")
 
 
 def normalise_email(email: str) -> str:
@@ -42,7 +40,6 @@ async def register(session: AsyncSession, hasher: PasswordHasher, cmd: RegisterR
         role=Role.USER.value,
     )
     await users.add(user)
-    audit.info("account:registered", user_id=user.id)
     return user
 
 
@@ -50,7 +47,8 @@ async def create_admin(session: AsyncSession, hasher: PasswordHasher, cmd: Regis
     user = await register(session, hasher, cmd)
     user.role = Role.ADMIN.value
     user.email_verified = True
-    audit.info("account:admin_created", user_id=user.id)
+    await session.flush()
+    await record_audit(session, AuditAction.ADMIN_CREATED, target_type="user", target_id=user.id)
     return user
 
 
@@ -87,7 +85,13 @@ async def change_password(
         )
     user.password_hash = await hasher.hash(new)
     await AuthRepository(session).revoke_all_for_user(user.id, "password_changed")
-    audit.info("account:password_changed", user_id=user.id)
+    await record_audit(
+        session,
+        AuditAction.PASSWORD_CHANGED,
+        actor_id=user.id,
+        target_type="user",
+        target_id=user.id,
+    )
 
 
 async def list_users(
@@ -110,18 +114,24 @@ async def admin_update(
         (cmd.role is not None and cmd.role != Role.ADMIN) or cmd.suspended
     ):
         raise Conflict("Admins cannot demote or suspend themselves; ask another admin.")
-    if cmd.role is not None:
+    if cmd.role is not None and cmd.role.value != user.role:
+        await record_audit(
+            session,
+            AuditAction.ROLE_CHANGED,
+            actor_id=actor.user_id,
+            target_type="user",
+            target_id=user.id,
+            old=user.role,
+            new=cmd.role.value,
+        )
         user.role = cmd.role.value
-    if cmd.suspended is not None:
+    if cmd.suspended is not None and cmd.suspended != user.suspended:
         user.suspended = cmd.suspended
+        action = AuditAction.SUSPENDED if cmd.suspended else AuditAction.UNSUSPENDED
+        await record_audit(
+            session, action, actor_id=actor.user_id, target_type="user", target_id=user.id
+        )
         if cmd.suspended:
             await AuthRepository(session).revoke_all_for_user(user.id, "suspended")
     await session.flush()
-    audit.info(
-        "account:admin_updated",
-        actor_id=actor.user_id,
-        user_id=user.id,
-        role=user.role,
-        suspended=user.suspended,
-    )
     return user

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
 from tidings.accounts.repository import UserRepository
+from tidings.audit.service import AuditAction, record_audit
 from tidings.auth.policy import Principal, Role
 from tidings.auth.repository import AuthRepository
 from tidings.core.db import utcnow
@@ -22,7 +22,6 @@ from tidings.core.security import (
     new_refresh_token,
 )
 
-audit = structlog.get_logger("tidings.audit")
 BAD_CREDENTIALS = "Invalid username or password."
 BAD_REFRESH = "The refresh token is invalid, expired or revoked."
 
@@ -79,14 +78,29 @@ async def password_grant(
     user = await UserRepository(session).by_login(login)
     valid, rehashed = await hasher.verify(password, user.password_hash if user else None)
     if user is None or not valid:
-        audit.info("auth:login_failed", user_id=user.id if user else None)
-        raise OAuthError("invalid_grant", BAD_CREDENTIALS)
+        await record_audit(
+            session,
+            AuditAction.LOGIN_FAILED,
+            actor_id=user.id if user else None,
+            target_type="user",
+            target_id=user.id if user else None,
+            login=login[:64],
+        )
+        # keep_changes: the failure answers 400 but its audit event must be committed
+        raise OAuthError("invalid_grant", BAD_CREDENTIALS, keep_changes=True)
     if user.suspended:
         raise OAuthError("invalid_grant", "The account is suspended.")
     if rehashed:
         user.password_hash = rehashed
     auth_session = await AuthRepository(session).new_session(user.id)
-    audit.info("auth:login", user_id=user.id, session_id=auth_session.id)
+    await record_audit(
+        session,
+        AuditAction.LOGIN,
+        actor_id=user.id,
+        target_type="session",
+        target_id=auth_session.id,
+        method="password",
+    )
     return await _issue(session, signer, user, auth_session.id, refresh_ttl)
 
 
@@ -105,8 +119,12 @@ async def refresh_grant(
         raise OAuthError("invalid_grant", BAD_REFRESH)
     if token.used_at is not None or not await repo.claim_token(token.id, now):
         await repo.revoke_session(auth_session.id, "refresh_reuse")
-        audit.warning(
-            "auth:refresh_reuse", user_id=auth_session.user_id, session_id=auth_session.id
+        await record_audit(
+            session,
+            AuditAction.REFRESH_REUSE,
+            actor_id=auth_session.user_id,
+            target_type="session",
+            target_id=auth_session.id,
         )
         raise OAuthError("invalid_grant", BAD_REFRESH, keep_changes=True)
     user = await UserRepository(session).get(auth_session.user_id)
@@ -122,11 +140,23 @@ async def revoke(session: AsyncSession, signer: TokenSigner, token: str) -> None
     found = await repo.token_by_hash(hash_token(token))
     if found is not None:
         await repo.revoke_session(found[1].id, "logout")
-        audit.info("auth:logout", user_id=found[1].user_id, session_id=found[1].id)
+        await record_audit(
+            session,
+            AuditAction.LOGOUT,
+            actor_id=found[1].user_id,
+            target_type="session",
+            target_id=found[1].id,
+        )
         return
     try:
         claims = signer.verify(token)
     except TokenError:
         return
     await repo.revoke_session(claims.session_id, "logout")
-    audit.info("auth:logout", user_id=claims.subject, session_id=claims.session_id)
+    await record_audit(
+        session,
+        AuditAction.LOGOUT,
+        actor_id=claims.subject,
+        target_type="session",
+        target_id=claims.session_id,
+    )

@@ -15,8 +15,15 @@ _request_id: ContextVar[str | None] = ContextVar("tidings_request_id", default=N
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
+_client_ip: ContextVar[str | None] = ContextVar("tidings_client_ip", default=None)
+
+
 def current_request_id() -> str | None:
     return _request_id.get()
+
+
+def current_client_ip() -> str | None:
+    return _client_ip.get()
 
 
 class RequestIdMiddleware:
@@ -32,6 +39,8 @@ class RequestIdMiddleware:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
         token = _request_id.set(request_id)
+        client = scope.get("client")
+        ip_token = _client_ip.set(client[0] if client else None)
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
         started = False
@@ -63,6 +72,7 @@ class RequestIdMiddleware:
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
             _request_id.reset(token)
+            _client_ip.reset(ip_token)
 
 
 async def send_problem(

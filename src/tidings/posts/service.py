@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
+from tidings.audit.service import AuditAction, record_audit
 from tidings.auth.policy import Permission, Principal
 from tidings.core.db import utcnow
 from tidings.core.errors import (
@@ -180,6 +181,15 @@ async def delete_post(session: AsyncSession, viewer: Principal, post_id: int) ->
         session,
         domain.PostDeleted(post_id=post.id, user_id=viewer.user_id, by_moderator=not is_author),
     )
+    if not is_author:
+        await record_audit(
+            session,
+            AuditAction.POST_MODERATED,
+            actor_id=viewer.user_id,
+            target_type="post",
+            target_id=post.id,
+            author_id=post.author_id,
+        )
 
 
 async def like(session: AsyncSession, viewer: Principal, post_id: int) -> LikeStateOut:

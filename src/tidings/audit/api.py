@@ -1,0 +1,49 @@
+"""Admin view of the audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from tidings.audit.repository import AuditFilter, page_events
+from tidings.audit.schemas import AuditEventOut
+from tidings.auth.deps import require
+from tidings.auth.policy import Permission, Principal
+from tidings.core.deps import DbSession
+from tidings.core.pagination import Page, PageParams, page_params, paginate, set_next_link
+
+router = APIRouter(prefix="/api/v1/admin", tags=["audit"])
+Admin = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
+
+
+@router.get("/audit-events", response_model=Page[AuditEventOut], summary="The audit trail")
+async def list_audit_events(
+    request: Request,
+    response: Response,
+    _admin: Admin,
+    session: DbSession,
+    page: Annotated[PageParams, Depends(page_params)],
+    actor_id: Annotated[str | None, Query(pattern=r"^[0-9]{1,19}$")] = None,
+    action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_]+:[a-z_]+$")] = None,
+    target_type: Annotated[str | None, Query(max_length=32)] = None,
+    target_id: Annotated[str | None, Query(max_length=64)] = None,
+    since: Annotated[datetime | None, Query(description="RFC 3339, inclusive")] = None,
+    until: Annotated[datetime | None, Query(description="RFC 3339, exclusive")] = None,
+) -> Page[AuditEventOut]:
+    key = page.key("seq")
+    flt = AuditFilter(
+        actor_id=int(actor_id) if actor_id else None,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        since=since,
+        until=until,
+    )
+    rows = await page_events(session, flt, page.limit, key["seq"] if key else None)
+    events, cursor = paginate(rows, page.limit, lambda e: {"seq": e.seq})
+    set_next_link(request, response, cursor)
+    return Page[AuditEventOut](
+        data=[AuditEventOut.model_validate(e) for e in events], next_cursor=cursor
+    )
