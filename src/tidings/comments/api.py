@@ -55,8 +55,10 @@ async def create_comment(
     session: DbSession,
     _key: IdempotencyKey = None,
 ) -> Response:
+    target = parse_id(post_id, "post")
+
     async def produce() -> BaseModel:
-        return await service.create_comment(session, author, parse_id(post_id, "post"), body)
+        return await service.create_comment(session, author, target, body)
 
     return await idempotent(request, session, author.user_id, 201, produce, _comment_headers)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
+from tidings.audit.service import AuditAction, record_audit
 from tidings.auth.policy import Permission, Principal
 from tidings.comments.models import Comment
 from tidings.comments.repository import CommentRepository
@@ -248,6 +249,12 @@ async def update_comment(
     comment.text = cmd.text
     comment.version += 1
     comment.edited_at = utcnow()
+    record(
+        session,
+        domain.CommentUpdated(
+            comment_id=comment.id, post_id=comment.post_id, user_id=viewer.user_id
+        ),
+    )
     await session.flush()
     return render(comment, author)
 
@@ -268,6 +275,15 @@ async def delete_comment(session: AsyncSession, viewer: Principal, comment_id: i
             comment_id=comment.id, post_id=comment.post_id, user_id=viewer.user_id
         ),
     )
+    if comment.author_id != viewer.user_id:
+        await record_audit(
+            session,
+            AuditAction.COMMENT_MODERATED,
+            actor_id=viewer.user_id,
+            target_type="comment",
+            target_id=comment.id,
+            author_id=comment.author_id,
+        )
 
 
 async def _leave_thread(repo: CommentRepository, parent_id: int | None) -> None:

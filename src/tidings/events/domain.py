@@ -6,6 +6,16 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 
+def _stringify_ids(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_stringify_ids(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True)
 class DomainEvent:
     event_type: ClassVar[str] = "event"
@@ -19,11 +29,9 @@ class DomainEvent:
         return None
 
     def payload(self) -> dict[str, Any]:
-        # ids as strings: JSON consumers in other languages lose precision past 2**53
-        return {
-            k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v
-            for k, v in asdict(self).items()
-        }
+        # ids as strings, also inside lists: JSON consumers in other languages lose precision
+        # past 2**53
+        return {k: _stringify_ids(v) for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,22 @@ class CommentCreated(DomainEvent):
     post_author_id: int = 0
     parent_author_id: int | None = None
     mentioned_user_ids: tuple[int, ...] = ()
+
+    @property
+    def aggregate_id(self) -> int:
+        return self.comment_id
+
+    @property
+    def actor_id(self) -> int | None:
+        return self.user_id
+
+
+@dataclass(frozen=True)
+class CommentUpdated(DomainEvent):
+    event_type: ClassVar[str] = "comment.updated"
+    comment_id: int
+    post_id: int
+    user_id: int
 
     @property
     def aggregate_id(self) -> int:
