@@ -89,8 +89,10 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 @pytest.fixture
-def container(settings: Settings) -> Container:
-    return Container.build(settings)
+async def container(settings: Settings) -> AsyncIterator[Container]:
+    built = Container.build(settings)
+    yield built
+    await built.close()
 
 
 @pytest.fixture

@@ -41,9 +41,15 @@ Errors are RFC 9457 `application/problem+json`. Ids are strings. Lists are curso
 def _lifespan(container: Container) -> Any:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        events = None
+        if container.settings.runs_relay_in_api:
+            events = container.events or container.build_events()
+            await events.start(relay=True, consume=True)
         try:
             yield
         finally:
+            if events is not None:
+                await events.stop(container.settings.worker_grace_seconds)
             await container.close()
 
     return lifespan

@@ -75,6 +75,39 @@ def serve(
 
 
 @app.command()
+def worker() -> None:
+    """Run the outbox relay and the event consumers (production brokers: redis, rabbitmq).
+
+    SIGTERM or Ctrl-C stops taking work and lets jobs in hand finish within
+    TIDINGS_WORKER_GRACE_SECONDS; unfinished jobs are not acknowledged and are delivered again.
+    """
+    settings = _settings()
+    asyncio.run(_run_worker(settings))
+
+
+async def _run_worker(settings: Settings) -> None:
+    import signal
+
+    from tidings.core.container import Container
+    from tidings.core.logging import configure_logging
+
+    configure_logging(settings.log_level, settings.effective_log_format)
+    container = Container.build(settings)
+    events = container.build_events()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await events.start(relay=True, consume=True)
+    console.print(f"Tidings worker: broker {settings.broker}, relay and consumers running")
+    try:
+        await stop.wait()
+    finally:
+        await events.stop(settings.worker_grace_seconds)
+        await container.close()
+
+
+@app.command()
 def migrate(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
     check: Annotated[

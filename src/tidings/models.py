@@ -5,7 +5,12 @@ from tidings.audit.models import AuditEvent
 from tidings.auth.models import AuthSession, RefreshToken
 from tidings.comments.models import Comment
 from tidings.core.db import Base
-from tidings.events.models import IdempotencyRecord, OutboxMessage
+from tidings.events.models import (
+    DeadLetter,
+    IdempotencyRecord,
+    OutboxMessage,
+    ProcessedEvent,
+)
 from tidings.graph.models import Block, Follow, Mute
 from tidings.posts.models import Like, Post, PostMention, PostTag
 
@@ -15,6 +20,7 @@ __all__ = [
     "Base",
     "Block",
     "Comment",
+    "DeadLetter",
     "Follow",
     "IdempotencyRecord",
     "Like",
@@ -23,6 +29,7 @@ __all__ = [
     "Post",
     "PostMention",
     "PostTag",
+    "ProcessedEvent",
     "RefreshToken",
     "User",
 ]

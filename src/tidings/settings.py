@@ -46,6 +46,16 @@ class Settings(BaseSettings):
     password_hash_memory_kib: int = Field(default=65_536, ge=1024, le=1_048_576)
     password_hash_parallelism: int = Field(default=4, ge=1, le=16)
 
+    broker: Literal["memory", "redis", "rabbitmq"] = "memory"
+    broker_url: str | None = None
+    relay_in_api: bool | None = None
+    relay_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    relay_redelivery_seconds: int = Field(default=30, ge=1, le=3600)
+    worker_concurrency: int = Field(default=20, ge=1, le=1000)
+    worker_grace_seconds: float = Field(default=10.0, ge=0, le=600)
+    consumer_max_attempts: int = Field(default=5, ge=1, le=50)
+    consumer_retry_base_seconds: float = Field(default=0.5, gt=0, le=600)
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] | None = None
@@ -69,6 +79,21 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'tidings.db'}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        if self.broker == "rabbitmq":
+            return "amqp://guest:guest@127.0.0.1:5672/"
+        return "redis://127.0.0.1:6379/0"
+
+    @property
+    def runs_relay_in_api(self) -> bool:
+        """The API process relays and consumes events itself (the embedded default)."""
+        if self.relay_in_api is not None:
+            return self.relay_in_api
+        return self.broker == "memory"
 
     @property
     def effective_log_format(self) -> str:

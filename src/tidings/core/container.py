@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tidings.core.db import Database
 from tidings.core.keys import KeyMaterial, load_key_material
 from tidings.core.security import PasswordHasher, TokenSigner
 from tidings.settings import Settings
+
+if TYPE_CHECKING:
+    from tidings.events.runtime import EventRuntime
 
 
 @dataclass
@@ -17,6 +21,7 @@ class Container:
     keys: KeyMaterial
     hasher: PasswordHasher
     signer: TokenSigner
+    events: EventRuntime | None = field(default=None)
 
     @classmethod
     def build(cls, settings: Settings) -> Container:
@@ -37,6 +42,13 @@ class Container:
                 ttl_seconds=settings.access_token_ttl_seconds,
             ),
         )
+
+    def build_events(self) -> EventRuntime:
+        from tidings.events.registry import build_registry
+        from tidings.events.runtime import EventRuntime
+
+        self.events = EventRuntime(self.settings, self.db, build_registry(), self)
+        return self.events
 
     async def close(self) -> None:
         await self.db.dispose()

@@ -40,6 +40,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         raise
     else:
         await session.commit()
+        if session.info.get("outbox") and container.events is not None:
+            container.events.wake()
     finally:
         await session.close()
         _write_intent.reset(token)

@@ -25,7 +25,36 @@ class OutboxMessage(Base):
     actor_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    published_at: Mapped[datetime | None] = mapped_column(default=None)
+    published_at: Mapped[datetime | None] = mapped_column(default=None)  # every consumer done
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ProcessedEvent(Base):
+    """An event a consumer has applied; inserted in the same transaction as the side effect,
+    so a redelivered event is skipped (exactly-once effect over at-least-once delivery)."""
+
+    __tablename__ = "processed_events"
+
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeadLetter(Base):
+    """An event a consumer failed on after every retry; an admin can list and replay it."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_event_id", "event_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=new_id, autoincrement=False)
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    consumer: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(64))
+    error: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    replayed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class IdempotencyRecord(Base):

@@ -10,6 +10,7 @@ from tidings.events.models import OutboxMessage
 
 def record(session: AsyncSession, event: DomainEvent) -> None:
     """Stage an event; it is committed (or rolled back) with the change it describes."""
+    session.info["outbox"] = True  # the unit of work wakes the relay after commit
     session.add(
         OutboxMessage(
             event_type=event.event_type,

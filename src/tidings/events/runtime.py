@@ -1,0 +1,126 @@
+"""The event runtime: a taskiq broker, the delivery task, the outbox relay and a receiver.
+
+Embedded default: the in-memory broker, with relay and consumers inside the ``tidings serve``
+process. Production: Redis Streams or RabbitMQ, with ``tidings worker`` running relay and
+consumers (any number of workers; the relay claims rows with SKIP LOCKED).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from taskiq import AsyncBroker, InMemoryBroker
+from taskiq.acks import AcknowledgeType
+from taskiq.kicker import AsyncKicker
+from taskiq.receiver import Receiver
+
+from tidings.core.db import Database
+from tidings.events.consumers import ConsumerRegistry
+from tidings.events.delivery import RetryPolicy, deliver
+from tidings.events.relay import OutboxRelay
+from tidings.settings import Settings
+
+TASK_NAME = "tidings.deliver_event"
+log = structlog.get_logger("tidings.events")
+
+
+def build_broker(settings: Settings) -> AsyncBroker:
+    if settings.broker == "memory":
+        return InMemoryBroker(max_async_tasks=settings.worker_concurrency)
+    url = settings.effective_broker_url
+    if settings.broker == "redis":
+        from taskiq_redis import RedisStreamBroker
+
+        return RedisStreamBroker(
+            url=url,
+            queue_name="tidings:events",
+            consumer_group_name="tidings",
+            idle_timeout=settings.relay_redelivery_seconds * 1000,
+            maxlen=1_000_000,
+        )
+    from taskiq_aio_pika import AioPikaBroker
+
+    return AioPikaBroker(url=url, queue_name="tidings.events", declare_exchange=True)
+
+
+class EventRuntime:
+    def __init__(
+        self, settings: Settings, db: Database, registry: ConsumerRegistry, context: Any
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.registry = registry
+        self.context = context
+        self.policy = RetryPolicy(
+            max_attempts=settings.consumer_max_attempts,
+            base_delay=settings.consumer_retry_base_seconds,
+        )
+        self.broker = build_broker(settings)
+        self.broker.register_task(self._delivery_task(), task_name=TASK_NAME)
+        self._kicker: AsyncKicker[Any, Any] = AsyncKicker(TASK_NAME, self.broker, labels={})
+        self.relay = OutboxRelay(
+            db,
+            registry,
+            self._publish,
+            redelivery_after=timedelta(seconds=settings.relay_redelivery_seconds),
+        )
+        self._stop = asyncio.Event()
+        self._finish = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _publish(self, consumer: str, event_id: int) -> None:
+        await self._kicker.kiq(consumer, event_id)
+
+    def _delivery_task(self) -> Callable[[str, int], Awaitable[None]]:
+        async def deliver_event(consumer: str, event_id: int) -> None:
+            await deliver(self.db, self.registry, consumer, event_id, self.context, self.policy)
+
+        return deliver_event
+
+    def wake(self) -> None:
+        """A transaction with events committed: run the relay now rather than at the next poll."""
+        self.relay.wake.set()
+
+    @property
+    def embedded(self) -> bool:
+        return isinstance(self.broker, InMemoryBroker)
+
+    async def start(self, *, relay: bool, consume: bool) -> None:
+        self.broker.is_worker_process = consume
+        await self.broker.startup()
+        if relay:
+            self._tasks.append(
+                asyncio.create_task(self.relay.run(self._stop, self.settings.relay_poll_seconds))
+            )
+        if consume and not self.embedded:
+            receiver = Receiver(
+                self.broker,
+                run_startup=False,
+                max_async_tasks=self.settings.worker_concurrency,
+                ack_type=AcknowledgeType.WHEN_SAVED,
+                propagate_exceptions=False,
+            )
+            self._tasks.append(asyncio.create_task(receiver.listen(self._finish)))
+        log.info("events_started", broker=self.settings.broker, relay=relay, consume=consume)
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Stop taking work, let the jobs in hand finish within the grace period; what is not
+        finished is not acknowledged, so the broker (or the relay) delivers it again."""
+        self._stop.set()
+        self._finish.set()
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if isinstance(self.broker, InMemoryBroker):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.broker.wait_all(), grace_seconds)
+        await self.broker.shutdown()
+        log.info("events_stopped")
