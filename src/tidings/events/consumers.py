@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,9 +51,20 @@ class Consumer:
     handler: Handler
 
 
+# A background loop (e.g. the webhook dispatcher): runs until the event is set.
+Loop = Callable[[asyncio.Event, Any], Awaitable[None]]
+
+
 @dataclass
 class ConsumerRegistry:
     consumers: dict[str, Consumer] = field(default_factory=dict)
+    loops: dict[str, Loop] = field(default_factory=dict)
+
+    def add_loop(self, name: str, loop: Loop) -> None:
+        """A loop that runs wherever the relay runs (``tidings worker``, or the embedded API)."""
+        if name in self.loops:
+            raise ValueError(f"loop {name!r} registered twice")
+        self.loops[name] = loop
 
     def add(self, name: str, event_types: Iterable[str], handler: Handler) -> None:
         if name in self.consumers:

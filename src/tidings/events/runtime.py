@@ -94,6 +94,8 @@ class EventRuntime:
         self.broker.is_worker_process = consume
         await self.broker.startup()
         if relay:
+            for loop in self.registry.loops.values():
+                self._tasks.append(asyncio.create_task(loop(self._stop, self.context)))
             self._tasks.append(
                 asyncio.create_task(self.relay.run(self._stop, self.settings.relay_poll_seconds))
             )
