@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -52,7 +52,7 @@ class Consumer:
 
 
 # A background loop (e.g. the webhook dispatcher): runs until the event is set.
-Loop = Callable[[asyncio.Event, Any], Awaitable[None]]
+Loop = Callable[[asyncio.Event, Any], Coroutine[Any, Any, None]]
 
 
 @dataclass
