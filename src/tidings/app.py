@@ -18,6 +18,7 @@ from tidings.audit.api import router as audit_router
 from tidings.auth.api import router as auth_router
 from tidings.auth.schemas import RevokeRequest, TokenRequest
 from tidings.comments.api import router as comments_router
+from tidings.core.clientip import parse_networks
 from tidings.core.container import Container
 from tidings.core.headers import SecurityHeadersMiddleware
 from tidings.core.health import router as health_router
@@ -129,5 +130,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, docs_paths=DOCS_PATHS)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(
+        RequestIdMiddleware, trusted_proxies=parse_networks(settings.trusted_proxies)
+    )
     return app

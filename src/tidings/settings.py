@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = Field(default=5, ge=1, le=50)
     consumer_retry_base_seconds: float = Field(default=0.5, gt=0, le=600)
 
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_max_connections: int = Field(default=50, ge=1, le=10_000)
+    rate_limit_enabled: bool = True
+    rate_limit_storage: Literal["memory", "redis"] = "memory"
+    rate_limits: dict[str, str] = Field(default_factory=dict)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] | None = None
@@ -63,7 +70,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     node_id: int | None = Field(default=None, ge=0, le=1023)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

@@ -16,7 +16,7 @@ from tidings.accounts.schemas import (
     PublicProfile,
     RegisterRequest,
 )
-from tidings.auth.deps import Viewer, require
+from tidings.auth.deps import Viewer, limit, require
 from tidings.auth.policy import Permission, Principal, Role
 from tidings.core.deps import ContainerDep, DbSession
 from tidings.core.pagination import Page, PageParams, page_params, set_next_link
@@ -28,7 +28,13 @@ SelfWriter = Annotated[Principal, Depends(require(Permission.SELF_WRITE))]
 Admin = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
 
 
-@router.post("/accounts", status_code=201, response_model=Account, summary="Register")
+@router.post(
+    "/accounts",
+    status_code=201,
+    response_model=Account,
+    summary="Register",
+    dependencies=[Depends(limit("register"))],
+)
 async def register(
     body: RegisterRequest, session: DbSession, container: ContainerDep, _viewer: Viewer
 ) -> Account:
@@ -48,7 +54,12 @@ async def update_me(body: ProfileUpdate, principal: SelfWriter, session: DbSessi
     return Account.model_validate(user)
 
 
-@router.post("/me/password", status_code=204, summary="Change your password (signs out everywhere)")
+@router.post(
+    "/me/password",
+    status_code=204,
+    summary="Change your password (signs out everywhere)",
+    dependencies=[Depends(limit("password_change"))],
+)
 async def change_password(
     body: PasswordChange, principal: SelfWriter, session: DbSession, container: ContainerDep
 ) -> Response:

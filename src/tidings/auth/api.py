@@ -10,9 +10,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from tidings.auth import service
 from tidings.auth.deps import public
+from tidings.auth.login_guard import password_login
 from tidings.auth.schemas import PasswordGrant, RevokeRequest, TokenRequest, TokenResponse
 from tidings.core.deps import ContainerDep, DbSession
 from tidings.core.errors import BadRequest, FieldError, OAuthError, UnsupportedMediaType
+from tidings.core.requestid import current_client_ip
 
 router = APIRouter(tags=["auth"])
 _token_request: TypeAdapter[Any] = TypeAdapter(TokenRequest)
@@ -82,10 +84,9 @@ async def token(
         raise _invalid_request(exc) from exc
     ttl = container.settings.refresh_token_ttl_seconds
     if isinstance(grant, PasswordGrant):
-        pair = await service.password_grant(
-            session, container.hasher, container.signer, grant.username, grant.password, ttl
-        )
+        pair = await password_login(session, container, grant, ttl)
     else:
+        await container.limiter.enforce("token_refresh", current_client_ip() or "unknown")
         pair = await service.refresh_grant(session, container.signer, grant.refresh_token, ttl)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"

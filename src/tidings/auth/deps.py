@@ -15,6 +15,7 @@ from tidings.auth import service as auth_service
 from tidings.auth.policy import Permission, Principal
 from tidings.core.deps import ContainerDep, DbSession
 from tidings.core.errors import Forbidden, Unauthorized
+from tidings.core.requestid import current_client_ip
 
 POLICY_ATTR = "__tidings_policy__"
 
@@ -25,13 +26,45 @@ BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bear
 async def _optional_principal(
     request: Request, credentials: BearerCredentials, container: ContainerDep, session: DbSession
 ) -> Principal | None:
+    """Who is calling, with the general rate limit applied (per IP anonymous, per user signed
+    in). Every route passes through here, because every route declares a policy."""
     if credentials is None:
         if request.headers.get("authorization"):
             raise Unauthorized("The Authorization header must be 'Bearer <token>'.")
+        await _limit(request, container, "anonymous", client_key())
         return None
     principal = await auth_service.authenticate(session, container.signer, credentials.credentials)
     request.state.authenticated = True
+    await _limit(request, container, "authenticated", str(principal.user_id))
     return principal
+
+
+def client_key() -> str:
+    return current_client_ip() or "unknown"
+
+
+async def _limit(request: Request, container: ContainerDep, policy: str, key: str) -> None:
+    decision = await container.limiter.enforce(policy, key)
+    if decision is not None:
+        current = getattr(request.state, "rate_limit", None)
+        if current is None or decision.remaining < current.remaining:
+            request.state.rate_limit = decision
+
+
+def limit(policy: str) -> Callable[..., Awaitable[None]]:
+    """An extra, tighter budget for a sensitive route: per user when signed in, else per IP."""
+
+    async def dependency(
+        request: Request,
+        container: ContainerDep,
+        principal: Annotated[Principal | None, Depends(_optional_principal)],
+    ) -> None:
+        scope = container.limiter.policies[policy].scope
+        key = str(principal.user_id) if principal and scope == "user" else client_key()
+        await _limit(request, container, policy, key)
+
+    dependency.__name__ = f"limit_{policy}"
+    return dependency
 
 
 async def public(

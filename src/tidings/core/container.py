@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from tidings.core.db import Database
 from tidings.core.keys import KeyMaterial, load_key_material
 from tidings.core.security import PasswordHasher, TokenSigner
+from tidings.ratelimit.limiter import RateLimiter
 from tidings.settings import Settings
 
 if TYPE_CHECKING:
@@ -21,7 +22,11 @@ class Container:
     keys: KeyMaterial
     hasher: PasswordHasher
     signer: TokenSigner
+    limiter: RateLimiter = field(init=False)
     events: EventRuntime | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.settings)
 
     @classmethod
     def build(cls, settings: Settings) -> Container:

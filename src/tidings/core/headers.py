@@ -42,6 +42,11 @@ class SecurityHeadersMiddleware:
                     extra.append((b"strict-transport-security", b"max-age=63072000"))
                 if authed and b"cache-control" not in present:
                     extra.append((b"cache-control", b"no-store"))
+                decision = scope.get("state", {}).get("rate_limit")
+                if decision is not None and b"ratelimit" not in present:
+                    extra += [
+                        (k.lower().encode(), v.encode()) for k, v in decision.headers().items()
+                    ]
                 message["headers"] = headers + extra
             await send(message)
 

@@ -36,4 +36,9 @@ async def readyz(request: Request, container: ContainerDep) -> Response | dict[s
         return problem_response(
             request, 503, "Service unavailable", "not-ready", "The database is unreachable."
         )
-    return {"status": "ok", "database": "ok"}
+    limits_ok = await container.limiter.healthy()
+    return {
+        "status": "ok" if limits_ok else "degraded",
+        "database": "ok",
+        "rate_limit_store": "ok" if limits_ok else "degraded",
+    }

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from contextvars import ContextVar
 
 import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tidings.core.clientip import Network, client_ip
 
 log = structlog.get_logger("tidings.errors")
 _request_id: ContextVar[str | None] = ContextVar("tidings_request_id", default=None)
@@ -29,8 +32,9 @@ def current_client_ip() -> str | None:
 class RequestIdMiddleware:
     """Pure ASGI middleware: sets the id, binds it for structlog, echoes it on the response."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[Network] = ()) -> None:
         self.app = app
+        self.trusted_proxies = list(trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,7 +44,8 @@ class RequestIdMiddleware:
         request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
         token = _request_id.set(request_id)
         client = scope.get("client")
-        ip_token = _client_ip.set(client[0] if client else None)
+        peer = client[0] if client else None
+        ip_token = _client_ip.set(client_ip(peer, dict(scope["headers"]), self.trusted_proxies))
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
         started = False

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from tidings.accounts.api import UsernamePath
 from tidings.accounts.schemas import PublicProfile
-from tidings.auth.deps import Viewer, require
+from tidings.auth.deps import Viewer, limit, require
 from tidings.auth.policy import Permission, Principal
 from tidings.core.deps import DbSession
 from tidings.core.pagination import Page, PageParams, page_params, set_next_link
@@ -20,7 +20,12 @@ Actor = Annotated[Principal, Depends(require(Permission.CONTENT_WRITE))]
 PageDep = Annotated[PageParams, Depends(page_params)]
 
 
-@router.put("/follow", response_model=RelationshipOut, summary="Follow (idempotent)")
+@router.put(
+    "/follow",
+    response_model=RelationshipOut,
+    summary="Follow (idempotent)",
+    dependencies=[Depends(limit("follow"))],
+)
 async def follow(username: UsernamePath, actor: Actor, session: DbSession) -> RelationshipOut:
     return RelationshipOut.model_validate(await service.follow(session, actor, username))
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel
 
 from tidings.accounts.schemas import PublicProfile
-from tidings.auth.deps import Viewer, require
+from tidings.auth.deps import Viewer, limit, require
 from tidings.auth.policy import Permission, Principal
 from tidings.core.deps import DbSession
 from tidings.core.http import IdPath, etag_for, expected_version, not_modified, parse_id
@@ -45,6 +45,7 @@ def _post_headers(model: BaseModel) -> dict[str, str]:
     response_model=PostOut,
     summary="Compose a post",
     responses={201: {"headers": {"ETag": {"schema": {"type": "string"}}}}},
+    dependencies=[Depends(limit("post_create"))],
 )
 async def create_post(
     request: Request,
@@ -111,7 +112,12 @@ async def delete_post(post_id: IdPath, author: Author, session: DbSession) -> Re
     return Response(status_code=204)
 
 
-@router.put("/{post_id}/like", response_model=LikeStateOut, summary="Like (idempotent)")
+@router.put(
+    "/{post_id}/like",
+    response_model=LikeStateOut,
+    summary="Like (idempotent)",
+    dependencies=[Depends(limit("like"))],
+)
 async def like(post_id: IdPath, author: Author, session: DbSession) -> LikeStateOut:
     return await service.like(session, author, parse_id(post_id, "post"))
 
@@ -143,6 +149,7 @@ async def likes(
     status_code=201,
     response_model=ShareStateOut,
     summary="Share a public post (once; repeating answers 200)",
+    dependencies=[Depends(limit("share"))],
 )
 async def share(
     post_id: IdPath, author: Author, session: DbSession, response: Response

@@ -1,0 +1,53 @@
+"""Sign-in throttling around the password grant: per-IP and per-account budgets and a
+progressive lockout per (account, client) after failed attempts.
+
+The lockout is keyed by the login string as typed (normalised), so unknown accounts are
+throttled exactly like real ones and the answers reveal nothing about which exist.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.auth import service
+from tidings.auth.schemas import PasswordGrant
+from tidings.core.container import Container
+from tidings.core.errors import OAuthError, RateLimited
+from tidings.core.requestid import current_client_ip
+
+
+def _account_key(login: str) -> str:
+    return login.strip().lower()
+
+
+async def password_login(
+    session: AsyncSession, container: Container, grant: PasswordGrant, refresh_ttl: int
+) -> service.TokenPair:
+    limiter = container.limiter
+    ip = current_client_ip() or "unknown"
+    account = _account_key(grant.username)
+    lock_key = f"{account}|{ip}"
+    await limiter.enforce("login_ip", ip)
+    await limiter.enforce("login_account", account)
+    try:
+        await limiter.enforce("login_lockout", lock_key, test_only=True)
+    except RateLimited as exc:
+        exc.detail = (
+            "Too many failed sign-ins for this account from here; "
+            f"try again in {exc.extra.get('retry_after')} s."
+        )
+        raise
+    try:
+        pair = await service.password_grant(
+            session,
+            container.hasher,
+            container.signer,
+            grant.username,
+            grant.password,
+            refresh_ttl,
+        )
+    except OAuthError:
+        await limiter.enforce("login_lockout", lock_key)  # count the failure
+        raise
+    await limiter.reset("login_lockout", lock_key)
+    return pair
