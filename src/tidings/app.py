@@ -128,7 +128,11 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             expose_headers=["ETag", "Link", "X-Request-ID", "Retry-After"],
             max_age=600,
         )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        max_json_depth=settings.max_json_depth,
+    )
     app.add_middleware(SecurityHeadersMiddleware, docs_paths=DOCS_PATHS)
     app.add_middleware(
         RequestIdMiddleware, trusted_proxies=parse_networks(settings.trusted_proxies)

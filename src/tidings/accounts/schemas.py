@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, EmailStr, Field, HttpUrl, StringConstraints
 
+from tidings.accounts.passwords import check_not_common
 from tidings.auth.policy import Role
 from tidings.core.schemas import Id, RequestModel, ResponseModel, Timestamp
 
@@ -45,7 +46,11 @@ Username = Annotated[
     StringConstraints(pattern=USERNAME_PATTERN, min_length=3, max_length=30),
     AfterValidator(_not_reserved),
 ]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=128, strip_whitespace=False)]
+Password = Annotated[
+    str,
+    StringConstraints(min_length=8, max_length=128, strip_whitespace=False),
+    AfterValidator(check_not_common),
+]
 DisplayName = Annotated[str, StringConstraints(max_length=50)]
 UrlString = Annotated[HttpUrl, Field(max_length=2048)]
 
