@@ -24,6 +24,7 @@ test: $(VENV)/.installed ## the whole test suite (SQLite always; PostgreSQL when
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/ruff format --check src tests $(wildcard bench)
+	$(BIN)/bandit -q -r src -ll  # fails on any medium or high finding
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
