@@ -16,6 +16,7 @@ from tidings import __version__
 from tidings.accounts.api import router as accounts_router
 from tidings.audit.api import router as audit_router
 from tidings.auth.api import router as auth_router
+from tidings.auth.providers.api import router as providers_router
 from tidings.auth.schemas import RevokeRequest, TokenRequest
 from tidings.comments.api import router as comments_router
 from tidings.core.clientip import parse_networks
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     routers = (
         health_router,
         auth_router,
+        providers_router,
         accounts_router,
         graph_router,
         posts_router,

@@ -182,10 +182,23 @@ async def _create_admin(settings: Settings, cmd: object) -> int:
 def rotate_keys(
     keep: Annotated[int, typer.Option(min=2, help="Keys kept for verification.")] = 3,
 ) -> None:
-    """Start signing with a new key; older ones keep verifying until dropped."""
-    from tidings.core.keys import rotate_signing_keys
+    """Start signing with a new key; older ones keep verifying until dropped.
 
-    kid = rotate_signing_keys(_settings(), keep=keep)
+    With keys in a file (the default) the file is rewritten. With TIDINGS_SIGNING_KEYS set, the
+    rotated set is printed for you to put back into that variable.
+    """
+    import json
+
+    from tidings.core.keys import _parse_keyset, rotate_signing_keys, rotated_keyset
+
+    settings = _settings()
+    if settings.signing_keys is not None:
+        current = _parse_keyset(settings.signing_keys.get_secret_value(), "TIDINGS_SIGNING_KEYS")
+        rotated = rotated_keyset(list(current.keys), keep)
+        typer.echo(json.dumps(rotated.as_dict(private=True)))
+        console.print("Set TIDINGS_SIGNING_KEYS to the JSON above, then restart the API.")
+        return
+    kid = rotate_signing_keys(settings, keep=keep)
     console.print(f"[green]New signing key[/green] {kid}; restart the API to use it.")
 
 

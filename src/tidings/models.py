@@ -3,6 +3,7 @@
 from tidings.accounts.models import User
 from tidings.audit.models import AuditEvent
 from tidings.auth.models import AuthSession, RefreshToken
+from tidings.auth.providers.models import OAuthAuthorization, OAuthLoginCode, UserIdentity
 from tidings.comments.models import Comment
 from tidings.core.db import Base
 from tidings.events.models import (
@@ -25,6 +26,8 @@ __all__ = [
     "IdempotencyRecord",
     "Like",
     "Mute",
+    "OAuthAuthorization",
+    "OAuthLoginCode",
     "OutboxMessage",
     "Post",
     "PostMention",
@@ -32,4 +35,5 @@ __all__ = [
     "ProcessedEvent",
     "RefreshToken",
     "User",
+    "UserIdentity",
 ]

@@ -6,12 +6,14 @@ Nothing here touches the disk or the network; key material is loaded by
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset(
@@ -21,6 +23,65 @@ PLACEHOLDER_SECRETS = frozenset(
 
 def _default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("tidings", appauthor=False))
+
+
+PROVIDER_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+_PROVIDER_NAME = re.compile(PROVIDER_NAME_PATTERN)
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,62}\.?)*$")
+
+
+class OAuthProviderSettings(BaseModel):
+    """One sign-in provider, keyed by its name in ``TIDINGS_OAUTH_PROVIDERS`` (see docs/oauth.md).
+
+    ``type`` defaults to the name when that is ``google`` or ``github``, else ``oidc``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["google", "github", "oidc"] | None = None
+    client_id: str = Field(min_length=1, max_length=512)
+    client_secret: SecretStr
+    issuer: str | None = None  # google (default https://accounts.google.com) and oidc
+    display_name: str | None = Field(default=None, max_length=50)
+    scopes: list[str] | None = None  # default "openid email profile"; GitHub "read:user user:email"
+    api_base: str = "https://api.github.com"  # github
+    web_base: str = "https://github.com"  # github
+    enabled: bool = True
+    link_by_email: bool = True  # may a verified email join an existing verified account?
+    trusted_audiences: list[str] = Field(default_factory=list)  # extra ID-token audiences (rare)
+
+
+def _resolve_provider(name: str, config: OAuthProviderSettings) -> OAuthProviderSettings:
+    if not _PROVIDER_NAME.match(name):
+        raise ValueError(f"provider name {name!r} must match {PROVIDER_NAME_PATTERN}")
+    kind = config.type or (name if name in ("google", "github") else "oidc")
+    issuer = config.issuer
+    if kind == "google" and issuer is None:
+        issuer = "https://accounts.google.com"
+    if kind != "github" and not (issuer and issuer.startswith(("https://", "http://"))):
+        raise ValueError(f"provider {name!r} needs an http(s) issuer URL")
+    return config.model_copy(update={"type": kind, "issuer": issuer})
+
+
+def _check_redirect_uri(uri: str) -> str:
+    if not _URI_SCHEME.match(uri) or "#" in uri or any(c.isspace() for c in uri):
+        raise ValueError(f"redirect URI {uri!r} must be absolute, without a fragment or spaces")
+    if uri.lower().startswith(("http://", "https://")) and len(uri.split("/", 3)[2]) == 0:
+        raise ValueError(f"redirect URI {uri!r} has no host")
+    return uri
+
+
+def _check_allowed_host(entry: str) -> str:
+    """A webhook allowlist entry: an IP network (``127.0.0.0/8``), an address, or a host name."""
+    entry = entry.strip().lower()
+    try:
+        return str(ipaddress.ip_network(entry, strict=False))
+    except ValueError:
+        pass
+    if not _HOST_NAME.match(entry):
+        raise ValueError(f"webhook allowlist entry {entry!r} is neither a network nor a host name")
+    return entry.rstrip(".")
 
 
 class Settings(BaseSettings):
@@ -46,6 +107,12 @@ class Settings(BaseSettings):
     password_hash_memory_kib: int = Field(default=65_536, ge=1024, le=1_048_576)
     password_hash_parallelism: int = Field(default=4, ge=1, le=16)
 
+    oauth_providers: dict[str, OAuthProviderSettings] = Field(default_factory=dict)
+    oauth_redirect_uris: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    oauth_callback_base_url: str | None = None
+    oauth_keep_provider_tokens: bool = True
+    token_encryption_keys: SecretStr | None = None
+
     broker: Literal["memory", "redis", "rabbitmq"] = "memory"
     broker_url: str | None = None
     relay_in_api: bool | None = None
@@ -55,6 +122,21 @@ class Settings(BaseSettings):
     worker_grace_seconds: float = Field(default=10.0, ge=0, le=600)
     consumer_max_attempts: int = Field(default=5, ge=1, le=50)
     consumer_retry_base_seconds: float = Field(default=0.5, gt=0, le=600)
+
+    # webhooks (docs/webhooks.md)
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_encryption_keys: SecretStr | None = None
+    webhook_secret_overlap_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    webhook_retry_schedule: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [5, 300, 1800, 7200, 18_000, 36_000, 86_400]
+    )
+    webhook_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    webhook_max_response_bytes: int = Field(default=65_536, ge=0, le=10_485_760)
+    webhook_concurrency: int = Field(default=10, ge=1, le=500)
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    webhook_breaker_threshold: int = Field(default=5, ge=1, le=1000)
+    webhook_breaker_cooldown_seconds: int = Field(default=300, ge=1, le=86_400)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_max_connections: int = Field(default=50, ge=1, le=10_000)
@@ -71,6 +153,73 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(default=32, ge=2, le=512)
     debug: bool = False
     node_id: int | None = Field(default=None, ge=0, le=1023)
+
+    @field_validator("oauth_providers", mode="after")
+    @classmethod
+    def _resolve_providers(
+        cls, value: dict[str, OAuthProviderSettings]
+    ) -> dict[str, OAuthProviderSettings]:
+        return {name: _resolve_provider(name, config) for name, config in value.items()}
+
+    @field_validator("oauth_redirect_uris", mode="before")
+    @classmethod
+    def _split_redirect_uris(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list):
+            return [_check_redirect_uri(str(item)) for item in value]
+        return value
+
+    @field_validator("oauth_callback_base_url", mode="after")
+    @classmethod
+    def _check_callback_base(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("https://", "http://")) or "?" in value or "#" in value:
+            raise ValueError(
+                "must be the http(s) base URL of this API, e.g. https://api.example.com"
+            )
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _oauth_production_requirements(self) -> Settings:
+        if self.enabled_oauth_providers and self.is_production:
+            if not self.oauth_callback_base_url:
+                raise ValueError(
+                    "TIDINGS_OAUTH_CALLBACK_BASE_URL is required with sign-in providers"
+                )
+            if self.token_encryption_keys is None:
+                raise ValueError("TIDINGS_TOKEN_ENCRYPTION_KEYS is required with sign-in providers")
+        return self
+
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _split_webhook_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list):
+            return [_check_allowed_host(str(item)) for item in value]
+        return value
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _split_retry_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list) and not 1 <= len(value) <= 20:
+            raise ValueError("give between 1 and 20 retry delays (seconds, comma-separated)")
+        return value
+
+    @field_validator("webhook_retry_schedule", mode="after")
+    @classmethod
+    def _check_retry_schedule(cls, value: list[int]) -> list[int]:
+        if any(delay < 1 or delay > 7 * 86_400 for delay in value):
+            raise ValueError("each retry delay must be between 1 second and 7 days")
+        return value
+
+    @property
+    def enabled_oauth_providers(self) -> dict[str, OAuthProviderSettings]:
+        return {name: p for name, p in self.oauth_providers.items() if p.enabled}
 
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod

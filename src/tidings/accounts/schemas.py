@@ -84,7 +84,10 @@ class ProfileUpdate(RequestModel):
 
 
 class PasswordChange(RequestModel):
-    current_password: Annotated[str, StringConstraints(max_length=128, strip_whitespace=False)]
+    # Omitted only by an account that has no password yet (created by a sign-in provider).
+    current_password: (
+        Annotated[str, StringConstraints(max_length=128, strip_whitespace=False)] | None
+    ) = None
     new_password: Password
 
 

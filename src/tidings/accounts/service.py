@@ -74,15 +74,23 @@ async def update_profile(session: AsyncSession, user_id: int, changes: dict[str,
 
 
 async def change_password(
-    session: AsyncSession, hasher: PasswordHasher, user_id: int, current: str, new: str
+    session: AsyncSession, hasher: PasswordHasher, user_id: int, current: str | None, new: str
 ) -> None:
+    """Change the password; an account without one (made by a sign-in provider) sets its first
+    without ``current``."""
     user = await get_account(session, user_id)
-    valid, _ = await hasher.verify(current, user.password_hash)
-    if not valid:
-        raise ValidationFailed(
-            "The current password is wrong.",
-            errors=[FieldError(loc=["body", "current_password"], msg="does not match")],
-        )
+    if user.password_hash is not None:
+        if current is None:
+            raise ValidationFailed(
+                "The current password is required.",
+                errors=[FieldError(loc=["body", "current_password"], msg="field required")],
+            )
+        valid, _ = await hasher.verify(current, user.password_hash)
+        if not valid:
+            raise ValidationFailed(
+                "The current password is wrong.",
+                errors=[FieldError(loc=["body", "current_password"], msg="does not match")],
+            )
     user.password_hash = await hasher.hash(new)
     await AuthRepository(session).revoke_all_for_user(user.id, "password_changed")
     await record_audit(

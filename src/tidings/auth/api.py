@@ -11,7 +11,14 @@ from pydantic import TypeAdapter, ValidationError
 from tidings.auth import service
 from tidings.auth.deps import public
 from tidings.auth.login_guard import password_login
-from tidings.auth.schemas import PasswordGrant, RevokeRequest, TokenRequest, TokenResponse
+from tidings.auth.providers.codes import redeem_login_code
+from tidings.auth.schemas import (
+    AuthorizationCodeGrant,
+    PasswordGrant,
+    RevokeRequest,
+    TokenRequest,
+    TokenResponse,
+)
 from tidings.core.deps import ContainerDep, DbSession
 from tidings.core.errors import BadRequest, FieldError, OAuthError, UnsupportedMediaType
 from tidings.core.requestid import current_client_ip
@@ -65,7 +72,7 @@ def _invalid_request(exc: ValidationError) -> OAuthError:
 @router.post(
     "/api/v1/auth/token",
     response_model=TokenResponse,
-    summary="Get tokens (password or refresh_token grant)",
+    summary="Get tokens (password, refresh_token or authorization_code grant)",
     openapi_extra=_body_doc("TokenRequestBody"),
     responses={400: {"description": "invalid_request / invalid_grant / unsupported_grant_type"}},
     dependencies=[Depends(public)],
@@ -74,9 +81,10 @@ async def token(
     request: Request, response: Response, session: DbSession, container: ContainerDep
 ) -> TokenResponse:
     params = await _read_params(request)
-    if params.get("grant_type") not in ("password", "refresh_token"):
+    if params.get("grant_type") not in ("password", "refresh_token", "authorization_code"):
         raise OAuthError(
-            "unsupported_grant_type", "grant_type must be 'password' or 'refresh_token'."
+            "unsupported_grant_type",
+            "grant_type must be 'password', 'refresh_token' or 'authorization_code'.",
         )
     try:
         grant = _token_request.validate_python(params)
@@ -85,6 +93,10 @@ async def token(
     ttl = container.settings.refresh_token_ttl_seconds
     if isinstance(grant, PasswordGrant):
         pair = await password_login(session, container, grant, ttl)
+    elif isinstance(grant, AuthorizationCodeGrant):
+        pair = await redeem_login_code(
+            session, container.signer, grant.code, grant.code_verifier, grant.redirect_uri, ttl
+        )
     else:
         await container.limiter.enforce("token_refresh", current_client_ip() or "unknown")
         pair = await service.refresh_grant(session, container.signer, grant.refresh_token, ttl)

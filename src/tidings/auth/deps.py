@@ -84,7 +84,10 @@ def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
         principal: Annotated[Principal | None, Depends(_optional_principal)],
     ) -> Principal:
         if principal is None:
-            raise Unauthorized("Sign in first: send 'Authorization: Bearer <access token>'.")
+            raise Unauthorized(  # RFC 6750 §3.1: no error code when no credentials were sent
+                "Sign in first: send 'Authorization: Bearer <access token>'.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if not principal.can(permission):
             raise Forbidden(f"This needs the '{permission.value}' permission.")
         return principal

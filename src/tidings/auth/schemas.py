@@ -1,4 +1,4 @@
-"""Token endpoint bodies (RFC 6749 §4.3, §6; RFC 7009)."""
+"""Token endpoint bodies (RFC 6749 §4.1.3, §4.3, §6; RFC 7636; RFC 7009)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,20 @@ class RefreshGrant(_Form):
     scope: Annotated[str, StringConstraints(max_length=200)] | None = None
 
 
-TokenRequest = Annotated[PasswordGrant | RefreshGrant, Field(discriminator="grant_type")]
+class AuthorizationCodeGrant(_Form):
+    """A one-time login code from a sign-in provider's callback (docs/oauth.md)."""
+
+    grant_type: Literal["authorization_code"]
+    code: Secret
+    code_verifier: (
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9\-._~]{43,128}$")] | None
+    ) = None
+    redirect_uri: Annotated[str, StringConstraints(max_length=2048)] | None = None
+
+
+TokenRequest = Annotated[
+    PasswordGrant | RefreshGrant | AuthorizationCodeGrant, Field(discriminator="grant_type")
+]
 
 
 class RevokeRequest(_Form):

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.accounts.models import User
 from tidings.accounts.repository import UserRepository
 from tidings.audit.service import AuditAction, record_audit
+from tidings.auth.models import AuthSession
 from tidings.auth.policy import Principal, Role
 from tidings.auth.repository import AuthRepository
 from tidings.core.db import utcnow
@@ -65,6 +66,15 @@ async def _issue(
         refresh_token=refresh,
         expires_in=signer.ttl_seconds,
     )
+
+
+async def open_session(
+    session: AsyncSession, signer: TokenSigner, user: User, refresh_ttl: int
+) -> tuple[AuthSession, TokenPair]:
+    """A new sign-in session for ``user`` and its first token pair (sign-in providers use this
+    after their own checks; the caller records the audit event)."""
+    auth_session = await AuthRepository(session).new_session(user.id)
+    return auth_session, await _issue(session, signer, user, auth_session.id, refresh_ttl)
 
 
 async def password_grant(

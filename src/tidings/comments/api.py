@@ -12,7 +12,14 @@ from tidings.auth.policy import Permission, Principal
 from tidings.comments import service
 from tidings.comments.schemas import CommentCreate, CommentOut, CommentSort, CommentUpdate
 from tidings.core.deps import DbSession
-from tidings.core.http import IdPath, etag_for, expected_version, not_modified, parse_id
+from tidings.core.http import (
+    IdPath,
+    etag_for,
+    expected_version,
+    not_modified,
+    parse_id,
+    resource_headers,
+)
 from tidings.core.idempotency import idempotent
 from tidings.core.pagination import Page, PageParams, page_params, set_next_link
 
@@ -32,12 +39,8 @@ IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=200)]
 IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match", max_length=200)]
 
 
-def _comment_headers(model: BaseModel) -> dict[str, str]:
-    assert isinstance(model, CommentOut)
-    return {
-        "ETag": etag_for(model.version, model.model_dump_json().encode()),
-        "Location": f"/api/v1/comments/{model.id}",
-    }
+def _comment_headers(body: bytes) -> dict[str, str]:
+    return resource_headers(body, "/api/v1/comments")
 
 
 @router.post(

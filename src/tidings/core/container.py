@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from tidings.auth.providers.registry import ProviderRegistry
 from tidings.core.db import Database
 from tidings.core.keys import KeyMaterial, load_key_material
 from tidings.core.security import PasswordHasher, TokenSigner
@@ -24,9 +25,12 @@ class Container:
     signer: TokenSigner
     limiter: RateLimiter = field(init=False)
     events: EventRuntime | None = field(default=None)
+    oauth: ProviderRegistry | None = field(default=None)  # sign-in providers + their HTTP client
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.settings)
+        if self.oauth is None:
+            self.oauth = ProviderRegistry(self.settings, self.keys)
 
     @classmethod
     def build(cls, settings: Settings) -> Container:
@@ -56,4 +60,6 @@ class Container:
         return self.events
 
     async def close(self) -> None:
+        if self.oauth is not None:
+            await self.oauth.aclose()
         await self.db.dispose()

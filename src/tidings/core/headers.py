@@ -37,7 +37,8 @@ class SecurityHeadersMiddleware:
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
                 extra = [h for h in _ALWAYS if h[0] not in present]
-                extra.append((b"content-security-policy", _DOCS_CSP if is_docs else _API_CSP))
+                if b"content-security-policy" not in present:
+                    extra.append((b"content-security-policy", _DOCS_CSP if is_docs else _API_CSP))
                 if tls:
                     extra.append((b"strict-transport-security", b"max-age=63072000"))
                 if authed and b"cache-control" not in present:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated
 
+import orjson
 from fastapi import Path, Request
 
 from tidings.core.errors import NotFound, PreconditionFailed
@@ -51,3 +52,13 @@ def not_modified(request: Request, etag: str) -> bool:
         return False
     tags = _tags(header)
     return "*" in tags or etag in tags or f"W/{etag}" in tags
+
+
+def resource_headers(body: bytes, collection: str) -> dict[str, str]:
+    """``ETag`` and ``Location`` of a created resource, from its serialised body (so a replayed
+    idempotent response carries the same headers as the original)."""
+    data = orjson.loads(body)
+    return {
+        "ETag": etag_for(int(data["version"]), body),
+        "Location": f"{collection}/{data['id']}",
+    }

@@ -53,13 +53,13 @@ async def idempotent(
     user_id: int,
     status_code: int,
     produce: Callable[[], Awaitable[BaseModel]],
-    headers: Callable[[BaseModel], dict[str, str]] | None = None,
+    headers: Callable[[bytes], dict[str, str]] | None = None,
 ) -> Response:
     """Run ``produce`` once per (user, key); retries get the stored response."""
     key = _key(request)
     if key is None:
         model = await produce()
-        return _respond(status_code, model.model_dump_json().encode(), headers, model)
+        return _respond(status_code, model.model_dump_json().encode(), headers)
     fingerprint = _fingerprint(request, await request.body())
     await session.execute(
         delete(IdempotencyRecord).where(
@@ -70,7 +70,7 @@ async def idempotent(
     )
     values = {"user_id": user_id, "key": key, "fingerprint": fingerprint}
     if not await insert_ignore(session, IdempotencyRecord, values, ["user_id", "key"]):
-        return await _replay(session, user_id, key, fingerprint)
+        return await _replay(session, user_id, key, fingerprint, headers)
     model = await produce()
     body = model.model_dump_json().encode()
     record = await session.get(IdempotencyRecord, (user_id, key))
@@ -78,10 +78,16 @@ async def idempotent(
     record.status_code = status_code
     record.response_body = body.decode()
     await session.flush()
-    return _respond(status_code, body, headers, model)
+    return _respond(status_code, body, headers)
 
 
-async def _replay(session: AsyncSession, user_id: int, key: str, fingerprint: str) -> Response:
+async def _replay(
+    session: AsyncSession,
+    user_id: int,
+    key: str,
+    fingerprint: str,
+    headers: Callable[[bytes], dict[str, str]] | None,
+) -> Response:
     stmt = (
         select(IdempotencyRecord)
         .where(IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key)
@@ -92,24 +98,23 @@ async def _replay(session: AsyncSession, user_id: int, key: str, fingerprint: st
         raise Conflict("A request with this Idempotency-Key is still in progress; retry.")
     if record.fingerprint != fingerprint:
         raise ValidationFailed(f"This {HEADER} was used with a different request; use a new key.")
+    body = record.response_body.encode()
     response = Response(
-        content=record.response_body,
+        content=body,
         status_code=record.status_code,
         media_type="application/json",
+        headers=headers(body) if headers else None,
     )
     response.headers["Idempotent-Replayed"] = "true"
     return response
 
 
 def _respond(
-    status_code: int,
-    body: bytes,
-    headers: Callable[[BaseModel], dict[str, str]] | None,
-    model: BaseModel,
+    status_code: int, body: bytes, headers: Callable[[bytes], dict[str, str]] | None
 ) -> Response:
     return Response(
         content=body,
         status_code=status_code,
         media_type="application/json",
-        headers=headers(model) if headers else None,
+        headers=headers(body) if headers else None,
     )

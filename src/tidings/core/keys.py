@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OKPKey
 
 from tidings.core.errors import ConfigurationError
@@ -61,10 +62,15 @@ def _check_secret(value: str) -> None:
 def _parse_keyset(raw: str, origin: str) -> KeySet:
     try:
         keyset = KeySet.import_key_set(json.loads(raw))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, JoseError) as exc:
         raise ConfigurationError(f"{origin} is not a valid private JWK set: {exc}") from exc
-    if not keyset.keys or any(not k.is_private or k.kid is None for k in keyset.keys):
-        raise ConfigurationError(f"{origin} must hold private keys, each with a kid")
+    if not keyset.keys:
+        raise ConfigurationError(f"{origin} holds no keys")
+    for key in keyset.keys:
+        if not isinstance(key, OKPKey) or key.as_dict().get("crv") != "Ed25519":
+            raise ConfigurationError(f"{origin} may only hold Ed25519 (OKP) keys")
+        if not key.is_private or key.kid is None:
+            raise ConfigurationError(f"{origin} must hold private keys, each with a kid")
     return keyset
 
 
@@ -108,12 +114,18 @@ def load_key_material(settings: Settings) -> KeyMaterial:
     return KeyMaterial(secret_key=_load_secret(settings), signing_keys=_load_signing_keys(settings))
 
 
+def rotated_keyset(current: list[Any], keep: int = 3) -> KeySet:
+    """A new signing key first; older keys stay for verification (up to ``keep`` in all)."""
+    return KeySet([new_signing_key(), *current][:keep])
+
+
 def rotate_signing_keys(settings: Settings, keep: int = 3) -> str:
-    """Put a new signing key first; older keys stay for verification (up to ``keep`` in all)."""
+    """Rotate the key file. Keys given in TIDINGS_SIGNING_KEYS are the operator's to replace:
+    the CLI prints the rotated set for them instead of calling this."""
     path = signing_keys_path(settings)
     current = _parse_keyset(path.read_text(), str(path)).keys if path.exists() else []
-    fresh = new_signing_key()
-    keyset = KeySet([fresh, *current][:keep])
+    keyset = rotated_keyset(list(current), keep)
     _write_private(path, json.dumps(keyset.as_dict(private=True)))
-    assert fresh.kid is not None
-    return fresh.kid
+    kid = keyset.keys[0].kid
+    assert kid is not None
+    return kid

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tidings.core.errors import PayloadTooLarge
 from tidings.core.requestid import send_problem
 
 _STRUCTURE = re.compile(rb'[^\[\]{}"\\]+')  # drop everything but what nesting depends on
@@ -83,7 +83,9 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise PayloadTooLarge(f"The request body exceeds {self.max_bytes} bytes.")
+                    # An HTTPException passes through FastAPI's body parsing unchanged (any
+                    # other error there becomes a 400) and is rendered as problem+json.
+                    raise HTTPException(413, f"The request body exceeds {self.max_bytes} bytes.")
             return message
 
         await self.app(scope, counting_receive, send)

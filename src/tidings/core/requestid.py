@@ -41,7 +41,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _SAFE_ID.fullmatch(incoming) else uuid.uuid4().hex
         token = _request_id.set(request_id)
         client = scope.get("client")
         peer = client[0] if client else None
@@ -107,6 +107,12 @@ async def send_problem(
             "headers": [
                 (b"content-type", b"application/problem+json"),
                 (b"content-length", str(len(body)).encode()),
+                # this response may bypass the security-headers middleware: carry them here
+                (b"x-content-type-options", b"nosniff"),
+                (b"x-frame-options", b"DENY"),
+                (b"referrer-policy", b"no-referrer"),
+                (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+                (b"cache-control", b"no-store"),
                 *(headers or []),
             ],
         }

@@ -11,7 +11,14 @@ from tidings.accounts.schemas import PublicProfile
 from tidings.auth.deps import Viewer, limit, require
 from tidings.auth.policy import Permission, Principal
 from tidings.core.deps import DbSession
-from tidings.core.http import IdPath, etag_for, expected_version, not_modified, parse_id
+from tidings.core.http import (
+    IdPath,
+    etag_for,
+    expected_version,
+    not_modified,
+    parse_id,
+    resource_headers,
+)
 from tidings.core.idempotency import idempotent
 from tidings.core.pagination import Page, PageParams, page_params, set_next_link
 from tidings.posts import service
@@ -31,12 +38,8 @@ IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=200)]
 IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match", max_length=200)]
 
 
-def _post_headers(model: BaseModel) -> dict[str, str]:
-    assert isinstance(model, PostOut)
-    return {
-        "ETag": etag_for(model.version, model.model_dump_json().encode()),
-        "Location": f"/api/v1/posts/{model.id}",
-    }
+def _post_headers(body: bytes) -> dict[str, str]:
+    return resource_headers(body, "/api/v1/posts")
 
 
 @router.post(

@@ -2,6 +2,97 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+
+from tidings.accounts.api import UsernamePath
+from tidings.auth.deps import Viewer, require
+from tidings.auth.policy import Permission, Principal
+from tidings.core.deps import DbSession
+from tidings.core.pagination import Page, PageParams, page_params, set_next_link
+from tidings.posts.schemas import PostOut
+from tidings.timelines import service
+from tidings.timelines.schemas import TimelineFilters
 
 router = APIRouter(prefix="/api/v1", tags=["timelines"])
+Reader = Annotated[Principal, Depends(require(Permission.SELF_READ))]
+PageDep = Annotated[PageParams, Depends(page_params)]
+TagPath = Annotated[
+    str,
+    Path(pattern=r"^\w{1,100}$", max_length=100, description="A hashtag without '#', any case."),
+]
+HasMedia = Annotated[
+    bool | None,
+    Query(description="Only posts with (true) or without (false) media; a share by its post."),
+]
+
+
+def timeline_filters(
+    include_shares: Annotated[bool, Query(description="Include shares (reposts).")] = True,
+    has_media: HasMedia = None,
+) -> TimelineFilters:
+    return TimelineFilters(include_shares=include_shares, has_media=has_media)
+
+
+Filters = Annotated[TimelineFilters, Depends(timeline_filters)]
+
+
+def _page(
+    request: Request, response: Response, result: tuple[list[PostOut], str | None]
+) -> Page[PostOut]:
+    posts, cursor = result
+    set_next_link(request, response, cursor)
+    return Page[PostOut](data=posts, next_cursor=cursor)
+
+
+@router.get(
+    "/feed",
+    response_model=Page[PostOut],
+    summary="Your home feed: posts and shares by you and the people you follow, newest first",
+)
+async def home_feed(
+    request: Request,
+    response: Response,
+    reader: Reader,
+    session: DbSession,
+    page: PageDep,
+    filters: Filters,
+) -> Page[PostOut]:
+    return _page(request, response, await service.home_feed(session, reader, page, filters))
+
+
+@router.get(
+    "/users/{username}/posts",
+    response_model=Page[PostOut],
+    summary="A user's posts and shares, newest first (as far as you may see them)",
+)
+async def user_posts(
+    request: Request,
+    response: Response,
+    username: UsernamePath,
+    viewer: Viewer,
+    session: DbSession,
+    page: PageDep,
+    filters: Filters,
+) -> Page[PostOut]:
+    result = await service.user_posts(session, viewer, username, page, filters)
+    return _page(request, response, result)
+
+
+@router.get(
+    "/tags/{tag}/posts",
+    response_model=Page[PostOut],
+    summary="Public posts with a hashtag, newest first",
+)
+async def tag_posts(
+    request: Request,
+    response: Response,
+    tag: TagPath,
+    viewer: Viewer,
+    session: DbSession,
+    page: PageDep,
+    has_media: HasMedia = None,
+) -> Page[PostOut]:
+    filters = TimelineFilters(has_media=has_media)
+    return _page(request, response, await service.tag_posts(session, viewer, tag, page, filters))

@@ -1,0 +1,1 @@
+"""Sign in with Google, GitHub and any OpenID Connect provider (authorization code + PKCE)."""

@@ -1,0 +1,53 @@
+"""Request and response bodies of the sign-in provider routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from tidings.auth.providers.base import ProviderKind
+from tidings.core.schemas import RequestModel, ResponseModel, Timestamp
+
+PKCE_PATTERN = r"^[A-Za-z0-9\-._~]{43,128}$"
+RedirectUri = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+AppState = Annotated[str, StringConstraints(max_length=512, pattern=r"^[\x21-\x7e]*$")]
+
+
+class ProviderInfo(BaseModel):
+    name: str = Field(description="Use in /api/v1/auth/{name}/authorize.")
+    type: ProviderKind
+    display_name: str
+    authorize_url: str = Field(description="Relative URL that starts sign-in in a browser.")
+
+
+class ProviderList(BaseModel):
+    data: list[ProviderInfo]
+
+
+class LinkRequest(RequestModel):
+    redirect_uri: RedirectUri = Field(
+        description="Where the browser returns afterwards; must be in TIDINGS_OAUTH_REDIRECT_URIS."
+    )
+    state: AppState | None = Field(
+        default=None, description="Opaque value echoed back to redirect_uri with ?linked=."
+    )
+
+
+class LinkStarted(BaseModel):
+    authorization_url: str = Field(
+        description="Open this in the user's browser (it works once, for ten minutes)."
+    )
+    expires_in: int
+
+
+class Identity(ResponseModel):
+    provider: str
+    email: str | None
+    email_verified: bool
+    created_at: Timestamp
+    last_login_at: Timestamp | None
+
+
+class IdentityList(BaseModel):
+    data: list[Identity]

@@ -1,0 +1,274 @@
+"""The browser flow: start (authorize, or a link ticket), then the provider's callback.
+
+``state`` is one-time (claimed in the database) and bound to the browser by a signed cookie;
+PKCE (S256) protects our code exchange and, for OIDC, ``nonce`` ties the ID token to this flow.
+Services never commit; on an error after the state was claimed the claim alone is kept
+(``keep_changes``) so that the same state can never be tried again.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from authlib.common.security import generate_token  # type: ignore[import-untyped]
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.auth.policy import Principal
+from tidings.auth.providers import linking
+from tidings.auth.providers.base import (
+    AuthorizationParams,
+    ProviderClient,
+    ProviderProfile,
+    ProviderRejected,
+)
+from tidings.auth.providers.codes import issue_login_code, with_query
+from tidings.auth.providers.crypto import STATE_TTL_SECONDS
+from tidings.auth.providers.models import OAuthAuthorization
+from tidings.auth.providers.registry import ProviderRegistry
+from tidings.auth.providers.repository import ProviderRepository
+from tidings.auth.providers.schemas import LinkStarted
+from tidings.core.errors import AppError, BadRequest, Conflict, FieldError
+from tidings.core.security import hash_token
+
+FLOW_TTL = timedelta(seconds=STATE_TTL_SECONDS)
+
+
+@dataclass(frozen=True)
+class AppRequest:
+    """What the app asked for when it sent the browser to authorize."""
+
+    redirect_uri: str | None
+    state: str | None = None
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    provider_url: str  # send the browser here
+    state: str  # and bind it to the browser with the state cookie
+
+
+@dataclass(frozen=True)
+class Callback:
+    code: str | None
+    state: str | None
+    error: str | None = None
+    error_description: str | None = None
+    iss: str | None = None
+
+
+def _secret() -> str:
+    value: str = generate_token(48)
+    return value
+
+
+def check_redirect_uri(registry: ProviderRegistry, uri: str | None, where: str = "query") -> str:
+    """Exact string match against TIDINGS_OAUTH_REDIRECT_URIS: no prefixes, no normalising."""
+    if not uri:
+        raise BadRequest(
+            "redirect_uri is required.",
+            errors=[FieldError(loc=[where, "redirect_uri"], msg="field required")],
+        )
+    if uri not in registry.redirect_uris:
+        raise BadRequest(
+            "redirect_uri is not registered: it must equal one of TIDINGS_OAUTH_REDIRECT_URIS "
+            "exactly (same scheme, host, path, query and trailing slash).",
+            errors=[FieldError(loc=[where, "redirect_uri"], msg="not a registered redirect URI")],
+        )
+    return uri
+
+
+def _check_app_pkce(app: AppRequest) -> None:
+    if app.code_challenge is None:
+        if app.code_challenge_method is not None:
+            raise BadRequest("code_challenge_method was sent without a code_challenge.")
+        return
+    if app.code_challenge_method != "S256":
+        raise BadRequest(
+            "code_challenge_method must be S256 (plain is not accepted).",
+            errors=[FieldError(loc=["query", "code_challenge_method"], msg="must be S256")],
+        )
+
+
+def _params(
+    flow_state: str, verifier: str, nonce: str | None, callback_url: str
+) -> AuthorizationParams:
+    return AuthorizationParams(
+        state=flow_state, code_verifier=verifier, redirect_uri=callback_url, nonce=nonce
+    )
+
+
+async def start_login(
+    session: AsyncSession,
+    registry: ProviderRegistry,
+    provider_name: str,
+    app: AppRequest,
+    callback_url: str,
+    now: datetime,
+) -> Started:
+    provider = registry.get(provider_name)
+    redirect_uri = check_redirect_uri(registry, app.redirect_uri)
+    _check_app_pkce(app)
+    state, verifier = _secret(), _secret()
+    nonce = _secret() if provider.uses_nonce else None
+    url = await provider.authorization_url(
+        registry.http, _params(state, verifier, nonce, callback_url)
+    )
+    flow = OAuthAuthorization(
+        provider=provider_name,
+        intent="login",
+        state_hash=hash_token(state),
+        nonce=nonce,
+        code_verifier_encrypted=registry.cipher.encrypt(verifier),
+        redirect_uri=redirect_uri,
+        app_state=app.state,
+        code_challenge=app.code_challenge,
+        code_challenge_method=app.code_challenge_method,
+        expires_at=now + FLOW_TTL,
+    )
+    await ProviderRepository(session).add_authorization(flow, now)
+    return Started(url, state)
+
+
+async def start_link(
+    session: AsyncSession,
+    registry: ProviderRegistry,
+    principal: Principal,
+    provider_name: str,
+    redirect_uri: str,
+    app_state: str | None,
+    public_base: str,
+    now: datetime,
+) -> LinkStarted:
+    """A signed-in user starts linking: a one-time ticket URL for their browser to open."""
+    provider = registry.get(provider_name)
+    check_redirect_uri(registry, redirect_uri, "body")
+    repo = ProviderRepository(session)
+    if await repo.identity_of_user(principal.user_id, provider_name) is not None:
+        raise Conflict(
+            f"Your account already has a {provider.display_name} account linked; unlink it first."
+        )
+    ticket = _secret()
+    await repo.add_authorization(
+        OAuthAuthorization(
+            provider=provider_name,
+            intent="link",
+            user_id=principal.user_id,
+            session_id=principal.session_id,
+            ticket_hash=hash_token(ticket),
+            redirect_uri=redirect_uri,
+            app_state=app_state,
+            expires_at=now + FLOW_TTL,
+        ),
+        now,
+    )
+    query = urlencode({"link_ticket": ticket})
+    return LinkStarted(
+        authorization_url=f"{public_base}/api/v1/auth/{provider_name}/authorize?{query}",
+        expires_in=int(FLOW_TTL.total_seconds()),
+    )
+
+
+async def redeem_link_ticket(
+    session: AsyncSession,
+    registry: ProviderRegistry,
+    provider_name: str,
+    ticket: str,
+    callback_url: str,
+    now: datetime,
+) -> Started:
+    """The browser arrives with a link ticket: bind it to this browser (once) and go on."""
+    provider = registry.get(provider_name)
+    state, verifier = _secret(), _secret()
+    nonce = _secret() if provider.uses_nonce else None
+    flow = await ProviderRepository(session).bind_ticket(
+        hash_token(ticket),
+        provider_name,
+        now,
+        {
+            "state_hash": hash_token(state),
+            "nonce": nonce,
+            "code_verifier_encrypted": registry.cipher.encrypt(verifier),
+        },
+    )
+    if flow is None:
+        raise BadRequest(
+            "The link ticket is unknown, expired or already used; start linking again."
+        )
+    url = await provider.authorization_url(
+        registry.http, _params(state, verifier, nonce, callback_url)
+    )
+    return Started(url, state)
+
+
+@contextmanager
+def _state_stays_used() -> Iterator[None]:
+    try:
+        yield
+    except AppError as exc:
+        exc.keep_changes = True  # only the state claim has been written so far
+        raise
+
+
+async def complete(
+    session: AsyncSession,
+    registry: ProviderRegistry,
+    provider_name: str,
+    callback: Callback,
+    cookie: str | None,
+    callback_url: str,
+    now: datetime,
+) -> str:
+    """Finish the flow; returns where to send the browser (the app, with ?code= or ?linked=)."""
+    provider = registry.get(provider_name)
+    expected = registry.cookie.state_from(cookie, provider_name)
+    if not callback.state:
+        raise BadRequest("The state parameter is missing.")
+    if not hmac.compare_digest(expected.encode(), callback.state.encode()):
+        raise BadRequest("The state does not match this browser's sign-in cookie.")
+    flow = await ProviderRepository(session).claim_state(
+        hash_token(callback.state), provider_name, now
+    )
+    if flow is None:
+        raise BadRequest("This sign-in is unknown, expired or already completed; start again.")
+    with _state_stays_used():
+        plan, profile = await _verify(session, registry, provider, flow, callback, callback_url)
+    cipher = registry.cipher if registry.settings.oauth_keep_provider_tokens else None
+    user = await linking.apply_plan(session, plan, provider, profile, cipher, now)
+    if flow.intent == "link":
+        return with_query(flow.redirect_uri, linked=provider_name, state=flow.app_state)
+    return await issue_login_code(session, flow, user.id, now)
+
+
+async def _verify(
+    session: AsyncSession,
+    registry: ProviderRegistry,
+    provider: ProviderClient,
+    flow: OAuthAuthorization,
+    callback: Callback,
+    callback_url: str,
+) -> tuple[linking.Plan, ProviderProfile]:
+    if callback.error:
+        detail = f" ({callback.error_description})" if callback.error_description else ""
+        raise ProviderRejected(
+            f"{provider.display_name} did not sign you in: {callback.error}{detail}."
+        )
+    if not callback.code:
+        raise BadRequest("The code parameter is missing.")
+    try:
+        verifier = registry.cipher.decrypt(flow.code_verifier_encrypted or "")
+    except ValueError as exc:  # the encryption keys changed mid-flow
+        raise BadRequest("This sign-in can no longer be completed; start again.") from exc
+    params = _params(callback.state or "", verifier, flow.nonce, callback_url)
+    profile = await provider.complete(registry.http, params, callback.code, callback.iss)
+    if flow.intent == "link":
+        plan = await linking.plan_link(session, provider, profile, flow.user_id, flow.session_id)
+    else:
+        plan = await linking.plan_login(session, provider, profile)
+    return plan, profile

@@ -1,0 +1,127 @@
+"""The issue's acceptance walk, browser-less: a new user signs in through each provider, gets
+tokens, calls GET /api/v1/me, links the second provider, signs in through it into the same
+account and unlinks it — with the real OpenID Connect provider and the GitHub stand-in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.conftest import make_settings
+from tests.oidc.fixtures import (  # noqa: F401 (fixtures)
+    github,
+    github_server,
+    oidc_provider,
+    provider_settings,
+)
+from tests.oidc.flows import (
+    audit_actions,
+    back_to_app,
+    identity_rows,
+    link,
+    query_of,
+    session_count,
+    sign_in,
+    through_provider,
+)
+from tests.oidc.github_standin import GitHubStandIn, GitHubUser
+from tests.oidc.harness import OIDCProvider
+from tests.support.api import assert_problem
+from tidings.core.container import Container
+from tidings.settings import Settings
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path,
+    database_url: str,
+    oidc_provider: OIDCProvider,  # noqa: F811
+    github: GitHubStandIn,  # noqa: F811
+) -> Settings:
+    return make_settings(
+        tmp_path / "data", database_url, **provider_settings(oidc_provider, github)
+    )
+
+
+async def _providers(client: httpx2.AsyncClient, who: dict[str, str]) -> list[str]:
+    response = await client.get("/api/v1/me/identities", headers=who)
+    assert response.status_code == 200, response.text
+    return [identity["provider"] for identity in response.json()["data"]]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), [("google", "github"), ("github", "keycloak")], ids=["google", "github"]
+)
+async def test_sign_in_link_sign_in_again_and_unlink(
+    client: httpx2.AsyncClient,
+    container: Container,
+    github: GitHubStandIn,  # noqa: F811
+    first: str,
+    second: str,
+) -> None:
+    # Each provider knows the person under a different address: no joining by email here.
+    github.signed_in_as = GitHubUser.with_email(4242, "wanda-gh", "wanda.codes@example.com")
+    login = "wanda"
+
+    wanda = await sign_in(client, first, login)  # a new account, tokens, GET /me
+    user_id = wanda.me["id"]
+    assert wanda.me["email_verified"] is True
+    assert await _providers(client, wanda.headers) == [first]
+
+    linked = await link(client, wanda, second, login)
+    assert linked.status_code == 302, linked.text
+    assert query_of(linked.headers["location"])["linked"] == second
+    assert sorted(await _providers(client, wanda.headers)) == sorted([first, second])
+
+    via_second = await sign_in(client, second, login)
+    assert via_second.me["id"] == user_id
+
+    unlinked = await client.delete(f"/api/v1/me/identities/{second}", headers=wanda.headers)
+    assert unlinked.status_code == 204
+    assert await _providers(client, wanda.headers) == [first]
+    gone = await client.delete(f"/api/v1/me/identities/{second}", headers=wanda.headers)
+    assert_problem(gone, 404)
+    last = await client.delete(f"/api/v1/me/identities/{first}", headers=wanda.headers)
+    assert_problem(last, 409)
+
+    assert await audit_actions(container, int(user_id)) == [
+        "account:registered",
+        "identity:linked",
+        "identity:login",
+        "identity:linked",
+        "identity:login",
+        "identity:unlinked",
+    ]
+    assert await session_count(container) == 2
+    assert len(await identity_rows(container, int(user_id))) == 1
+
+
+async def test_a_link_ticket_works_once_and_only_while_signed_in(
+    client: httpx2.AsyncClient,
+    container: Container,
+    github: GitHubStandIn,  # noqa: F811
+) -> None:
+    xena = await sign_in(client, "google", "xena")
+    started = await client.post(
+        "/api/v1/me/identities/github",
+        json={"redirect_uri": "https://app.example.com/auth/done"},
+        headers=xena.headers,
+    )
+    url = started.json()["authorization_url"]
+    assert url.startswith("http://testserver/api/v1/auth/github/authorize?link_ticket=")
+    assert started.json()["expires_in"] == 600
+    opened = await client.get(url)
+    assert opened.status_code == 302
+    again = await client.get(url)
+    assert "link ticket" in assert_problem(again, 400)["detail"]
+    assert_problem(await client.get(url.replace("/github/", "/google/")), 400)
+
+    # Signing out before the provider answers cancels the link.
+    await client.post("/api/v1/auth/revoke", data={"token": xena.refresh_token})
+    github.signed_in_as = GitHubUser.with_email(7, "xena-gh", "xena.gh@example.com")
+    response = await back_to_app(client, await through_provider(opened.headers["location"]))
+    assert "signed out" in assert_problem(response, 403)["detail"]
+    assert await identity_rows(container, int(xena.me["id"])) != []  # only the google one
+    assert [r.provider for r in await identity_rows(container, int(xena.me["id"]))] == ["google"]

@@ -1,0 +1,350 @@
+"""The ``tidings`` command line, run in-process against a temporary SQLite database.
+
+The commands call ``asyncio.run`` themselves, so these are plain (sync) test functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from typer.testing import CliRunner, Result
+
+from tidings.cli import app
+from tidings.settings import get_settings
+
+PASSWORD = "a-long-admin-password"
+ADMIN = ["users", "create-admin"]
+GOOD_SECRET = "Zx8-" + "k3Lm9Qp2Rs7Tv4Wy6Ab1Cd5Ef0Gh" + "_Ij8"
+
+
+@dataclass
+class Env:
+    data_dir: Path
+    db_path: Path
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite+aiosqlite:///{self.db_path}"
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    """A clean TIDINGS_* environment pointing at a temporary data dir and SQLite file; the CLI's
+    cached settings are dropped before and after."""
+    for name in list(os.environ):
+        if name.startswith("TIDINGS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("CI", raising=False)
+    setup = Env(data_dir=tmp_path / "data", db_path=tmp_path / "db" / "cli.db")
+    monkeypatch.setenv("TIDINGS_DATA_DIR", str(setup.data_dir))
+    monkeypatch.setenv("TIDINGS_DATABASE_URL", setup.database_url)
+    monkeypatch.setenv("TIDINGS_LOG_LEVEL", "WARNING")
+    # Cheap argon2 parameters, as in the rest of the suite.
+    monkeypatch.setenv("TIDINGS_PASSWORD_HASH_TIME_COST", "1")
+    monkeypatch.setenv("TIDINGS_PASSWORD_HASH_MEMORY_KIB", "1024")
+    monkeypatch.setenv("TIDINGS_PASSWORD_HASH_PARALLELISM", "1")
+    get_settings.cache_clear()
+    yield setup
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def no_server(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Record uvicorn.run instead of serving; a test that reaches it sees the call."""
+    calls: list[dict[str, Any]] = []
+
+    def fake_run(target: str, **kwargs: Any) -> None:
+        calls.append({"target": target, **kwargs})
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    return calls
+
+
+def _text(result: Result) -> str:
+    """Everything printed (stdout and stderr), with rich's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
+def _invoke(runner: CliRunner, args: list[str], **kwargs: Any) -> Result:
+    result = runner.invoke(app, args, **kwargs)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def _users(db_path: Path) -> dict[str, tuple[str, str, int, str | None]]:
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute(
+            "SELECT username_key, email, role, email_verified, password_hash FROM users"
+        ).fetchall()
+    return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
+
+
+def _migrate(runner: CliRunner) -> None:
+    result = _invoke(runner, ["migrate"])
+    assert result.exit_code == 0, result.output
+
+
+# --- help and keys -----------------------------------------------------------------------------
+
+
+def test_help_lists_the_commands(runner: CliRunner, env: Env) -> None:
+    result = _invoke(runner, ["--help"])
+    assert result.exit_code == 0
+    for command in ("serve", "migrate", "users", "keys"):
+        assert command in result.output
+    users = _invoke(runner, ["users", "--help"])
+    assert users.exit_code == 0
+    assert "create-admin" in users.output
+    keys = _invoke(runner, ["keys", "--help"])
+    assert "generate" in keys.output
+    assert "rotate" in keys.output
+
+
+def test_keys_generate_prints_a_private_jwk_set(runner: CliRunner, env: Env) -> None:
+    result = _invoke(runner, ["keys", "generate"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert list(printed) == ["keys"]
+    (key,) = printed["keys"]
+    assert key["kty"] == "OKP"
+    assert key["crv"] == "Ed25519"
+    assert key["kid"]
+    assert key["d"]  # private: this is what TIDINGS_SIGNING_KEYS needs
+    again = json.loads(_invoke(runner, ["keys", "generate"]).stdout)
+    assert again["keys"][0]["kid"] != key["kid"]
+    assert not env.data_dir.exists()  # generating writes nothing
+
+
+def test_keys_rotate(runner: CliRunner, env: Env) -> None:
+    first = _invoke(runner, ["keys", "rotate"])
+    assert first.exit_code == 0, first.output
+    second = _invoke(runner, ["keys", "rotate", "--keep", "2"])
+    assert second.exit_code == 0, second.output
+    kids = [k["kid"] for k in json.loads((env.data_dir / "signing-keys.json").read_text())["keys"]]
+    assert len(kids) == 2
+    assert kids[0] in _text(second)
+    assert kids[1] in _text(first)
+    assert _invoke(runner, ["keys", "rotate", "--keep", "1"]).exit_code == 2
+
+
+# --- migrate -----------------------------------------------------------------------------------
+
+
+def test_migrate_then_check(runner: CliRunner, env: Env) -> None:
+    result = _invoke(runner, ["migrate"])
+    assert result.exit_code == 0, result.output
+    assert env.db_path.is_file()  # the directory was created on demand
+    assert "Migrated" in result.output
+    with sqlite3.connect(env.db_path) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"users", "auth_sessions", "refresh_tokens", "alembic_version"} <= tables
+
+    checked = _invoke(runner, ["migrate", "--check"])
+    assert checked.exit_code == 0, checked.output
+    assert "agree" in _text(checked)
+
+
+# --- users create-admin ------------------------------------------------------------------------
+
+
+def test_create_admin_with_password_option(runner: CliRunner, env: Env) -> None:
+    _migrate(runner)
+    result = _invoke(
+        runner,
+        [
+            "users",
+            "create-admin",
+            "--username",
+            "boss",
+            "--email",
+            "Boss@Example.com",
+            "--password",
+            PASSWORD,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Created admin" in result.output
+    email, role, verified, password_hash = _users(env.db_path)["boss"]
+    assert email == "boss@example.com"
+    assert role == "admin"
+    assert verified == 1
+    assert password_hash is not None
+    assert password_hash.startswith("$argon2id$")
+    assert PASSWORD not in password_hash
+
+
+def test_create_admin_prompts_for_the_password(runner: CliRunner, env: Env) -> None:
+    _migrate(runner)
+    result = _invoke(
+        runner,
+        ["users", "create-admin", "--username", "boss", "--email", "boss@example.com"],
+        input=f"{PASSWORD}\n{PASSWORD}\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "Password" in result.output
+    assert PASSWORD not in result.output  # hidden input is not echoed
+    assert _users(env.db_path)["boss"][1] == "admin"
+
+
+def test_create_admin_prompt_confirmation_must_match(runner: CliRunner, env: Env) -> None:
+    _migrate(runner)
+    result = _invoke(
+        runner,
+        ["users", "create-admin", "--username", "boss", "--email", "boss@example.com"],
+        input=f"{PASSWORD}\nsomething-else\n",
+    )
+    assert result.exit_code != 0
+    assert "boss" not in _users(env.db_path)
+
+
+def test_create_admin_refuses_a_short_password(runner: CliRunner, env: Env) -> None:
+    _migrate(runner)
+    result = _invoke(
+        runner,
+        [
+            "users",
+            "create-admin",
+            "--username",
+            "boss",
+            "--email",
+            "boss@example.com",
+            "--password",
+            "short",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "password" in _text(result)
+    assert "8 characters" in _text(result)
+    assert _users(env.db_path) == {}
+
+
+def test_create_admin_refuses_a_bad_username_and_email(runner: CliRunner, env: Env) -> None:
+    _migrate(runner)
+    result = _invoke(
+        runner,
+        [*ADMIN, "--username", "no spaces", "--email", "nope", "--password", PASSWORD],
+    )
+    assert result.exit_code == 2
+    assert "username" in _text(result)
+    assert "email" in _text(result)
+    assert _users(env.db_path) == {}
+
+
+def test_create_admin_twice_is_a_conflict(runner: CliRunner, env: Env) -> None:
+    _migrate(runner)
+    args = ["users", "create-admin", "--username", "boss", "--email", "boss@example.com"]
+    assert _invoke(runner, [*args, "--password", PASSWORD]).exit_code == 0
+    again = _invoke(
+        runner,
+        [*ADMIN, "--username", "BOSS", "--email", "other@example.com", "--password", PASSWORD],
+    )
+    assert again.exit_code == 1
+    assert "already registered" in _text(again)
+    assert list(_users(env.db_path)) == ["boss"]
+
+
+def test_create_admin_without_password_under_ci_fails_fast(
+    runner: CliRunner, env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", "true")
+    result = _invoke(
+        runner,
+        ["users", "create-admin", "--username", "boss", "--email", "boss@example.com"],
+        input=f"{PASSWORD}\n{PASSWORD}\n",
+    )
+    assert result.exit_code == 2
+    assert "--password is required" in _text(result)
+
+
+# --- serve -------------------------------------------------------------------------------------
+
+
+def test_serve_refuses_production_without_a_secret(
+    runner: CliRunner, env: Env, monkeypatch: pytest.MonkeyPatch, no_server: list[dict[str, Any]]
+) -> None:
+    monkeypatch.setenv("TIDINGS_ENV", "production")
+    result = _invoke(runner, ["serve"])
+    assert result.exit_code == 2
+    assert "Refusing to start" in _text(result)
+    assert "TIDINGS_SECRET_KEY" in _text(result)
+    assert no_server == []
+    assert not env.db_path.exists()  # failed before migrating
+    assert not (env.data_dir / "secret.key").exists()
+
+
+@pytest.mark.parametrize(
+    ("secret", "expected"),
+    [("changeme", "at least 32"), (GOOD_SECRET, "TIDINGS_SIGNING_KEYS")],
+)
+def test_serve_refuses_production_with_bad_secrets(
+    runner: CliRunner,
+    env: Env,
+    monkeypatch: pytest.MonkeyPatch,
+    no_server: list[dict[str, Any]],
+    secret: str,
+    expected: str,
+) -> None:
+    monkeypatch.setenv("TIDINGS_ENV", "production")
+    monkeypatch.setenv("TIDINGS_SECRET_KEY", secret)
+    result = _invoke(runner, ["serve"])
+    assert result.exit_code == 2
+    assert "Refusing to start" in _text(result)
+    assert expected in _text(result)
+    assert no_server == []
+
+
+def test_invalid_configuration_exits_2(
+    runner: CliRunner, env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIDINGS_ENV", "staging")
+    result = _invoke(runner, ["migrate"])
+    assert result.exit_code == 2
+    assert "Invalid configuration" in _text(result)
+
+
+def test_serve_in_development_migrates_then_starts_uvicorn(
+    runner: CliRunner, env: Env, no_server: list[dict[str, Any]]
+) -> None:
+    result = _invoke(runner, ["serve", "--host", "127.0.0.2", "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    assert env.db_path.is_file()  # auto-migrated in development
+    assert (env.data_dir / "secret.key").is_file()
+    assert (env.data_dir / "signing-keys.json").is_file()
+    assert len(no_server) == 1
+    call = no_server[0]
+    assert call["target"] == "tidings.app:create_app"
+    assert call["factory"] is True
+    assert (call["host"], call["port"], call["workers"]) == ("127.0.0.2", 8123, 1)
+    assert call["server_header"] is False
+
+
+def test_serve_in_production_with_real_secrets_does_not_migrate(
+    runner: CliRunner,
+    env: Env,
+    monkeypatch: pytest.MonkeyPatch,
+    no_server: list[dict[str, Any]],
+) -> None:
+    keys = _invoke(runner, ["keys", "generate"]).stdout
+    monkeypatch.setenv("TIDINGS_ENV", "production")
+    monkeypatch.setenv("TIDINGS_SECRET_KEY", GOOD_SECRET)
+    monkeypatch.setenv("TIDINGS_SIGNING_KEYS", keys)
+    result = _invoke(runner, ["serve", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert not env.db_path.exists()  # TIDINGS_AUTO_MIGRATE defaults to false in production
+    assert not env.data_dir.exists()  # and nothing is generated
+    assert len(no_server) == 1
+    assert no_server[0]["workers"] == 2
