@@ -47,21 +47,7 @@ PAGE = 20
 # Cases over the row bound until a change outside the timelines code lands (another module's
 # query, or a migration), each with its fix. They are still measured and printed; the test fails
 # for any other case over the bound, and says when an entry here is no longer needed.
-KNOWN_ISSUES = {
-    "comments on the hot post": (
-        "CommentRepository.top_level_page orders by id alone: `parent_id IS NULL` does not make "
-        "parent_id a constant for ordering, so PostgreSQL walks pk_comments in id order and "
-        "filters (51k rows for a post whose comments are recent). Fix: ORDER BY parent_id, id "
-        "(both asc or both desc) — ix_comments_post_id_parent_id_id then serves the order and "
-        "the LIMIT stops after 21 rows in custom and generic plans."
-    ),
-    "home feed of u6, ?include_shares=false&has_media=true": (
-        "no index serves `has_media` per author: each followee's posts are read until one with "
-        "media. Fix: copy has_media onto share rows in PostRepository.add_share (media never "
-        "change) and add `CREATE INDEX ix_posts_author_id_id_media ON posts (author_id, id) "
-        "WHERE has_media`; the feed can then filter `has_media` on the row itself."
-    ),
-}
+KNOWN_ISSUES: dict[str, str] = {}
 GENERIC_NOTE = (
     "Generic plans are not bounded by this test: for the hydration queries (followed_among, "
     "liked_among, shared_among) PostgreSQL's generic plan reads all of the viewer's follows, "

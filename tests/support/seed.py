@@ -177,7 +177,7 @@ async def seed(dsn: str, volume: Volume | None = None) -> Seeded:
                 media, links, has_media, like_count, share_count, comment_count, quote_count,
                 version, created_at, edited_at, deleted_at)
             SELECT {pid("k")} + {share_offset}, {uid(f"(k * 104729) % {v.users} + 1")}, 'share',
-                '', 'public', t.id, NULL, '[]'::json, '[]'::json, false, 0, 0, 0, 0, 1,
+                '', 'public', t.id, NULL, '[]'::json, '[]'::json, t.has_media, 0, 0, 0, 0, 1,
                 {ts(f"{pid('k')} + {share_offset}")}, NULL, NULL
             FROM generate_series(1000::bigint, {v.posts}) AS k
             JOIN posts AS t ON t.id = {pid("k - (k % 977) - 1")}

@@ -50,7 +50,11 @@ class CommentRepository:
     ) -> list[tuple[Comment, User]]:
         """Top-level comments of a post; keyset on ``comments (post_id, parent_id, id)``."""
         where = [Comment.post_id == post_id, Comment.parent_id.is_(None)]
-        return await self._page(where, limit, after, newest=newest, hide=hide)
+        # ordering by (parent_id, id) lets PostgreSQL walk ix_comments_post_id_parent_id_id:
+        # "parent_id IS NULL" does not count as an equality for sort elimination
+        return await self._page(
+            where, limit, after, newest=newest, hide=hide, lead=[Comment.parent_id]
+        )
 
     async def replies_page(
         self,
@@ -73,6 +77,7 @@ class CommentRepository:
         *,
         newest: bool,
         hide: set[int],
+        lead: list[Any] | None = None,
     ) -> list[tuple[Comment, User]]:
         """(comment, author) in id order, fetched ``limit + 1`` with authors in the same query.
 
@@ -85,12 +90,13 @@ class CommentRepository:
             and_(*live),
             and_(Comment.deleted_at.is_not(None), Comment.reply_count > 0),
         )
-        order = Comment.id.desc() if newest else Comment.id.asc()
+        columns = [*(lead or []), Comment.id]
+        order = [c.desc() if newest else c.asc() for c in columns]
         stmt = (
             select(Comment, User)
             .join(User, User.id == Comment.author_id)
             .where(*where, shown)
-            .order_by(order)
+            .order_by(*order)
             .limit(limit + 1)
         )
         if after is not None:

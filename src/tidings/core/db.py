@@ -97,6 +97,10 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
+        # Short OLTP queries: JIT compilation costs more than it saves (measured 1.7 s vs 40 ms
+        # on the feed), and generic plans for prepared statements ignore the bound values (a
+        # viewer with many follows read them all). Both settings are per connection.
+        connect_args={"server_settings": {"jit": "off", "plan_cache_mode": "force_custom_plan"}},
         pool_pre_ping=True,
         pool_timeout=30,
     )

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tidings.core.db import Base, utcnow
@@ -22,6 +32,13 @@ class Post(Base):
     __tablename__ = "posts"
     __table_args__ = (
         Index("ix_posts_author_id_id", "author_id", "id"),
+        Index(
+            "ix_posts_author_id_id_media",
+            "author_id",
+            "id",
+            postgresql_where=text("has_media"),
+            sqlite_where=text("has_media"),
+        ),
         UniqueConstraint("author_id", "share_of_id", name="uq_posts_author_id_share_of_id"),
         Index("ix_posts_share_of_id", "share_of_id"),
         Index("ix_posts_quote_of_id", "quote_of_id"),

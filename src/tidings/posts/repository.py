@@ -117,7 +117,7 @@ class PostRepository:
         stmt = select(Post).where(Post.author_id == user_id, Post.share_of_id == post_id)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def add_share(self, user_id: int, post_id: int) -> bool:
+    async def add_share(self, user_id: int, post_id: int, has_media: bool) -> bool:
         added = await insert_ignore(
             self.session,
             Post,
@@ -129,6 +129,9 @@ class PostRepository:
                 "visibility": "public",
                 "media": [],
                 "links": [],
+                # a copy of the shared post's flag (media never change), so timelines can
+                # filter shares by media on the row itself
+                "has_media": has_media,
             },
             ["author_id", "share_of_id"],
         )

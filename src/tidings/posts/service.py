@@ -233,7 +233,7 @@ async def share(
     if post.visibility != "public":
         raise Conflict("Only public posts can be shared.")
     repo = PostRepository(session)
-    created = await repo.add_share(viewer.user_id, post.id)
+    created = await repo.add_share(viewer.user_id, post.id, post.has_media)
     existing = await repo.share_of(viewer.user_id, post.id)
     assert existing is not None
     if created:

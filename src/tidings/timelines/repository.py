@@ -25,9 +25,9 @@ from sqlalchemy import (
     case,
     func,
     literal,
+    not_,
     or_,
     select,
-    text,
     true,
     union_all,
 )
@@ -130,16 +130,19 @@ def _kinds(
     moderator: bool,
     hide_muted: bool,
 ) -> ColumnElement[bool]:
-    """``include_shares`` and ``has_media`` (a share matches on the post it shares)."""
-    own: list[ColumnElement[bool]] = [post.kind == "post"]
+    """``include_shares`` and ``has_media`` (a share matches on the post it shares: share rows
+    carry a copy of their post's ``has_media``, so the filter is on the row itself and
+    ``ix_posts_author_id_id_media`` can serve it)."""
+    media: list[ColumnElement[bool]] = []
     if filters.has_media is not None:
-        own.append(post.has_media.is_(filters.has_media))
+        # plain "has_media" (not "IS true") so the planner can match the partial index
+        media.append(post.has_media if filters.has_media else not_(post.has_media))
     if not filters.include_shares:
-        return and_(*own)
+        return and_(post.kind == "post", *media)
     shared_ok = _shared_post_ok(
         post, viewer_id, filters, moderator=moderator, hide_muted=hide_muted
     )
-    return or_(and_(*own), and_(post.kind == "share", shared_ok))
+    return and_(*media, or_(post.kind == "post", and_(post.kind == "share", shared_ok)))
 
 
 def _feed_conditions(
@@ -315,9 +318,8 @@ class TimelineRepository:
     ) -> list[Post]:
         if not self._lateral:
             return await self._posts(home_feed_in(viewer_id, fetch, before, filters))
-        # The merge's estimated cost grows with the follow count and passes jit_above_cost
-        # for heavy followers, where compiling the plan takes longer than running it.
-        await self.session.execute(text("SET LOCAL jit = off"))
+        # JIT is off for every PostgreSQL connection (core.db.create_engine): the merge's
+        # estimated cost grows with the follow count and would otherwise trigger compilation.
         return await self._posts(home_feed_lateral(viewer_id, fetch, before, filters))
 
     async def user_posts(
