@@ -28,10 +28,13 @@ from tidings.core.limits import BodySizeLimitMiddleware
 from tidings.core.logging import configure_logging
 from tidings.core.problems import install_problem_handlers
 from tidings.core.requestid import RequestIdMiddleware
+from tidings.events.api import router as dead_letters_router
 from tidings.graph.api import router as graph_router
+from tidings.notifications.api import router as notifications_router
 from tidings.posts.api import router as posts_router
 from tidings.settings import Settings, get_settings
 from tidings.timelines.api import router as timelines_router
+from tidings.webhooks.api import router as webhooks_router
 
 DOCS_PATHS = ("/docs", "/redoc", "/static-offline-docs")
 DESCRIPTION = """A self-hostable backend for social sharing.
@@ -109,7 +112,10 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         posts_router,
         comments_router,
         timelines_router,
+        notifications_router,
+        webhooks_router,
         audit_router,
+        dead_letters_router,
     )
     for router in routers:
         app.include_router(router)

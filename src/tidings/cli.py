@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from tidings.audit.service import ChainReport
+from tidings.bench.cli import bench_app
 from tidings.core.errors import AppError, ConfigurationError
 from tidings.settings import Settings, get_settings
 
@@ -26,6 +27,7 @@ audit_app = typer.Typer(help="Inspect the audit trail.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(bench_app, name="bench")
 console = Console(stderr=True)
 
 

@@ -13,7 +13,9 @@ from tidings.events.models import (
     ProcessedEvent,
 )
 from tidings.graph.models import Block, Follow, Mute
+from tidings.notifications.models import NotificationActor, NotificationGroup
 from tidings.posts.models import Like, Post, PostMention, PostTag
+from tidings.webhooks.models import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "AuditEvent",
@@ -26,6 +28,8 @@ __all__ = [
     "IdempotencyRecord",
     "Like",
     "Mute",
+    "NotificationActor",
+    "NotificationGroup",
     "OAuthAuthorization",
     "OAuthLoginCode",
     "OutboxMessage",
@@ -36,4 +40,6 @@ __all__ = [
     "RefreshToken",
     "User",
     "UserIdentity",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]

@@ -140,6 +140,14 @@ class Settings(BaseSettings):
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_max_connections: int = Field(default=50, ge=1, le=10_000)
+    # home feeds (docs/performance.md): "none" = pull from the database only (embedded default)
+    feed_store: Literal["none", "redis"] = "none"
+    feed_cap: int = Field(default=800, ge=20, le=10_000)
+    fanout_threshold: int = Field(default=10_000, ge=0)
+    feed_inactive_days: int = Field(default=30, ge=1, le=365)
+    fanout_batch: int = Field(default=1000, ge=1, le=100_000)
+    feed_key_prefix: str = Field(default="tidings:feed:", min_length=1, max_length=100)
+
     rate_limit_enabled: bool = True
     rate_limit_storage: Literal["memory", "redis"] = "memory"
     rate_limits: dict[str, str] = Field(default_factory=dict)

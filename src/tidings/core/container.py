@@ -9,10 +9,13 @@ from tidings.auth.providers.registry import ProviderRegistry
 from tidings.core.db import Database
 from tidings.core.keys import KeyMaterial, load_key_material
 from tidings.core.security import PasswordHasher, TokenSigner
+from tidings.feeds.store import open_feed_store
 from tidings.ratelimit.limiter import RateLimiter
 from tidings.settings import Settings
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from tidings.events.runtime import EventRuntime
 
 
@@ -26,11 +29,14 @@ class Container:
     limiter: RateLimiter = field(init=False)
     events: EventRuntime | None = field(default=None)
     oauth: ProviderRegistry | None = field(default=None)  # sign-in providers + their HTTP client
+    redis: Redis | None = field(default=None)  # the feed store's client (TIDINGS_FEED_STORE=redis)
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.settings)
         if self.oauth is None:
             self.oauth = ProviderRegistry(self.settings, self.keys)
+        if self.redis is None and self.settings.feed_store == "redis":
+            self.redis = open_feed_store(self.settings, self.db.sessions)
 
     @classmethod
     def build(cls, settings: Settings) -> Container:
@@ -62,4 +68,6 @@ class Container:
     async def close(self) -> None:
         if self.oauth is not None:
             await self.oauth.aclose()
+        if self.redis is not None:
+            await self.redis.aclose(close_connection_pool=True)
         await self.db.dispose()

@@ -41,7 +41,7 @@ def expected_version(request: Request) -> int | None:
         return None
     for tag in tags:
         value = tag.removeprefix("W/").strip('"').split("-", 1)[0]
-        if value.isdigit():
+        if value.isascii() and value.isdigit() and len(value) <= 9:
             return int(value)
     raise PreconditionFailed("If-Match does not name a version of this resource.")
 

@@ -17,6 +17,7 @@ from fastapi import Query, Request, Response
 from pydantic import BaseModel, Field
 
 from tidings.core.errors import BadRequest
+from tidings.core.schemas import MAX_ID
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -60,7 +61,7 @@ class PageParams:
         value = decode_cursor(self.cursor)
         for name in fields:
             item = value.get(name)
-            if not isinstance(item, int) or isinstance(item, bool):
+            if not isinstance(item, int) or isinstance(item, bool) or not 0 <= item <= MAX_ID:
                 raise BadRequest("The cursor is not valid; start again without one.")
         return value
 

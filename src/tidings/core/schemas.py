@@ -34,6 +34,8 @@ def _parse_id(value: object) -> object:
         return number
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError("must be a numeric id string")
+    if not 0 <= value <= MAX_ID:
+        raise ValueError("id out of range")
     return value
 
 

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from tidings.events.consumers import ConsumerRegistry
+from tidings.feeds import fanout as feed_consumers
+from tidings.notifications import consumers as notification_consumers
+from tidings.webhooks import consumers as webhook_consumers
 
 
 def build_registry() -> ConsumerRegistry:
     registry = ConsumerRegistry()
     # Feature modules add their consumers here, e.g. notifications.consumers.register(registry).
+    notification_consumers.register(registry)
+    webhook_consumers.register(registry)
+    feed_consumers.register(registry)  # a no-op without a feed store (TIDINGS_FEED_STORE)
     return registry

@@ -100,6 +100,13 @@ class EventRuntime:
                 asyncio.create_task(self.relay.run(self._stop, self.settings.relay_poll_seconds))
             )
         if consume and not self.embedded:
+            self._tasks.append(asyncio.create_task(self._consume()))
+        log.info("events_started", broker=self.settings.broker, relay=relay, consume=consume)
+
+    async def _consume(self) -> None:
+        """Listen until told to finish; a broker that goes away is reconnected to (messages
+        not acknowledged meanwhile are redelivered, and the relay republishes lost ones)."""
+        while not self._finish.is_set():
             receiver = Receiver(
                 self.broker,
                 run_startup=False,
@@ -107,8 +114,14 @@ class EventRuntime:
                 ack_type=AcknowledgeType.WHEN_SAVED,
                 propagate_exceptions=False,
             )
-            self._tasks.append(asyncio.create_task(receiver.listen(self._finish)))
-        log.info("events_started", broker=self.settings.broker, relay=relay, consume=consume)
+            try:
+                await receiver.listen(self._finish)
+            except Exception as exc:
+                log.warning("receiver_failed", error=f"{type(exc).__name__}: {exc}")
+                try:
+                    await asyncio.wait_for(self._finish.wait(), timeout=1.0)
+                except TimeoutError:
+                    continue
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Stop taking work, let the jobs in hand finish within the grace period; what is not

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
@@ -49,6 +49,16 @@ class GraphRepository:
             blocked_by=(other_id, viewer_id) in b,
             muting=(await self.session.execute(muting)).first() is not None,
         )
+
+    async def lock_pair(self, a: int, b: int) -> None:
+        """Serialise graph changes between two users for the rest of the transaction, so a
+        follow and a block of the same pair cannot interleave (PostgreSQL advisory lock;
+        SQLite serialises writers anyway)."""
+        if self.session.get_bind().dialect.name != "postgresql":
+            return
+        low, high = sorted((a, b))
+        key = ((low * 1_000_003) ^ high) & 0x7FFF_FFFF_FFFF_FFFF
+        await self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
     async def blocked_between(self, a: int, b: int) -> bool:
         stmt = select(Block.id).where(

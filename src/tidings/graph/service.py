@@ -44,6 +44,7 @@ async def follow(session: AsyncSession, viewer: Principal, username: str) -> Rel
     target = await visible_user(session, username, viewer)
     _not_self(viewer, target, "follow")
     graph = GraphRepository(session)
+    await graph.lock_pair(viewer.user_id, target.id)
     rel = await graph.relationship(viewer.user_id, target.id)
     if rel.blocking or rel.blocked_by:
         raise Conflict("You block this user; unblock them before following.")
@@ -63,6 +64,7 @@ async def block(session: AsyncSession, viewer: Principal, username: str) -> Rela
     target = await visible_user(session, username, viewer)
     _not_self(viewer, target, "block")
     graph = GraphRepository(session)
+    await graph.lock_pair(viewer.user_id, target.id)
     if await graph.add_block(viewer.user_id, target.id):
         await graph.remove_follow(viewer.user_id, target.id)
         await graph.remove_follow(target.id, viewer.user_id)

@@ -80,7 +80,11 @@ async def _mentioned_ids(session: AsyncSession, author_id: int, text: str) -> li
 
 async def create_post(session: AsyncSession, viewer: Principal, cmd: PostCreate) -> PostOut:
     repo = PostRepository(session)
-    quote = await _quote_target(session, viewer, cmd.quote_post_id) if cmd.quote_post_id else None
+    quote = (
+        await _quote_target(session, viewer, cmd.quote_post_id)
+        if cmd.quote_post_id is not None
+        else None
+    )
     explicit = [str(url) for url in cmd.links or []]
     media = [m.model_dump(mode="json") for m in cmd.media or []]
     post = await repo.add(

@@ -6,6 +6,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.auth.policy import Permission, Principal
 from tidings.core.pagination import PageParams, paginate
+from tidings.feeds.service import feed_rows
+from tidings.feeds.store import store_of
 from tidings.graph.repository import GraphRepository
 from tidings.graph.service import visible_user
 from tidings.posts import parsing
@@ -43,9 +45,13 @@ async def home_feed(
     posts, others' private posts, muted authors, users blocked either way, suspended authors,
     and shares of posts the viewer may not see or whose author they muted."""
     before = _before(params)
-    rows = await TimelineRepository(session).home_feed(
-        viewer.user_id, params.limit + 1, before, filters
-    )
+    store = store_of(session)  # Redis timelines (TIDINGS_FEED_STORE=redis), else pull only
+    if store is not None:
+        rows = await feed_rows(store, session, viewer.user_id, params.limit + 1, before, filters)
+    else:
+        rows = await TimelineRepository(session).home_feed(
+            viewer.user_id, params.limit + 1, before, filters
+        )
     return await _render(session, viewer, rows, params)
 
 

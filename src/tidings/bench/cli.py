@@ -1,0 +1,134 @@
+"""``tidings bench seed`` and ``tidings bench run`` (PostgreSQL; Redis for the feed store).
+
+Mounted by ``tidings.cli`` as ``app.add_typer(bench_app, name="bench")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import Progress
+
+from tidings.bench.run import RunConfig, asyncpg_dsn, markdown, run_benchmark, write_results
+from tidings.bench.seed import SCALES, Scale, seed_database
+from tidings.settings import Settings, get_settings
+
+bench_app = typer.Typer(help="Generate a dataset and benchmark the API.", no_args_is_help=True)
+console = Console(stderr=True)
+ScaleOption = Annotated[str, typer.Option(help="small (CI, seconds) or full (1M users).")]
+
+
+def _settings() -> Settings:
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        console.print(f"[red]Invalid configuration:[/red]\n{exc}")
+        raise typer.Exit(2) from exc
+    if not settings.effective_database_url.startswith("postgresql"):
+        console.print("[red]The benchmark needs PostgreSQL (TIDINGS_DATABASE_URL).[/red]")
+        raise typer.Exit(2)
+    return settings
+
+
+async def build_timelines(settings: Settings, active: int) -> int:
+    """Redis timelines for the users with sessions (the benchmark's active users)."""
+    from sqlalchemy import text
+
+    from tidings.core.container import Container
+    from tidings.feeds.service import rebuild_timeline
+    from tidings.feeds.store import store_of
+
+    container = Container.build(settings)
+    try:
+        async with container.db.unit_of_work(write=False) as session:
+            ids = [
+                int(i)
+                for i in (
+                    await session.execute(
+                        text("SELECT user_id FROM auth_sessions ORDER BY id LIMIT :n"),
+                        {"n": active},
+                    )
+                ).scalars()
+            ]
+        with Progress(console=console) as progress:
+            task = progress.add_task("redis timelines", total=len(ids))
+            for user_id in ids:
+                async with container.db.unit_of_work(write=False) as session:
+                    store = store_of(session)
+                    assert store is not None
+                    await rebuild_timeline(store, session, user_id)
+                progress.advance(task)
+        return len(ids)
+    finally:
+        await container.close()
+
+
+@bench_app.command("seed")
+def seed(
+    scale: ScaleOption = "small",
+    users: Annotated[int | None, typer.Option(min=10, help="Override the user count.")] = None,
+    posts: Annotated[int | None, typer.Option(min=10, help="Override the post count.")] = None,
+    reset: Annotated[bool, typer.Option(help="Empty the tables first.")] = False,
+) -> None:
+    """Fill the (migrated) PostgreSQL database; idempotent for the same parameters."""
+    from tidings.core.migrate import upgrade
+
+    settings = _settings()
+    if scale not in SCALES:
+        raise typer.BadParameter(f"choose one of {', '.join(SCALES)}")
+    base = SCALES[scale]
+    chosen = Scale(
+        users=users or base.users,
+        posts=posts or base.posts,
+        active=min(base.active, users or base.users),
+    )
+    upgrade(settings.effective_database_url)
+    try:
+        timings = asyncio.run(
+            seed_database(asyncpg_dsn(settings.effective_database_url), chosen, reset=reset)
+        )
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    if not timings:
+        console.print(f"Already seeded: {chosen.marker}")
+    else:
+        total = sum(timings.values())
+        console.print(f"[green]Seeded[/green] {chosen.marker} in {total:.1f} s")
+    if settings.feed_store == "redis":
+        built = asyncio.run(build_timelines(settings, chosen.active))
+        console.print(f"Built {built} Redis timelines")
+
+
+@bench_app.command("run")
+def run(
+    scale: ScaleOption = "full",
+    concurrency: Annotated[int | None, typer.Option(min=1, max=1024)] = None,
+    duration: Annotated[float | None, typer.Option(min=0.5, max=3600)] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="API server processes.")] = 2,
+    results: Annotated[Path, typer.Option(help="Where to write JSON + Markdown.")] = Path(
+        "bench/results"
+    ),
+) -> None:
+    """Drive the API on loopback with the workload mix, plus the two baselines."""
+    settings = _settings()
+    small = scale == "small"
+    config = RunConfig(
+        concurrency=concurrency or (8 if small else 64),
+        duration=duration or (5.0 if small else 30.0),
+        baseline_duration=min(10.0, duration or (3.0 if small else 10.0)),
+        workers=workers,
+        results_dir=results,
+    )
+    report = asyncio.run(run_benchmark(settings, config))
+    path = write_results(report, config.results_dir)
+    console.print(markdown(report))
+    console.print(f"Results: {path}")
+    if report["errors"]:
+        console.print(f"[red]{report['errors']} errors[/red]: {report['error_samples']}")
+        raise typer.Exit(1)

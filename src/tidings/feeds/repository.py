@@ -1,0 +1,120 @@
+"""Database queries of the feed store: rebuilding lists, followers for fan-out, filtering."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import BigInteger, ColumnElement, Select, literal, or_, select, true, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.accounts.models import User
+from tidings.graph.models import Follow
+from tidings.posts.models import Post
+from tidings.timelines.repository import FOLLOWER_VISIBILITIES, home_feed_in
+from tidings.timelines.schemas import TimelineFilters
+
+
+def _live(viewer_id: int) -> list[ColumnElement[bool]]:
+    """Not deleted, and not someone else's private post."""
+    return [
+        Post.deleted_at.is_(None),
+        or_(Post.author_id == viewer_id, Post.visibility.in_(FOLLOWER_VISIBILITIES)),
+    ]
+
+
+class FeedRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @property
+    def _lateral(self) -> bool:
+        return self.session.get_bind().dialect.name == "postgresql"
+
+    async def filter_feed(
+        self, viewer_id: int, ids: Sequence[int], filters: TimelineFilters
+    ) -> list[Post]:
+        """Which of ``ids`` the home feed shows, newest first: the pull query's own conditions
+        (follows, mutes, blocks, suspensions, visibility, deleted posts, shares, filters),
+        restricted to the candidates (primary-key probes)."""
+        if not ids:
+            return []
+        stmt = home_feed_in(viewer_id, len(ids), None, filters).where(Post.id.in_(list(ids)))
+        return list((await self.session.execute(stmt)).scalars())
+
+    def _timeline_sources(self, viewer_id: int, cap: int) -> Select[Any]:
+        """A superset of the feed: the newest ``cap`` live posts of the viewer and the people
+        they follow — mutes, blocks, suspensions and shares' targets are left to read time, so
+        undoing any of them needs no repair of the stored timeline."""
+
+        if not self._lateral:
+            followees = select(Follow.followee_id).where(Follow.follower_id == viewer_id)
+            return (
+                select(Post.id)
+                .where(
+                    or_(Post.author_id.in_(followees), Post.author_id == viewer_id),
+                    *_live(viewer_id),
+                )
+                .order_by(Post.id.desc())
+                .limit(cap)
+            )
+        authors = union_all(
+            select(Follow.followee_id).where(Follow.follower_id == viewer_id),
+            select(literal(viewer_id, BigInteger)),
+        ).subquery("authors")
+        newest = (
+            select(Post.id)
+            .where(Post.author_id == authors.c[0], *_live(viewer_id))
+            .order_by(Post.id.desc())
+            .limit(cap)
+            .lateral("newest")
+        )
+        return (
+            select(newest.c.id)
+            .select_from(authors.join(newest, true()))
+            .order_by(newest.c.id.desc())
+            .limit(cap)
+        )
+
+    async def timeline_ids(self, viewer_id: int, cap: int) -> list[int]:
+        rows = await self.session.execute(self._timeline_sources(viewer_id, cap))
+        return [int(i) for i in rows.scalars()]
+
+    async def author_ids(self, author_id: int, cap: int, since: int = 0) -> list[int]:
+        """The author's newest live, non-private post ids (at or above ``since``)."""
+        stmt = (
+            select(Post.id)
+            .where(
+                Post.author_id == author_id,
+                Post.deleted_at.is_(None),
+                Post.visibility.in_(FOLLOWER_VISIBILITIES),
+                Post.id >= since,
+            )
+            .order_by(Post.id.desc())
+            .limit(cap)
+        )
+        return [int(i) for i in (await self.session.execute(stmt)).scalars()]
+
+    async def followers_after(
+        self, author_id: int, after: int, limit: int
+    ) -> list[tuple[int, int]]:
+        """(follow id, follower id) for a keyset walk over ``ix_follows_followee_id_id``."""
+        stmt = (
+            select(Follow.id, Follow.follower_id)
+            .where(Follow.followee_id == author_id, Follow.id > after)
+            .order_by(Follow.id)
+            .limit(limit)
+        )
+        return [(int(f), int(u)) for f, u in (await self.session.execute(stmt)).all()]
+
+    async def follower_count(self, user_id: int) -> int:
+        stmt = select(User.follower_count).where(User.id == user_id)
+        return int((await self.session.execute(stmt)).scalar_one_or_none() or 0)
+
+    async def followed_among(self, viewer_id: int, others: Sequence[int]) -> list[int]:
+        if not others:
+            return []
+        stmt = select(Follow.followee_id).where(
+            Follow.follower_id == viewer_id, Follow.followee_id.in_(list(others))
+        )
+        return sorted(int(i) for i in (await self.session.execute(stmt)).scalars())

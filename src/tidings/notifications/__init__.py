@@ -1,0 +1,1 @@
+"""Notifications: generated from domain events, grouped for reading."""

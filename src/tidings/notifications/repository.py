@@ -1,0 +1,172 @@
+"""Queries on notification groups and their actors (SQLAlchemy Core/ORM, both dialects)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.accounts.models import User
+from tidings.core.db import insert_ignore, utcnow
+from tidings.core.ids import new_id
+from tidings.graph.models import Block, Follow, Mute
+from tidings.notifications.models import NotificationActor, NotificationGroup
+
+LATEST_ACTORS = 3
+OPEN_ATTEMPTS = 3
+
+
+class NotificationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --- writing (the consumer) ----------------------------------------------------------------
+
+    async def open_group(
+        self, recipient_id: int, kind: str, group_key: str, **subject: Any
+    ) -> NotificationGroup:
+        """The recipient's unread group ``group_key``, created if missing, locked for update.
+
+        ``INSERT ... ON CONFLICT DO NOTHING`` then ``SELECT ... FOR UPDATE``: concurrent
+        consumers meet on one row (PostgreSQL) or queue on the write lock (SQLite). If a
+        mark-read closes the group in between, the select finds nothing and we open a new one.
+        """
+        values = {"recipient_id": recipient_id, "kind": kind, "group_key": group_key, **subject}
+        for _attempt in range(OPEN_ATTEMPTS):
+            await insert_ignore(
+                self.session,
+                NotificationGroup,
+                {**values, "actor_count": 0, "latest_actor_ids": [], "sort_key": new_id()},
+                ["recipient_id", "group_key"],
+            )
+            stmt = (
+                select(NotificationGroup)
+                .where(
+                    NotificationGroup.recipient_id == recipient_id,
+                    NotificationGroup.group_key == group_key,
+                )
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+            group = (await self.session.execute(stmt)).scalar_one_or_none()
+            if group is not None:
+                return group
+        raise RuntimeError(f"notification group {group_key!r} kept closing; retry the event")
+
+    async def add_actor(self, group: NotificationGroup, actor_id: int) -> bool:
+        """Count ``actor_id`` in the (locked) group once; a new actor moves it to the top."""
+        added = await insert_ignore(
+            self.session,
+            NotificationActor,
+            {"group_id": group.id, "actor_id": actor_id},
+            ["group_id", "actor_id"],
+        )
+        if added:
+            previous = [a for a in group.latest_actor_ids or [] if a != actor_id]
+            group.latest_actor_ids = [actor_id, *previous][:LATEST_ACTORS]
+            group.actor_count += 1
+            group.sort_key = new_id()
+            group.last_event_at = utcnow()
+            await self.session.flush()
+        return added
+
+    async def add(self, group: NotificationGroup) -> NotificationGroup:
+        self.session.add(group)
+        await self.session.flush()
+        return group
+
+    # --- reading (the API) ---------------------------------------------------------------------
+
+    async def page(
+        self,
+        recipient_id: int,
+        limit: int,
+        before: int | None,
+        kinds: Collection[str] = (),
+        unread: bool = False,
+    ) -> list[NotificationGroup]:
+        """Up to ``limit + 1`` groups, newest activity first; keyset on ``sort_key``."""
+        stmt = (
+            select(NotificationGroup)
+            .where(NotificationGroup.recipient_id == recipient_id)
+            .order_by(NotificationGroup.sort_key.desc())
+            .limit(limit + 1)
+        )
+        if before is not None:
+            stmt = stmt.where(NotificationGroup.sort_key < before)
+        if kinds:
+            stmt = stmt.where(NotificationGroup.kind.in_(sorted(kinds)))
+        if unread:
+            stmt = stmt.where(NotificationGroup.read_at.is_(None))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def get(self, recipient_id: int, group_id: int) -> NotificationGroup | None:
+        stmt = select(NotificationGroup).where(
+            NotificationGroup.id == group_id, NotificationGroup.recipient_id == recipient_id
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def unread_count(self, recipient_id: int) -> int:
+        stmt = (
+            select(func.count())
+            .select_from(NotificationGroup)
+            .where(
+                NotificationGroup.recipient_id == recipient_id,
+                NotificationGroup.read_at.is_(None),
+            )
+        )
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def mark_read(self, recipient_id: int, up_to_sort_key: int | None, at: datetime) -> int:
+        """Close unread groups (all, or those at or below a sort key); returns how many."""
+        stmt = (
+            update(NotificationGroup)
+            .where(
+                NotificationGroup.recipient_id == recipient_id,
+                NotificationGroup.read_at.is_(None),
+            )
+            .values(read_at=at, group_key=None)
+            .execution_options(synchronize_session=False)
+        )
+        if up_to_sort_key is not None:
+            stmt = stmt.where(NotificationGroup.sort_key <= up_to_sort_key)
+        result: Any = await self.session.execute(stmt)
+        return int(result.rowcount or 0)
+
+    async def visible_actors(self, recipient_id: int, ids: Iterable[int]) -> dict[int, User]:
+        """The users among ``ids`` the recipient may still see (not suspended, not blocked
+        either way), in one query."""
+        wanted = list(set(ids))
+        if not wanted:
+            return {}
+        blocked = exists().where(
+            or_(
+                and_(Block.blocker_id == recipient_id, Block.blocked_id == User.id),
+                and_(Block.blocker_id == User.id, Block.blocked_id == recipient_id),
+            )
+        )
+        stmt = select(User).where(User.id.in_(wanted), User.suspended.is_(False), ~blocked)
+        return {user.id: user for user in (await self.session.execute(stmt)).scalars()}
+
+    # --- reverse graph look-ups GraphRepository does not offer --------------------------------
+
+    async def muting(self, muted_id: int, candidates: Iterable[int]) -> set[int]:
+        """Which of ``candidates`` mute ``muted_id``."""
+        ids = list(set(candidates))
+        if not ids:
+            return set()
+        stmt = select(Mute.muter_id).where(Mute.muted_id == muted_id, Mute.muter_id.in_(ids))
+        return set((await self.session.execute(stmt)).scalars())
+
+    async def following(self, followee_id: int, candidates: Iterable[int]) -> set[int]:
+        """Which of ``candidates`` follow ``followee_id``."""
+        ids = list(set(candidates))
+        if not ids:
+            return set()
+        stmt = select(Follow.follower_id).where(
+            Follow.followee_id == followee_id, Follow.follower_id.in_(ids)
+        )
+        return set((await self.session.execute(stmt)).scalars())

@@ -1,0 +1,137 @@
+"""Notification use cases: record them (for the consumer and for other features), list, count,
+mark read. Services never commit: the caller's unit of work does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.auth.policy import Principal
+from tidings.core.db import utcnow
+from tidings.core.errors import NotFound
+from tidings.core.ids import new_id
+from tidings.core.pagination import PageParams, paginate
+from tidings.graph.repository import GraphRepository
+from tidings.notifications.models import NotificationGroup
+from tidings.notifications.repository import NotificationRepository
+from tidings.notifications.schemas import (
+    Kind,
+    NotificationFilters,
+    NotificationOut,
+    UnreadCountOut,
+)
+from tidings.notifications.views import render
+
+MAX_TITLE = 200
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One notification to record for one recipient."""
+
+    recipient_id: int
+    kind: Kind
+    group_key: str  # grouped kinds share a key ("like:<post id>"); the others carry their id
+    post_id: int | None = None
+    comment_id: int | None = None
+
+
+async def audience(session: AsyncSession, actor_id: int, candidates: Iterable[int]) -> set[int]:
+    """The candidates who want to hear about the actor, as of now: never the actor themselves,
+    nobody blocked either way, nobody who mutes the actor."""
+    ids = {c for c in candidates if c and c != actor_id}
+    if not ids:
+        return set()
+    ids -= await GraphRepository(session).blocked_any_way(actor_id, ids)
+    ids -= await NotificationRepository(session).muting(actor_id, ids)
+    return ids
+
+
+async def notify(session: AsyncSession, actor_id: int, notices: Sequence[Notice]) -> int:
+    """Record the notices the recipients want; one per recipient (the first listed wins, so a
+    reply is not also a mention). Returns how many groups counted a new actor."""
+    first: dict[int, Notice] = {}
+    for notice in notices:
+        first.setdefault(notice.recipient_id, notice)
+    wanted = await audience(session, actor_id, first)
+    repo = NotificationRepository(session)
+    added = 0
+    for recipient_id in sorted(wanted):  # one lock order for every consumer: no deadlocks
+        notice = first[recipient_id]
+        group = await repo.open_group(
+            recipient_id,
+            notice.kind.value,
+            notice.group_key,
+            post_id=notice.post_id,
+            comment_id=notice.comment_id,
+        )
+        added += await repo.add_actor(group, actor_id)
+    return added
+
+
+async def notify_system(
+    session: AsyncSession,
+    recipient_id: int,
+    *,
+    title: str,
+    body: str,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """A notice from the service itself (e.g. "your webhook was disabled"), recorded in the
+    caller's transaction; never grouped."""
+    await NotificationRepository(session).add(
+        NotificationGroup(
+            recipient_id=recipient_id,
+            kind=Kind.SYSTEM.value,
+            group_key=f"system:{new_id()}",
+            title=title[:MAX_TITLE],
+            body=body,
+            data=data,
+            actor_count=0,
+            latest_actor_ids=[],
+            sort_key=new_id(),
+        )
+    )
+
+
+async def list_notifications(
+    session: AsyncSession, viewer: Principal, params: PageParams, filters: NotificationFilters
+) -> tuple[list[NotificationOut], str | None]:
+    """The viewer's notifications, latest activity first; actors loaded in one query."""
+    key = params.key("sort_key")
+    repo = NotificationRepository(session)
+    rows = await repo.page(
+        viewer.user_id,
+        params.limit,
+        key["sort_key"] if key else None,
+        kinds={k.value for k in filters.kinds},
+        unread=filters.unread,
+    )
+    page, cursor = paginate(rows, params.limit, lambda group: {"sort_key": group.sort_key})
+    visible = await repo.visible_actors(
+        viewer.user_id, (a for group in page for a in group.latest_actor_ids or [])
+    )
+    return [out for group in page if (out := render(group, visible)) is not None], cursor
+
+
+async def unread_count(session: AsyncSession, viewer: Principal) -> UnreadCountOut:
+    return UnreadCountOut(count=await NotificationRepository(session).unread_count(viewer.user_id))
+
+
+async def mark_read(
+    session: AsyncSession, viewer: Principal, up_to_id: int | None
+) -> UnreadCountOut:
+    """Mark every notification read, or ``up_to_id`` and those listed below it; 404 for an id
+    that is not one of the viewer's notifications."""
+    repo = NotificationRepository(session)
+    up_to = None
+    if up_to_id is not None:
+        group = await repo.get(viewer.user_id, up_to_id)
+        if group is None:
+            raise NotFound("No such notification.")
+        up_to = group.sort_key
+    await repo.mark_read(viewer.user_id, up_to, utcnow())
+    return UnreadCountOut(count=await repo.unread_count(viewer.user_id))

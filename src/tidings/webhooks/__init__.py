@@ -1,0 +1,1 @@
+"""Webhooks: admin-owned subscriptions, signed Standard Webhooks deliveries, SSRF-safe sending."""

@@ -1,0 +1,298 @@
+"""The home feed from Redis timelines (fan-out on write, hybrid merge, hibernation, pull fallback)
+against the pull query, on real Redis and SQLite / PostgreSQL.
+
+Two apps share one database: ``feeds`` with ``TIDINGS_FEED_STORE=redis`` (it runs the relay and
+the fan-out consumer) and ``pull`` with the embedded default (no Redis, no relay). Every check
+compares the pages the two serve for the same viewer and cursor.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import func, select
+
+from tests.conftest import make_settings
+from tests.support.api import SignedIn, sign_up
+from tests.support.waiting import eventually
+from tidings.app import create_app
+from tidings.core.container import Container
+from tidings.events.models import OutboxMessage, ProcessedEvent
+from tidings.feeds.fanout import CONSUMER, HANDLERS
+from tidings.feeds.store import COMPLETE, store_of
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass
+class Apps:
+    feeds: httpx2.AsyncClient
+    pull: httpx2.AsyncClient
+    container: Container
+    redis: Redis
+    prefix: str
+
+    def timeline(self, user: SignedIn) -> str:
+        return f"{self.prefix}tl:{user.user_id}"
+
+    async def settled(self) -> None:
+        """The fan-out consumer has applied every committed event. (Not ``published_at``: with
+        several consumers finishing at once, the relay may set it only at the redelivery
+        timeout.)"""
+
+        async def drained() -> bool:
+            applied = select(ProcessedEvent.event_id).where(ProcessedEvent.consumer == CONSUMER)
+            stmt = select(func.count()).where(
+                OutboxMessage.event_type.in_(list(HANDLERS)), OutboxMessage.id.not_in(applied)
+            )
+            async with self.container.db.unit_of_work(write=False) as session:
+                return int((await session.execute(stmt)).scalar_one()) == 0
+
+        await eventually(drained, within=15)
+
+
+async def _client(settings: Any) -> tuple[httpx2.AsyncClient, Container, Any, Any]:
+    container = Container.build(settings)
+    app = create_app(settings, container)
+    lifespan = app.router.lifespan_context(app)
+    await lifespan.__aenter__()
+    client = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://t")
+    return client, container, lifespan, app
+
+
+@pytest.fixture
+def feed_overrides() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+async def apps(
+    tmp_path: Path, database_url: str, feed_overrides: dict[str, Any]
+) -> AsyncIterator[Apps]:
+    prefix = f"test:feeds:{secrets.token_hex(6)}:"
+    feed_settings = make_settings(
+        tmp_path / "data",
+        database_url,
+        feed_store="redis",
+        feed_key_prefix=prefix,
+        relay_poll_seconds=0.05,
+        consumer_retry_base_seconds=0.01,
+        **feed_overrides,
+    )
+    pull_settings = make_settings(tmp_path / "data", database_url, relay_in_api=False)
+    redis = Redis.from_url(REDIS_URL, decode_responses=True)
+    feeds, container, feeds_life, _ = await _client(feed_settings)
+    pull, _pull_container, pull_life, _ = await _client(pull_settings)
+    try:
+        yield Apps(feeds, pull, container, redis, prefix)
+    finally:
+        for client, life in ((feeds, feeds_life), (pull, pull_life)):
+            await client.aclose()
+            await life.__aexit__(None, None, None)
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+async def _ok(client: httpx2.AsyncClient, method: str, path: str, user: SignedIn, **kw: Any) -> Any:
+    response = await client.request(method, path, headers=user.headers, **kw)
+    assert response.status_code in (200, 201, 204), response.text
+    return response.json() if response.content else None
+
+
+async def _post(client: httpx2.AsyncClient, user: SignedIn, text: str, **extra: Any) -> str:
+    body = await _ok(client, "POST", "/api/v1/posts", user, json={"text": text, **extra})
+    return str(body["id"])
+
+
+async def _walk(
+    client: httpx2.AsyncClient, user: SignedIn, limit: int, **params: Any
+) -> list[tuple[list[str], str | None]]:
+    """Every page of the feed: (ids, next cursor)."""
+    pages: list[tuple[list[str], str | None]] = []
+    cursor: str | None = None
+    for _ in range(200):
+        query: dict[str, Any] = {"limit": limit, **params}
+        if cursor:
+            query["cursor"] = cursor
+        response = await client.get("/api/v1/feed", params=query, headers=user.headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        cursor = body["next_cursor"]
+        pages.append(([item["id"] for item in body["data"]], cursor))
+        if cursor is None:
+            return pages
+    raise AssertionError("the walk does not end")
+
+
+async def _same_feed(apps: Apps, user: SignedIn, limit: int = 7, **params: Any) -> list[str]:
+    """Both apps serve identical pages (ids and cursors); returns the ids in order."""
+    stored = await _walk(apps.feeds, user, limit, **params)
+    pulled = await _walk(apps.pull, user, limit, **params)
+    assert stored == pulled
+    return [post_id for ids, _ in stored for post_id in ids]
+
+
+async def _members(apps: Apps, user: SignedIn) -> set[str]:
+    return _ids(await apps.redis.zrange(apps.timeline(user), 0, -1))
+
+
+def _ids(members: Any) -> set[str]:
+    """Post ids among sorted-set members (without the sentinels and the id-0 floor mark)."""
+    return {str(int(m)) for m in members if m.isdigit() and int(m) > 0}
+
+
+# --- tests -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("feed_overrides", [{"feed_cap": 20}])
+async def test_store_and_pull_serve_the_same_pages(apps: Apps) -> None:
+    alice = await sign_up(apps.feeds, "alice")
+    bob = await sign_up(apps.feeds, "bob")
+    carol = await sign_up(apps.feeds, "carol")
+    dave = await sign_up(apps.feeds, "dave")
+    for name in ("bob", "carol", "dave"):
+        await _ok(apps.feeds, "PUT", f"/api/v1/users/{name}/follow", alice)
+    assert await _same_feed(apps, alice) == []  # builds alice's (empty) timeline
+    assert await apps.redis.zscore(apps.timeline(alice), COMPLETE) is not None
+
+    media = [{"url": "https://img.example/a.png", "type": "image", "alt_text": "a"}]
+    posted: list[str] = []
+    for i in range(12):  # 48 posts and shares: more than the cap of 20
+        posted.append(await _post(apps.feeds, bob, f"bob {i}"))
+        posted.append(await _post(apps.feeds, carol, f"carol {i}", media=media))
+        posted.append(await _post(apps.feeds, dave, f"dave {i}", visibility="followers"))
+        await _post(apps.feeds, dave, f"dave private {i}", visibility="private")
+        share = await _ok(apps.feeds, "POST", f"/api/v1/posts/{posted[-3]}/share", carol)
+        posted.append(str(share["share_id"]))
+    posted.append(await _post(apps.feeds, alice, "mine", visibility="private"))
+    await apps.settled()
+
+    stored = await _members(apps, alice)
+    assert len(stored) == 20  # fanned out, trimmed to the cap
+    assert stored <= set(posted)
+    expected = sorted(posted, key=int, reverse=True)
+    for limit in (1, 7, 20, 100):
+        assert await _same_feed(apps, alice, limit) == expected  # past the window: pull
+    with_media = await _same_feed(apps, alice, 5, has_media="true")
+    assert with_media == [p for p in expected if p in set(posted[1::4])]  # carol's posts
+    assert await _same_feed(apps, alice, 6, include_shares="false") == [
+        p for p in expected if p not in set(posted[3::4])
+    ]
+    assert await _same_feed(apps, bob, 9)  # bob's own feed from his timeline
+
+
+@pytest.mark.parametrize("feed_overrides", [{"fanout_threshold": 1}])
+async def test_authors_over_the_threshold_are_merged_at_read_time(apps: Apps) -> None:
+    star = await sign_up(apps.feeds, "star")
+    fan = await sign_up(apps.feeds, "fan")
+    other = await sign_up(apps.feeds, "other")
+    await _ok(apps.feeds, "PUT", "/api/v1/users/star/follow", fan)
+    await _ok(apps.feeds, "PUT", "/api/v1/users/star/follow", other)
+    await _ok(apps.feeds, "PUT", "/api/v1/users/other/follow", fan)
+    early = await _post(apps.feeds, star, "before the timeline")
+    await apps.settled()
+    assert await _same_feed(apps, fan) == [early]  # built from the database
+    ids = []
+    for i in range(5):
+        ids.append(await _post(apps.feeds, star, f"star {i}"))
+        ids.append(await _post(apps.feeds, other, f"other {i}"))
+    await apps.settled()
+
+    # star has 2 followers > threshold 1: not fanned out, kept in star's list and merged
+    assert not (set(ids[0::2]) & await _members(apps, fan))
+    assert set(ids[1::2]) <= await _members(apps, fan)
+    author_list = await apps.redis.zrange(f"{apps.prefix}au:{star.user_id}", 0, -1)
+    assert _ids(author_list) >= set(ids[0::2])
+    feed = await _same_feed(apps, fan, 3)
+    assert feed == sorted([*ids, early], key=int, reverse=True)
+
+    # an author list lost (eviction, restart) is rebuilt on the next read
+    await apps.redis.delete(f"{apps.prefix}au:{star.user_id}")
+    assert await _same_feed(apps, fan, 4) == feed
+    # unfollowing the star removes the merged posts at once
+    await _ok(apps.feeds, "DELETE", "/api/v1/users/star/follow", fan)
+    assert await _same_feed(apps, fan, 4) == sorted(ids[1::2], key=int, reverse=True)
+
+
+async def test_inactive_users_are_skipped_and_rebuilt_on_read(apps: Apps) -> None:
+    sleepy = await sign_up(apps.feeds, "sleepy")
+    writer = await sign_up(apps.feeds, "writer")
+    await _ok(apps.feeds, "PUT", "/api/v1/users/writer/follow", sleepy)
+    first = await _post(apps.feeds, writer, "one")
+    assert await _same_feed(apps, sleepy) == [first]
+    ttl = await apps.redis.ttl(apps.timeline(sleepy))
+    assert 29 * 86_400 < ttl <= 30 * 86_400  # renewed on every read
+
+    await apps.redis.delete(apps.timeline(sleepy))  # as if 30 days passed without a read
+    second = await _post(apps.feeds, writer, "two")
+    await apps.settled()
+    assert not await apps.redis.exists(apps.timeline(sleepy))  # fan-out skipped them
+    # the next read is served by the pull query (never empty) and rebuilds the timeline
+    assert await _same_feed(apps, sleepy) == [second, first]
+    assert await _members(apps, sleepy) == {first, second}
+    assert await apps.redis.zscore(apps.timeline(sleepy), COMPLETE) is not None
+
+
+async def test_follow_merges_and_removals_apply_at_once(apps: Apps) -> None:
+    alice = await sign_up(apps.feeds, "alice")
+    bob = await sign_up(apps.feeds, "bob")
+    carol = await sign_up(apps.feeds, "carol")
+    b1 = await _post(apps.feeds, bob, "bob one")
+    c1 = await _post(apps.feeds, carol, "carol one")
+    a1 = await _post(apps.feeds, alice, "alice one")
+    assert await _same_feed(apps, alice) == [a1]  # timeline built
+    await _ok(apps.feeds, "PUT", "/api/v1/users/bob/follow", alice)
+    await _ok(apps.feeds, "PUT", "/api/v1/users/carol/follow", alice)
+    await apps.settled()
+    assert {b1, c1} <= await _members(apps, alice)  # the follows merged their recent posts
+    bs = str((await _ok(apps.feeds, "POST", f"/api/v1/posts/{c1}/share", bob))["share_id"])
+    b2 = await _post(apps.feeds, bob, "bob two")
+    await apps.settled()
+    assert await _same_feed(apps, alice) == [b2, bs, a1, c1, b1]
+
+    # no waiting below: the read path filters every candidate with the pull query's rules
+    await _ok(apps.feeds, "PUT", "/api/v1/users/carol/mute", alice)
+    assert await _same_feed(apps, alice) == [b2, a1, b1]
+    await _ok(apps.feeds, "DELETE", "/api/v1/users/carol/mute", alice)
+    assert await _same_feed(apps, alice) == [b2, bs, a1, c1, b1]
+    await _ok(apps.feeds, "PUT", "/api/v1/users/alice/block", carol)
+    assert await _same_feed(apps, alice) == [b2, a1, b1]
+    await _ok(apps.feeds, "DELETE", "/api/v1/users/alice/block", carol)
+    assert await _same_feed(apps, alice) == [b2, bs, a1, b1]
+    await _ok(apps.feeds, "DELETE", f"/api/v1/posts/{b2}", bob)
+    await _ok(apps.feeds, "PATCH", f"/api/v1/posts/{b1}", bob, json={"visibility": "private"})
+    assert await _same_feed(apps, alice) == [bs, a1]
+    await _ok(apps.feeds, "DELETE", "/api/v1/users/bob/follow", alice)
+    assert await _same_feed(apps, alice) == [a1]
+    # a visibility upgrade fans the post out again (to the timelines that reach that far back)
+    await _ok(apps.feeds, "PUT", "/api/v1/users/bob/follow", alice)
+    await _ok(apps.feeds, "PATCH", f"/api/v1/posts/{b1}", bob, json={"visibility": "public"})
+    await apps.settled()
+    assert await _same_feed(apps, alice) == [bs, a1, b1]
+
+
+@pytest.mark.parametrize(
+    "feed_overrides", [{"redis_url": "redis://127.0.0.1:1/0", "consumer_max_attempts": 1}]
+)
+async def test_redis_down_serves_the_pull_query(apps: Apps) -> None:
+    alice = await sign_up(apps.feeds, "alice")
+    bob = await sign_up(apps.feeds, "bob")
+    await _ok(apps.feeds, "PUT", "/api/v1/users/bob/follow", alice)
+    posts = [await _post(apps.feeds, bob, f"bob {i}") for i in range(5)]
+    store = store_of(apps.container.db.sessions())
+    assert store is not None
+    for _ in range(2):  # the first read meets the dead Redis, the next skip it
+        assert await _same_feed(apps, alice, 2) == posts[::-1]
+        assert not store.available

@@ -1,0 +1,141 @@
+"""A feed page costs a fixed number of SQL statements and Redis round trips, whatever its size
+or the number of distinct authors on it (real Redis; SQLite and PostgreSQL).
+
+Forty authors post one post each and the viewer follows them all; pages of 5 and of 40 (five
+and forty distinct authors) are served from the warm Redis timeline through the service function
+exactly as a request would, and their costs are compared.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from sqlalchemy import event, insert
+
+from tests.conftest import make_settings
+from tidings.accounts.models import User
+from tidings.auth.policy import Principal, Role
+from tidings.core.container import Container
+from tidings.core.ids import new_id
+from tidings.core.pagination import PageParams
+from tidings.feeds.fanout import fan_out
+from tidings.feeds.service import rebuild_timeline
+from tidings.feeds.store import store_of
+from tidings.graph.models import Follow
+from tidings.posts.models import Post
+from tidings.timelines import service as timelines
+from tidings.timelines.schemas import TimelineFilters
+
+AUTHORS = 40
+
+
+@dataclass
+class Counts:
+    sql: int = 0
+    redis: int = 0
+
+
+@pytest.fixture
+async def container(tmp_path: Path, database_url: str) -> AsyncIterator[Container]:
+    prefix = f"test:feedcost:{secrets.token_hex(6)}:"
+    settings = make_settings(
+        tmp_path / "data", database_url, feed_store="redis", feed_key_prefix=prefix
+    )
+    built = Container.build(settings)
+    yield built
+    redis = Redis.from_url(settings.redis_url)
+    keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()
+    await built.close()
+
+
+@pytest.fixture
+def counts(container: Container, monkeypatch: pytest.MonkeyPatch) -> Iterator[Counts]:
+    counted = Counts()
+
+    def on_sql(*_args: Any) -> None:
+        counted.sql += 1
+
+    send = AbstractConnection.send_packed_command
+
+    async def counting_send(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
+        counted.redis += 1  # one write of one command or of a whole pipeline: one round trip
+        await send(self, *args, **kwargs)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting_send)
+    engine = container.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", on_sql)
+    yield counted
+    event.remove(engine, "before_cursor_execute", on_sql)
+
+
+async def _seed(container: Container) -> int:
+    viewer = new_id()
+    authors = [new_id() for _ in range(AUTHORS)]
+    async with container.db.unit_of_work() as session:
+        users = [
+            {"id": uid, "username": f"u{i}", "username_key": f"u{i}", "email": f"u{i}@x.test"}
+            for i, uid in enumerate([viewer, *authors])
+        ]
+        await session.execute(insert(User), users)
+        await session.execute(
+            insert(Follow), [{"follower_id": viewer, "followee_id": a} for a in authors]
+        )
+        await session.execute(insert(Post), [{"author_id": a, "text": "hi"} for a in authors])
+        store = store_of(session)
+        assert store is not None
+        await rebuild_timeline(store, session, viewer)
+    return viewer
+
+
+async def _page(container: Container, viewer: int, limit: int, counts: Counts) -> Counts:
+    principal = Principal(user_id=viewer, username="u0", role=Role.USER, session_id=0)
+    before = Counts(counts.sql, counts.redis)
+    async with container.db.unit_of_work(write=False) as session:
+        posts, _ = await timelines.home_feed(
+            session, principal, PageParams(limit=limit, cursor=None), TimelineFilters()
+        )
+    assert len(posts) == limit
+    assert len({post.author.id for post in posts}) == limit
+    return Counts(counts.sql - before.sql, counts.redis - before.redis)
+
+
+async def test_feed_page_cost_does_not_grow_with_size_or_authors(
+    container: Container, counts: Counts
+) -> None:
+    viewer = await _seed(container)
+    await _page(container, viewer, 5, counts)  # warm-up (connections, prepared statements)
+    small = await _page(container, viewer, 5, counts)
+    large = await _page(container, viewer, AUTHORS, counts)
+    assert large == small, f"5 posts: {small}; {AUTHORS} posts: {large}"
+    assert small.redis <= 2  # touch + window
+    assert small.sql <= 10  # followed merged authors (when any), filter, hydration (≤ 7)
+
+
+async def test_fan_out_writes_one_round_trip_per_batch(
+    container: Container, counts: Counts
+) -> None:
+    viewer = await _seed(container)
+    async with container.db.unit_of_work() as session:
+        author = new_id()
+        await session.execute(
+            insert(User), [{"id": author, "username": "w", "username_key": "w", "email": "w@x"}]
+        )
+        await session.execute(insert(Follow), [{"follower_id": viewer, "followee_id": author}])
+        post = new_id()
+        await session.execute(insert(Post), [{"id": post, "author_id": author, "text": "x"}])
+    store = store_of(container.db.sessions())
+    assert store is not None
+    async with container.db.unit_of_work() as session:
+        start = counts.redis
+        assert await fan_out(store, session, post, author) == 1  # the viewer's timeline
+        assert counts.redis - start <= 3  # author timeline + one batch (+ script load)

@@ -1,0 +1,198 @@
+"""The notifications consumer driven directly through ``apply_once``: redelivery is idempotent,
+concurrent consumers meet on one group, and the graph is checked at consume time."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import func, select
+
+from tidings.accounts.models import User
+from tidings.core.container import Container
+from tidings.core.db import utcnow
+from tidings.events import domain
+from tidings.events.consumers import ConsumerRegistry
+from tidings.events.delivery import apply_once
+from tidings.events.models import OutboxMessage
+from tidings.events.outbox import record
+from tidings.events.registry import build_registry
+from tidings.graph.repository import GraphRepository
+from tidings.notifications.consumers import CONSUMER
+from tidings.notifications.models import NotificationActor, NotificationGroup
+from tidings.notifications.repository import NotificationRepository
+from tidings.posts.models import Post
+
+
+async def _users(container: Container, *names: str) -> list[int]:
+    async with container.db.unit_of_work() as session:
+        users = [
+            User(username=n, username_key=n, email=f"{n}@example.com", display_name=n)
+            for n in names
+        ]
+        session.add_all(users)
+        await session.flush()
+        return [u.id for u in users]
+
+
+async def _post(container: Container, author_id: int) -> int:
+    async with container.db.unit_of_work() as session:
+        post = Post(author_id=author_id, text="hello")
+        session.add(post)
+        await session.flush()
+        return post.id
+
+
+async def _emit(container: Container, event: domain.DomainEvent) -> int:
+    async with container.db.unit_of_work() as session:
+        record(session, event)
+        await session.flush()
+        stmt = select(func.max(OutboxMessage.id)).where(
+            OutboxMessage.event_type == event.event_type
+        )
+        event_id: int = (await session.execute(stmt)).scalar_one()
+        return event_id
+
+
+async def _apply(container: Container, registry: ConsumerRegistry, event_id: int) -> bool:
+    return await apply_once(container.db, registry, CONSUMER, event_id, container)
+
+
+async def _groups(container: Container, recipient_id: int) -> list[NotificationGroup]:
+    async with container.db.unit_of_work(write=False) as session:
+        return await NotificationRepository(session).page(recipient_id, 100, None)
+
+
+async def _actor_rows(container: Container) -> int:
+    async with container.db.unit_of_work(write=False) as session:
+        stmt = select(func.count()).select_from(NotificationActor)
+        return int((await session.execute(stmt)).scalar_one())
+
+
+def _like(post_id: int, liker: int, author: int) -> domain.PostLiked:
+    return domain.PostLiked(post_id=post_id, user_id=liker, post_author_id=author)
+
+
+async def test_redelivering_an_event_yields_one_notification(container: Container) -> None:
+    alice, bob = await _users(container, "alice", "bob")
+    post_id = await _post(container, alice)
+    registry = build_registry()
+    event_id = await _emit(container, _like(post_id, bob, alice))
+
+    assert await _apply(container, registry, event_id) is True
+    assert await _apply(container, registry, event_id) is False  # a redelivery: skipped
+    await asyncio.gather(*(_apply(container, registry, event_id) for _ in range(3)))
+
+    [group] = await _groups(container, alice)
+    assert (group.kind, group.post_id, group.actor_count) == ("like", post_id, 1)
+    assert group.latest_actor_ids == [bob]
+    assert group.group_key == f"like:{post_id}"
+    assert group.read_at is None
+    assert await _actor_rows(container) == 1
+
+
+async def test_a_new_like_event_by_the_same_person_does_not_count_twice(
+    container: Container,
+) -> None:
+    """like, unlike, like: two distinct post.liked events, one actor in the group."""
+    alice, bob = await _users(container, "alice", "bob")
+    post_id = await _post(container, alice)
+    registry = build_registry()
+    first = await _emit(container, _like(post_id, bob, alice))
+    assert await _apply(container, registry, first)
+    [before] = await _groups(container, alice)
+    second = await _emit(container, _like(post_id, bob, alice))
+    assert await _apply(container, registry, second)
+
+    [after] = await _groups(container, alice)
+    assert after.id == before.id
+    assert after.actor_count == 1
+    assert after.sort_key == before.sort_key  # nobody new: it does not jump to the top
+
+
+async def test_concurrent_consumers_meet_on_one_group(container: Container) -> None:
+    """Ten likes applied at once (ten transactions racing for the same group): one group,
+    every actor counted once."""
+    alice, *fans = await _users(container, "alice", *(f"fan{n}" for n in range(10)))
+    post_id = await _post(container, alice)
+    registry = build_registry()
+    ids = [await _emit(container, _like(post_id, fan, alice)) for fan in fans]
+    again = ids[:3]  # and a few redeliveries racing their originals
+
+    results = await asyncio.gather(*(_apply(container, registry, i) for i in ids + again))
+    assert sum(results) == len(ids)
+
+    [group] = await _groups(container, alice)
+    assert group.actor_count == len(fans)
+    assert len(group.latest_actor_ids) == 3
+    assert set(group.latest_actor_ids) <= set(fans)
+    assert await _actor_rows(container) == len(fans)
+
+
+async def test_blocks_and_mutes_are_checked_when_the_event_is_consumed(
+    container: Container,
+) -> None:
+    """The like was allowed when it happened; by the time it is consumed the graph changed."""
+    alice, bob, carol, dave, erin = await _users(container, "alice", "bob", "carol", "dave", "erin")
+    post_id = await _post(container, alice)
+    registry = build_registry()
+    events = {
+        liker: await _emit(container, _like(post_id, liker, alice)) for liker in (bob, carol, dave)
+    }
+    follow = await _emit(container, domain.UserFollowed(user_id=erin, target_user_id=alice))
+    async with container.db.unit_of_work() as session:
+        graph = GraphRepository(session)
+        await graph.add_block(alice, bob)  # the recipient blocks the actor
+        await graph.add_block(carol, alice)  # the actor blocks the recipient
+        await graph.add_mute(alice, erin)  # the recipient mutes the actor
+
+    for event_id in [*events.values(), follow]:
+        assert await _apply(container, registry, event_id)  # applied (and marked) all the same
+
+    [group] = await _groups(container, alice)
+    assert (group.kind, group.actor_count, group.latest_actor_ids) == ("like", 1, [dave])
+
+
+async def test_a_comment_notifies_each_person_once(container: Container) -> None:
+    """Replying to the post author's own comment while mentioning them: one ``reply``."""
+    alice, bob, carol = await _users(container, "alice", "bob", "carol")
+    post_id = await _post(container, alice)
+    registry = build_registry()
+    event = domain.CommentCreated(
+        comment_id=777,
+        post_id=post_id,
+        user_id=bob,
+        parent_comment_id=555,
+        post_author_id=alice,
+        parent_author_id=alice,
+        mentioned_user_ids=(alice, carol, bob),
+    )
+    assert await _apply(container, registry, await _emit(container, event))
+
+    [for_alice] = await _groups(container, alice)
+    assert (for_alice.kind, for_alice.comment_id, for_alice.post_id) == ("reply", 777, post_id)
+    [for_carol] = await _groups(container, carol)
+    assert (for_carol.kind, for_carol.group_key) == ("mention", "mention:comment:777")
+    assert await _groups(container, bob) == []
+
+
+async def test_reading_closes_a_group_and_later_activity_opens_a_new_one(
+    container: Container,
+) -> None:
+    alice, bob, carol = await _users(container, "alice", "bob", "carol")
+    post_id = await _post(container, alice)
+    registry = build_registry()
+    assert await _apply(container, registry, await _emit(container, _like(post_id, bob, alice)))
+    async with container.db.unit_of_work() as session:
+        repo = NotificationRepository(session)
+        assert await repo.mark_read(alice, None, utcnow()) == 1
+        assert await repo.unread_count(alice) == 0
+    assert await _apply(container, registry, await _emit(container, _like(post_id, carol, alice)))
+
+    fresh, old = await _groups(container, alice)
+    assert (fresh.read_at, fresh.group_key, fresh.latest_actor_ids) == (
+        None,
+        f"like:{post_id}",
+        [carol],
+    )
+    assert (old.group_key, old.latest_actor_ids) == (None, [bob])
+    assert old.read_at is not None
