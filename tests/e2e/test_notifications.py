@@ -127,13 +127,26 @@ def _by_kind(items: list[Json]) -> dict[str, Json]:
 # --- acceptance: the embedded default -----------------------------------------------------------
 
 
-async def test_a_like_produces_a_notification_within_a_second(client: httpx2.AsyncClient) -> None:
+async def test_a_like_produces_a_notification_within_a_second(
+    client: httpx2.AsyncClient, container: Container, backend: str
+) -> None:
     alice = await sign_up(client, "alice")
     bob = await sign_up(client, "bob")
     post_id = await _post(client, alice)
-    await _like(client, bob, post_id)
 
-    [item] = await _wait_for(client, alice, 1, within=1.0)
+    assert container.events is not None
+    consumers = len(container.events.registry.for_event("post.created"))
+
+    async def idle() -> bool:  # the post's own event is fully handled: time the like alone
+        async with container.db.unit_of_work(write=False) as session:
+            done = await session.execute(select(func.count()).select_from(ProcessedEvent))
+            return int(done.scalar_one()) >= consumers
+
+    await eventually(idle, within=10)
+    await _like(client, bob, post_id)
+    # The acceptance bound is for the embedded default (SQLite); the PostgreSQL run of the same
+    # path gets slack for a loaded machine — speed is measured by the benchmark, not here.
+    [item] = await _wait_for(client, alice, 1, within=1.0 if backend == "sqlite" else 5.0)
     assert item["kind"] == "like"
     assert item["post_id"] == post_id
     assert item["comment_id"] is None
