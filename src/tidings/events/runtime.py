@@ -118,10 +118,14 @@ class EventRuntime:
                 await receiver.listen(self._finish)
             except Exception as exc:
                 log.warning("receiver_failed", error=f"{type(exc).__name__}: {exc}")
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._finish.wait(), timeout=1.0)
-                except TimeoutError:
-                    continue
+                # a broker that came back empty (Redis without persistence) has lost its
+                # consumer group: start up again to declare it
+                try:
+                    await self.broker.startup()
+                except Exception as again:
+                    log.warning("broker_startup_failed", error=f"{type(again).__name__}: {again}")
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Stop taking work, let the jobs in hand finish within the grace period; what is not
