@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.accounts.models import User
 from tidings.graph.models import Follow
 from tidings.posts.models import Post
-from tidings.timelines.repository import FOLLOWER_VISIBILITIES, home_feed_in
+from tidings.timelines.repository import FOLLOWER_VISIBILITIES, cached_feed_filter
 from tidings.timelines.schemas import TimelineFilters
 
 
@@ -39,8 +39,9 @@ class FeedRepository:
         restricted to the candidates (primary-key probes)."""
         if not ids:
             return []
-        stmt = home_feed_in(viewer_id, len(ids), None, filters).where(Post.id.in_(list(ids)))
-        return list((await self.session.execute(stmt)).scalars())
+        stmt = cached_feed_filter(filters.include_shares, filters.has_media)
+        params = {"viewer_id": viewer_id, "fetch": len(ids), "candidates": list(ids)}
+        return list((await self.session.execute(stmt, params)).scalars())
 
     def _timeline_sources(self, viewer_id: int, cap: int) -> Select[Any]:
         """A superset of the feed: the newest ``cap`` live posts of the viewer and the people

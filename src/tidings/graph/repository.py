@@ -83,15 +83,6 @@ class GraphRepository:
         rows = (await self.session.execute(stmt)).all()
         return {blocked if blocker == viewer_id else blocker for blocker, blocked in rows}
 
-    async def followed_among(self, viewer_id: int, others: Iterable[int]) -> set[int]:
-        ids = list(set(others))
-        if not ids:
-            return set()
-        stmt = select(Follow.followee_id).where(
-            Follow.follower_id == viewer_id, Follow.followee_id.in_(ids)
-        )
-        return set((await self.session.execute(stmt)).scalars())
-
     async def follows(self, follower_id: int, followee_id: int) -> bool:
         stmt = select(Follow.id).where(
             Follow.follower_id == follower_id, Follow.followee_id == followee_id
