@@ -147,6 +147,11 @@ class Settings(BaseSettings):
     feed_inactive_days: int = Field(default=30, ge=1, le=365)
     fanout_batch: int = Field(default=1000, ge=1, le=100_000)
     feed_key_prefix: str = Field(default="tidings:feed:", min_length=1, max_length=100)
+    # post bodies and author profiles for rendering (src/tidings/core/cache.py): "none" = read
+    # them from the database every time (embedded default)
+    row_cache: Literal["none", "redis"] = "none"
+    cache_ttl_seconds: int = Field(default=60, ge=1, le=86_400)
+    cache_key_prefix: str = Field(default="tidings:cache:", min_length=1, max_length=100)
 
     rate_limit_enabled: bool = True
     rate_limit_storage: Literal["memory", "redis"] = "memory"

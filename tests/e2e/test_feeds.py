@@ -84,6 +84,7 @@ async def apps(
         feed_key_prefix=prefix,
         relay_poll_seconds=0.05,
         consumer_retry_base_seconds=0.01,
+        cache_key_prefix=f"{prefix}cache:",
         **feed_overrides,
     )
     pull_settings = make_settings(tmp_path / "data", database_url, relay_in_api=False)
@@ -284,7 +285,11 @@ async def test_follow_merges_and_removals_apply_at_once(apps: Apps) -> None:
 
 
 @pytest.mark.parametrize(
-    "feed_overrides", [{"redis_url": "redis://127.0.0.1:1/0", "consumer_max_attempts": 1}]
+    "feed_overrides",
+    [
+        {"redis_url": "redis://127.0.0.1:1/0", "consumer_max_attempts": 1},
+        {"redis_url": "redis://127.0.0.1:1/0", "consumer_max_attempts": 1, "row_cache": "redis"},
+    ],
 )
 async def test_redis_down_serves_the_pull_query(apps: Apps) -> None:
     alice = await sign_up(apps.feeds, "alice")
@@ -296,3 +301,49 @@ async def test_redis_down_serves_the_pull_query(apps: Apps) -> None:
     for _ in range(2):  # the first read meets the dead Redis, the next skip it
         assert await _same_feed(apps, alice, 2) == posts[::-1]
         assert not store.available
+
+
+async def _same_bodies(apps: Apps, user: SignedIn) -> list[dict[str, Any]]:
+    """The feed app (Redis timelines + row cache) and the pull app (database only) serve the
+    very same bodies: texts, authors, counters, viewer state."""
+    stored = await _ok(apps.feeds, "GET", "/api/v1/feed?limit=50", user)
+    pulled = await _ok(apps.pull, "GET", "/api/v1/feed?limit=50", user)
+    assert stored["data"] == pulled["data"]
+    data: list[dict[str, Any]] = stored["data"]
+    return data
+
+
+@pytest.mark.parametrize("feed_overrides", [{"row_cache": "redis"}])
+async def test_row_cache_bodies_are_fresh_after_every_write(apps: Apps) -> None:
+    alice = await sign_up(apps.feeds, "alice")
+    bob = await sign_up(apps.feeds, "bob")
+    carol = await sign_up(apps.feeds, "carol")
+    for name in ("bob", "carol"):
+        await _ok(apps.feeds, "PUT", f"/api/v1/users/{name}/follow", alice)
+    p1 = await _post(apps.feeds, bob, "first")
+    p2 = await _post(apps.feeds, bob, "second")
+    await _ok(apps.feeds, "POST", f"/api/v1/posts/{p1}/share", carol)
+    await apps.settled()
+    page = await _same_bodies(apps, alice)
+    await _same_bodies(apps, alice)  # now from the cache
+    assert [item["text"] for item in page] == ["", "second", "first"]
+    cached = [key async for key in apps.redis.scan_iter(match=f"{apps.prefix}cache:*")]
+    assert any(":post:" in key for key in cached)
+    assert any(":profile:" in key for key in cached)
+
+    await _ok(apps.feeds, "PATCH", f"/api/v1/posts/{p1}", bob, json={"text": "first, edited"})
+    page = await _same_bodies(apps, alice)
+    assert page[0]["shared_post"]["text"] == "first, edited"  # the share shows the edit
+    await _ok(apps.feeds, "PUT", f"/api/v1/posts/{p1}/like", alice)
+    await _ok(apps.feeds, "PUT", f"/api/v1/posts/{p2}/like", carol)
+    page = await _same_bodies(apps, alice)
+    assert page[0]["shared_post"]["counts"]["likes"] == 1
+    assert page[0]["shared_post"]["viewer"]["liked"] is True
+    assert page[1]["counts"]["likes"] == 1
+    await _ok(apps.feeds, "PATCH", "/api/v1/me", bob, json={"display_name": "Robert"})
+    page = await _same_bodies(apps, alice)
+    assert {item["author"]["display_name"] for item in page[1:]} == {"Robert"}
+    await _ok(apps.feeds, "DELETE", f"/api/v1/posts/{p2}", bob)
+    await apps.settled()
+    page = await _same_bodies(apps, alice)
+    assert p2 not in [item["id"] for item in page]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,24 @@ AUTHORS = 40
 class Counts:
     sql: int = 0
     redis: int = 0
+    statements: list[str] = field(default_factory=list, compare=False)
 
 
 @pytest.fixture
-async def container(tmp_path: Path, database_url: str) -> AsyncIterator[Container]:
+def row_cache() -> str:
+    return "none"
+
+
+@pytest.fixture
+async def container(tmp_path: Path, database_url: str, row_cache: str) -> AsyncIterator[Container]:
     prefix = f"test:feedcost:{secrets.token_hex(6)}:"
     settings = make_settings(
-        tmp_path / "data", database_url, feed_store="redis", feed_key_prefix=prefix
+        tmp_path / "data",
+        database_url,
+        feed_store="redis",
+        feed_key_prefix=prefix,
+        row_cache=row_cache,
+        cache_key_prefix=f"{prefix}cache:",
     )
     built = Container.build(settings)
     yield built
@@ -62,8 +73,9 @@ async def container(tmp_path: Path, database_url: str) -> AsyncIterator[Containe
 def counts(container: Container, monkeypatch: pytest.MonkeyPatch) -> Iterator[Counts]:
     counted = Counts()
 
-    def on_sql(*_args: Any) -> None:
+    def on_sql(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         counted.sql += 1
+        counted.statements.append(statement)
 
     send = AbstractConnection.send_packed_command
 
@@ -100,13 +112,14 @@ async def _seed(container: Container) -> int:
 async def _page(container: Container, viewer: int, limit: int, counts: Counts) -> Counts:
     principal = Principal(user_id=viewer, username="u0", role=Role.USER, session_id=0)
     before = Counts(counts.sql, counts.redis)
+    counts.statements.clear()
     async with container.db.unit_of_work(write=False) as session:
         posts, _ = await timelines.home_feed(
             session, principal, PageParams(limit=limit, cursor=None), TimelineFilters()
         )
     assert len(posts) == limit
     assert len({post.author.id for post in posts}) == limit
-    return Counts(counts.sql - before.sql, counts.redis - before.redis)
+    return Counts(counts.sql - before.sql, counts.redis - before.redis, list(counts.statements))
 
 
 async def test_feed_page_cost_does_not_grow_with_size_or_authors(
@@ -119,6 +132,23 @@ async def test_feed_page_cost_does_not_grow_with_size_or_authors(
     assert large == small, f"5 posts: {small}; {AUTHORS} posts: {large}"
     assert small.redis <= 2  # touch + window
     assert small.sql <= 10  # followed merged authors (when any), filter, hydration (≤ 7)
+
+
+@pytest.mark.parametrize("row_cache", ["redis"])
+async def test_warm_page_with_the_row_cache_reads_no_post_or_author_row(
+    container: Container, counts: Counts
+) -> None:
+    """With the row cache warm, a page costs two SQL statements (the candidate filter, ids
+    only, and the viewer's relations) whatever its size: bodies and authors come from Redis."""
+    viewer = await _seed(container)
+    await _page(container, viewer, AUTHORS, counts)  # fills the cache
+    small = await _page(container, viewer, 5, counts)
+    large = await _page(container, viewer, AUTHORS, counts)
+    assert large == small, f"5 posts: {small}; {AUTHORS} posts: {large}"
+    queries = [q for q in small.statements if not q.startswith("BEGIN")]  # SQLite's BEGIN
+    assert len(queries) == 2, queries
+    assert queries[0].startswith("SELECT posts.id \nFROM posts"), queries[0]  # ids only
+    assert small.redis <= 4  # touch + window + posts + profiles
 
 
 async def test_fan_out_writes_one_round_trip_per_batch(

@@ -9,7 +9,8 @@ from tidings.auth.providers.registry import ProviderRegistry
 from tidings.core.db import Database
 from tidings.core.keys import KeyMaterial, load_key_material
 from tidings.core.security import PasswordHasher, TokenSigner
-from tidings.feeds.store import open_feed_store
+from tidings.feeds.store import connect, open_feed_store
+from tidings.posts.cache import open_row_cache
 from tidings.ratelimit.limiter import RateLimiter
 from tidings.settings import Settings
 
@@ -29,7 +30,8 @@ class Container:
     limiter: RateLimiter = field(init=False)
     events: EventRuntime | None = field(default=None)
     oauth: ProviderRegistry | None = field(default=None)  # sign-in providers + their HTTP client
-    redis: Redis | None = field(default=None)  # the feed store's client (TIDINGS_FEED_STORE=redis)
+    # the feed store's and the row cache's client (TIDINGS_FEED_STORE / TIDINGS_ROW_CACHE=redis)
+    redis: Redis | None = field(default=None)
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.settings)
@@ -37,6 +39,9 @@ class Container:
             self.oauth = ProviderRegistry(self.settings, self.keys)
         if self.redis is None and self.settings.feed_store == "redis":
             self.redis = open_feed_store(self.settings, self.db.sessions)
+        if self.settings.row_cache == "redis":
+            self.redis = self.redis or connect(self.settings)
+            open_row_cache(self.settings, self.redis, self.db.sessions)
 
     @classmethod
     def build(cls, settings: Settings) -> Container:

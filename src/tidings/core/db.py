@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+from tidings.core.cache import after_commit
+
 _write_intent: ContextVar[bool] = ContextVar("tidings_write_intent", default=False)
 
 NAMING_CONVENTION = {
@@ -123,8 +125,10 @@ class Database:
         """A session in one transaction: committed on success, rolled back on any error."""
         token = _write_intent.set(write)
         try:
-            async with self.sessions() as session, session.begin():
-                yield session
+            async with self.sessions() as session:
+                async with session.begin():
+                    yield session
+                await after_commit(session)  # cached rows this transaction changed
         finally:
             _write_intent.reset(token)
 

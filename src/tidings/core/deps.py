@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tidings.core.cache import after_commit, after_rollback
 from tidings.core.container import Container
 from tidings.core.db import _write_intent
 from tidings.core.errors import AppError
@@ -32,14 +33,18 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     except AppError as exc:
         if exc.keep_changes:
             await session.commit()
+            await after_commit(session)
         else:
             await session.rollback()
+            after_rollback(session)
         raise
     except BaseException:
         await session.rollback()
+        after_rollback(session)
         raise
     else:
         await session.commit()
+        await after_commit(session)  # evicts cached rows this request changed
         if session.info.get("outbox") and container.events is not None:
             container.events.wake()
     finally:

@@ -11,7 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.accounts.models import User
 from tidings.graph.models import Follow
 from tidings.posts.models import Post
-from tidings.timelines.repository import FOLLOWER_VISIBILITIES, cached_feed_filter
+from tidings.timelines.repository import (
+    FOLLOWER_VISIBILITIES,
+    cached_feed_filter,
+    cached_feed_filter_ids,
+)
 from tidings.timelines.schemas import TimelineFilters
 
 
@@ -42,6 +46,16 @@ class FeedRepository:
         stmt = cached_feed_filter(filters.include_shares, filters.has_media)
         params = {"viewer_id": viewer_id, "fetch": len(ids), "candidates": list(ids)}
         return list((await self.session.execute(stmt, params)).scalars())
+
+    async def filter_feed_ids(
+        self, viewer_id: int, ids: Sequence[int], filters: TimelineFilters
+    ) -> list[int]:
+        """:meth:`filter_feed`, ids only."""
+        if not ids:
+            return []
+        stmt = cached_feed_filter_ids(filters.include_shares, filters.has_media)
+        params = {"viewer_id": viewer_id, "fetch": len(ids), "candidates": list(ids)}
+        return [int(i) for i in (await self.session.execute(stmt, params)).scalars()]
 
     def _timeline_sources(self, viewer_id: int, cap: int) -> Select[Any]:
         """A superset of the feed: the newest ``cap`` live posts of the viewer and the people

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tidings.core.cache import cache_of
 from tidings.feeds.repository import FeedRepository
 from tidings.feeds.store import FeedStore, RedisError, log
+from tidings.posts.cache import posts_by_ids
 from tidings.posts.models import Post
 from tidings.timelines.repository import TimelineRepository
 from tidings.timelines.schemas import TimelineFilters
@@ -55,6 +57,22 @@ async def build_author_lists(store: FeedStore, session: AsyncSession, authors: l
         await store.store_author(author, await repo.author_ids(author, store.cap))
 
 
+async def _filtered(
+    session: AsyncSession,
+    repo: FeedRepository,
+    viewer_id: int,
+    ids: list[int],
+    filters: TimelineFilters,
+) -> list[Post]:
+    """The candidates the feed shows, newest first; with a row cache, the query returns ids
+    and the bodies come from the cache (the warm path reads no post row from the database)."""
+    if cache_of(session) is None:
+        return await repo.filter_feed(viewer_id, ids, filters)
+    kept = await repo.filter_feed_ids(viewer_id, ids, filters)
+    bodies = await posts_by_ids(session, kept)
+    return [bodies[i] for i in kept if i in bodies]
+
+
 async def _stored(
     store: FeedStore,
     session: AsyncSession,
@@ -83,7 +101,7 @@ async def _stored(
                 return None
         if cursor is not None and window.floor >= cursor:
             break  # the cursor is already below what the store holds
-        rows += await repo.filter_feed(viewer_id, window.ids, filters)
+        rows += await _filtered(session, repo, viewer_id, window.ids, filters)
         if len(rows) >= fetch:
             return rows[:fetch]
         if window.floor == 0:  # every list is empty: the feed ends here

@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
+from tidings.core.cache import record_eviction
 from tidings.core.db import insert_ignore
 from tidings.graph.models import Block, Follow
 from tidings.posts.models import Like, Post, PostMention, PostTag
@@ -80,6 +81,14 @@ class PostRepository:
         rows = (await self.session.execute(select(User).where(User.id.in_(wanted)))).scalars()
         return {user.id: user for user in rows}
 
+    async def profile_rows(self, ids: Iterable[int], columns: Iterable[str]) -> dict[int, Any]:
+        """Some columns of some users, as dicts (what the row cache stores)."""
+        wanted = list(set(ids))
+        if not wanted:
+            return {}
+        stmt = select(*(getattr(User, name) for name in columns)).where(User.id.in_(wanted))
+        return {row.id: dict(row._mapping) for row in (await self.session.execute(stmt)).all()}
+
     async def user_ids_by_usernames(self, usernames: Iterable[str]) -> list[int]:
         keys = [u.lower() for u in usernames]
         if not keys:
@@ -103,7 +112,9 @@ class PostRepository:
             self.session.add_all(PostMention(post_id=post_id, user_id=u) for u in user_ids)
 
     async def bump(self, post_id: int, **deltas: int) -> None:
-        """Atomic counter changes, e.g. ``bump(id, like_count=+1)``."""
+        """Atomic counter changes, e.g. ``bump(id, like_count=+1)`` (the cached row is evicted
+        at commit)."""
+        record_eviction(self.session.info, "post", [post_id])
         values: dict[str, Any] = {
             name: getattr(Post, name) + delta for name, delta in deltas.items()
         }

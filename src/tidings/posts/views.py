@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.accounts.models import User
 from tidings.auth.policy import Permission, Principal
 from tidings.posts import parsing
+from tidings.posts.cache import posts_by_ids, profiles_by_ids
 from tidings.posts.models import Post
 from tidings.posts.repository import BLOCKED, FOLLOWING, LIKED, SHARED, PostRepository
 from tidings.posts.schemas import (
@@ -89,8 +90,8 @@ async def load_context(
         missing = refs - ctx.posts.keys()
         if not missing:
             break
-        ctx.posts.update(await repo.by_ids(missing))
-    ctx.authors = await repo.users_by_ids(p.author_id for p in ctx.posts.values())
+        ctx.posts.update(await posts_by_ids(session, missing))
+    ctx.authors = await profiles_by_ids(session, (p.author_id for p in ctx.posts.values()))
     if viewer is not None:
         others = [a for a in ctx.authors if a != viewer.user_id]
         found = await repo.viewer_relations(viewer.user_id, others, ctx.posts)

@@ -345,6 +345,12 @@ def cached_feed_filter(include_shares: bool, has_media: bool | None) -> Select[P
     return home_feed_in(VIEWER, FETCH, None, filters).where(Post.id.in_(CANDIDATES))
 
 
+@lru_cache(maxsize=64)
+def cached_feed_filter_ids(include_shares: bool, has_media: bool | None) -> Select[Any]:
+    """:func:`cached_feed_filter` returning ids only (the bodies come from the row cache)."""
+    return cached_feed_filter(include_shares, has_media).with_only_columns(Post.id)
+
+
 @lru_cache(maxsize=128)
 def _cached_user_posts(
     paged: bool,

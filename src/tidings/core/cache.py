@@ -1,0 +1,171 @@
+"""A read-through Redis cache of the rows rendering needs (posts, author profiles).
+
+Correctness never depends on it: what a viewer may see is decided by SQL (the feed filter, the
+single-post lookups); the cache only spares the database the bodies of rows already decided.
+
+* **Read**: one ``MGET`` for a batch; misses are loaded from the database in one query.
+* **Stampede protection**: a miss is filled only by the request that wins the key's lock
+  (``SET lock NX PX``); the others wait a few milliseconds for it, then load what is still
+  missing themselves (without filling), so a hot key expiring costs the database one query.
+* **Invalidation**: a write records the rows it changed in its session (ORM flush events and
+  counter updates, see :mod:`tidings.posts.cache`); after the unit of work commits, each key is
+  overwritten by a short-lived tombstone. Fills use ``SET NX``, so a reader that loaded the row
+  before the commit cannot put the old version back while the tombstone lives.
+* **Redis down**: reads go to the database and the cache is skipped for a few seconds; a stale
+  entry whose eviction was lost expires after ``TIDINGS_CACHE_TTL_SECONDS``.
+
+Hand-written rather than a caching library: it is batched (``MGET`` + one query for all
+misses), which decorator-style caches do not do, and it needs write-side tombstones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import structlog
+from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+log = structlog.get_logger("tidings.cache")
+
+SESSION_KEY = "tidings.row_cache"
+EVICT_KEY = "tidings.row_cache.evict"
+TOMBSTONE = "~"
+DOWN_SECONDS = 5.0
+WAIT_ROUNDS = 10  # polls for keys another request is loading (50 ms in all)
+WAIT_SECONDS = 0.005
+
+Row = dict[str, Any]
+Loader = Callable[[list[int]], Awaitable[dict[int, Row]]]
+
+
+class RowCache:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str,
+        ttl_seconds: int,
+        tombstone_ms: int = 5_000,
+        lock_ms: int = 2_000,
+    ) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.ttl_ms = ttl_seconds * 1000
+        self.tombstone_ms = tombstone_ms
+        self.lock_ms = lock_ms
+        self._down_until = 0.0
+
+    def key(self, kind: str, row_id: int) -> str:
+        return f"{self.prefix}{kind}:{row_id}"
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, exc: Exception) -> None:
+        self._down_until = time.monotonic() + DOWN_SECONDS
+        log.warning("row_cache_unavailable", error=repr(exc))
+
+    async def _read(self, kind: str, ids: list[int]) -> dict[int, Row]:
+        found: dict[int, Row] = {}
+        values = await self.redis.mget([self.key(kind, i) for i in ids])
+        for row_id, raw in zip(ids, values, strict=True):
+            if raw is not None and raw != TOMBSTONE:
+                found[row_id] = orjson.loads(raw)
+        return found
+
+    async def get_many(self, kind: str, ids: Collection[int], load: Loader) -> dict[int, Row]:
+        """The rows of ``ids`` that exist: from Redis, else from ``load`` (the database)."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        if not self.available:
+            return await load(wanted)
+        try:
+            return await self._get_many(kind, wanted, load)
+        except RedisError as exc:
+            self._failed(exc)
+            return await load(wanted)
+
+    async def _get_many(self, kind: str, wanted: list[int], load: Loader) -> dict[int, Row]:
+        found = await self._read(kind, wanted)
+        missing = [i for i in wanted if i not in found]
+        if not missing:
+            return found
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for row_id in missing:
+                pipe.set(f"{self.key(kind, row_id)}:lock", "1", nx=True, px=self.lock_ms)
+            won = await pipe.execute()
+        mine = [i for i, got in zip(missing, won, strict=True) if got]
+        theirs = [i for i, got in zip(missing, won, strict=True) if not got]
+        for _ in range(WAIT_ROUNDS if theirs else 0):
+            await asyncio.sleep(WAIT_SECONDS)
+            arrived = await self._read(kind, theirs)
+            found.update(arrived)
+            theirs = [i for i in theirs if i not in arrived]
+            if not theirs:
+                break
+        if not mine and not theirs:
+            return found
+        loaded = await load(mine + theirs)
+        found.update(loaded)
+        if not mine:
+            return found
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for row_id in mine:
+                key = self.key(kind, row_id)
+                if row_id in loaded:
+                    pipe.set(key, orjson.dumps(loaded[row_id]), nx=True, px=self.ttl_ms)
+                pipe.delete(f"{key}:lock")
+            await pipe.execute()
+        return found
+
+    async def evict(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Tombstone these rows (after the commit that changed them)."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for kind, row_id in wanted:
+                    pipe.set(self.key(kind, row_id), TOMBSTONE, px=self.tombstone_ms)
+                await pipe.execute()
+        except RedisError as exc:  # the entries expire with their TTL
+            self._failed(exc)
+
+
+def attach(sessions: async_sessionmaker[AsyncSession], cache: RowCache) -> None:
+    """Every session of this database carries the cache (``session.info``)."""
+    info = dict(sessions.kw.get("info") or {})
+    info[SESSION_KEY] = cache
+    sessions.configure(info=info)
+
+
+def cache_of(session: AsyncSession) -> RowCache | None:
+    cache = session.info.get(SESSION_KEY)
+    return cache if isinstance(cache, RowCache) else None
+
+
+def record_eviction(info: dict[Any, Any], kind: str, ids: Iterable[int]) -> None:
+    """Remember rows this transaction changed (``session.info``); evicted after commit."""
+    if SESSION_KEY in info:
+        info.setdefault(EVICT_KEY, set()).update((kind, int(i)) for i in ids)
+
+
+async def after_commit(session: AsyncSession) -> None:
+    keys = session.info.pop(EVICT_KEY, None)
+    cache = cache_of(session)
+    if keys and cache is not None:
+        await cache.evict(keys)
+
+
+def after_rollback(session: AsyncSession) -> None:
+    session.info.pop(EVICT_KEY, None)

@@ -1,0 +1,100 @@
+"""Posts and author profiles through the row cache (:mod:`tidings.core.cache`), and the
+write-side bookkeeping that evicts them.
+
+A cached post is the whole row (counters included: every counter change goes through
+:meth:`tidings.posts.repository.PostRepository.bump`, which records the eviction); a cached
+profile is what a rendered author shows plus ``suspended``. Rows come back as transient ORM
+objects (never added to a session), so rendering code does not care where they came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, UOWTransaction
+
+from tidings.accounts.models import User
+from tidings.core.cache import Row, RowCache, attach, cache_of, record_eviction
+from tidings.posts.models import Post
+from tidings.posts.repository import PostRepository
+from tidings.settings import Settings
+
+POST = "post"
+PROFILE = "profile"
+POST_COLUMNS = tuple(column.key for column in Post.__table__.columns)
+PROFILE_COLUMNS = ("id", "username", "display_name", "avatar_url", "suspended")
+_POST_TIMES = ("created_at", "edited_at", "deleted_at")
+
+
+def _post_row(post: Post) -> Row:
+    return {name: getattr(post, name) for name in POST_COLUMNS}
+
+
+def _post(row: Row) -> Post:
+    values = dict(row)
+    for name in _POST_TIMES:
+        if isinstance(values.get(name), str):
+            values[name] = datetime.fromisoformat(values[name])
+    return Post(**values)
+
+
+async def posts_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, Post]:
+    wanted = set(ids)
+    if not wanted:
+        return {}
+
+    repo = PostRepository(session)
+
+    async def load(missing: list[int]) -> dict[int, Row]:
+        return {pid: _post_row(post) for pid, post in (await repo.by_ids(missing)).items()}
+
+    cache = cache_of(session)
+    if cache is None:  # the session's own objects, no round trip through dicts
+        return await repo.by_ids(wanted)
+    return {pid: _post(row) for pid, row in (await cache.get_many(POST, wanted, load)).items()}
+
+
+async def profiles_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, User]:
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    repo = PostRepository(session)
+    cache = cache_of(session)
+    if cache is None:
+        return await repo.users_by_ids(wanted)
+
+    async def load(missing: list[int]) -> dict[int, Row]:
+        return await repo.profile_rows(missing, PROFILE_COLUMNS)
+
+    rows = await cache.get_many(PROFILE, wanted, load)
+    return {uid: User(**row) for uid, row in rows.items()}
+
+
+def _record_changes(session: Session, _flush: UOWTransaction) -> None:
+    """After each flush: the posts and users it changed or deleted are evicted at commit."""
+    info: dict[Any, Any] = session.info
+    changed = [*session.dirty, *session.deleted]
+    record_eviction(info, POST, (obj.id for obj in changed if isinstance(obj, Post)))
+    record_eviction(info, PROFILE, (obj.id for obj in changed if isinstance(obj, User)))
+
+
+def install_listeners() -> None:
+    """Idempotent; called when a row cache is attached."""
+    if not event.contains(Session, "after_flush", _record_changes):
+        event.listen(Session, "after_flush", _record_changes)
+
+
+def open_row_cache(
+    settings: Settings, redis: Redis, sessions: async_sessionmaker[AsyncSession]
+) -> RowCache:
+    """The row cache on ``redis``, attached to every session of ``sessions``."""
+    ttl = settings.cache_ttl_seconds
+    cache = RowCache(redis, prefix=settings.cache_key_prefix, ttl_seconds=ttl)
+    attach(sessions, cache)
+    install_listeners()
+    return cache

@@ -1,0 +1,83 @@
+"""The row cache on real Redis: batched reads, stampede protection, tombstones, Redis down."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from tidings.core.cache import TOMBSTONE, Row, RowCache
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+async def cache() -> AsyncIterator[RowCache]:
+    redis = Redis.from_url(REDIS_URL, decode_responses=True)
+    prefix = f"test:rowcache:{secrets.token_hex(6)}:"
+    yield RowCache(redis, prefix=prefix, ttl_seconds=60)
+    keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()
+
+
+class Loader:
+    """A stand-in for the database: records which ids each call asked for."""
+
+    def __init__(self, rows: dict[int, Row], delay: float = 0.0) -> None:
+        self.rows = rows
+        self.delay = delay
+        self.calls: list[list[int]] = []
+
+    async def __call__(self, ids: list[int]) -> dict[int, Row]:
+        self.calls.append(ids)
+        await asyncio.sleep(self.delay)
+        return {i: self.rows[i] for i in ids if i in self.rows}
+
+
+async def test_misses_are_loaded_in_one_call_then_served_from_redis(cache: RowCache) -> None:
+    load = Loader({i: {"id": i, "text": f"row {i}"} for i in range(1, 6)})
+    first = await cache.get_many("post", [1, 2, 3, 99], load)
+    assert first == {i: {"id": i, "text": f"row {i}"} for i in (1, 2, 3)}  # 99 does not exist
+    assert load.calls == [[1, 2, 3, 99]]
+    again = await cache.get_many("post", [3, 2, 1, 4], load)
+    assert again == {i: {"id": i, "text": f"row {i}"} for i in (1, 2, 3, 4)}
+    assert load.calls[1:] == [[4]]  # only the new miss
+
+
+async def test_a_cold_hot_key_is_loaded_once_by_concurrent_readers(cache: RowCache) -> None:
+    load = Loader({7: {"id": 7}}, delay=0.02)
+    results = await asyncio.gather(*(cache.get_many("post", [7], load) for _ in range(20)))
+    assert all(result == {7: {"id": 7}} for result in results)
+    assert load.calls == [[7]]  # one reader loaded it; the others waited for the fill
+
+
+async def test_an_evicted_row_is_not_refilled_with_a_version_read_before_the_write(
+    cache: RowCache,
+) -> None:
+    old = Loader({5: {"id": 5, "text": "old"}})
+    await cache.get_many("post", [5], old)
+    await cache.evict([("post", 5)])  # the writer committed
+    assert await cache.redis.get(cache.key("post", 5)) == TOMBSTONE
+    # a reader that loaded the row before the commit tries to fill: the tombstone wins
+    assert await cache.get_many("post", [5], old) == {5: {"id": 5, "text": "old"}}
+    assert await cache.redis.get(cache.key("post", 5)) == TOMBSTONE
+    new = Loader({5: {"id": 5, "text": "new"}})
+    assert await cache.get_many("post", [5], new) == {5: {"id": 5, "text": "new"}}
+    assert new.calls == [[5]]  # tombstoned: read from the database, not from the cache
+
+
+async def test_redis_down_reads_from_the_loader() -> None:
+    redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    cache = RowCache(redis, prefix="test:down:", ttl_seconds=60)
+    load = Loader({1: {"id": 1}})
+    for _ in range(2):
+        assert await cache.get_many("post", [1], load) == {1: {"id": 1}}
+    assert load.calls == [[1], [1]]
+    assert not cache.available  # skipped for a few seconds after the failure
+    await cache.evict([("post", 1)])  # a lost eviction is logged, not raised
+    await redis.aclose()
