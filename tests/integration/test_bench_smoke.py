@@ -1,11 +1,14 @@
 """``tidings bench seed --scale small`` and a very short ``bench run``, for correctness only:
-the seed is idempotent, every request of the mix succeeds, the results are written. No timing
-is asserted. PostgreSQL and Redis."""
+the seed is idempotent, every request of the mix and of each endpoint alone succeeds, every
+section of the results is there (pgbench, fan-out, time to visible, targets, plot) and the
+results are written. No timing is asserted. PostgreSQL and Redis; wrk when it is on PATH,
+else the Python generator."""
 
 from __future__ import annotations
 
 import json
 import secrets
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +19,8 @@ from redis.asyncio import Redis
 from tests.conftest import make_settings
 from tests.support.databases import PostgresTemplates, pg_url
 from tidings.bench.cli import build_timelines
-from tidings.bench.run import RunConfig, asyncpg_dsn, run_benchmark, write_results
+from tidings.bench.report import write_results
+from tidings.bench.run import RunConfig, asyncpg_dsn, run_benchmark
 from tidings.bench.seed import SCALES, seed_database
 from tidings.settings import Settings
 
@@ -62,10 +66,50 @@ async def test_seed_small_then_a_short_run_has_no_errors(
         await conn.close()
     assert await build_timelines(bench_settings, scale.active) == scale.active
 
-    config = RunConfig(concurrency=4, duration=2.0, baseline_duration=1.0, workers=1)
+    config = RunConfig(concurrency=(4,), duration=2.0, baseline_duration=1.0, workers=1, warmup=0.0)
     report = await run_benchmark(bench_settings, config)
     assert report["errors"] == 0, report["error_samples"]
-    assert {"json", "pk", "feed", "timeline"} <= set(report["endpoints"])
+    rows = report["levels"]["4"]["rows"]
+    measured = {"json", "pk", "feed", "timeline", "feed (redis)", "feed (pull)"}
+    measured |= {"timeline (alone)", "like (alone)", "follow (alone)"}
+    assert measured <= set(rows), set(rows)
+    assert all(row["errors"] == 0 and row["requests"] > 0 for row in rows.values())
+    assert report["generator"]["name"] == ("wrk" if shutil.which("wrk") else "python")
+
+    if shutil.which("pgbench"):
+        assert report["pgbench"]["tpcb"]["4"]["tps"] > 0
+        assert report["pgbench"]["feed_sql"]["4"]["tps"] > 0
+        assert rows["feed (pull)"]["x_pgbench"] is not None
+        assert rows["like (alone)"]["x_pgbench"] is not None
+    else:
+        assert "skipped" in report["pgbench"]
+
+    fanout = report["fanout"]
+    assert fanout["followers"] > 0
+    assert [t["entries"] for t in fanout["trials"]] == [fanout["followers"] + 1] * len(
+        fanout["trials"]
+    )  # the author's timeline and every follower's
+    redis = Redis.from_url(bench_settings.redis_url)
+    try:  # the scratch timelines are gone
+        prefix = f"{bench_settings.feed_key_prefix}benchfanout:"
+        assert [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)] == []
+    finally:
+        await redis.aclose()
+
+    for case in ("most_followed", "near_10k"):
+        trials = report["visibility"][case]["trials_s"]
+        assert trials, report["visibility"]
+        assert None not in trials, report["visibility"]  # every probe post showed up
+
+    statuses = {entry["target"]: entry["status"] for entry in report["targets"]}
+    assert statuses["zero errors"] == "met"
+    assert set(statuses.values()) <= {"met", "missed", "not measured"}
+    assert len(statuses) >= 14
+
     path = write_results(report, tmp_path / "results")
-    assert json.loads(path.read_text())["endpoints"]["feed"]["requests"] > 0
-    assert (tmp_path / "results" / "latest.md").read_text().startswith("# Benchmark")
+    assert json.loads(path.read_text())["levels"]["4"]["rows"]["feed"]["requests"] > 0
+    markdown = (tmp_path / "results" / "latest.md").read_text()
+    assert markdown.startswith("# Benchmark")
+    for section in ("## Targets", "## 4 connections", "## pgbench", "## Fan-out", "## Time to"):
+        assert section in markdown
+    assert (tmp_path / "results" / "latest.png").read_bytes().startswith(b"\x89PNG")

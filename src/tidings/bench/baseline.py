@@ -2,7 +2,8 @@
 endpoint doing one asyncpg primary-key lookup (``/pk``) and a trivial JSON one (``/json``).
 
 ``TIDINGS_BENCH_DSN`` (a plain ``postgresql://`` DSN) and ``TIDINGS_BENCH_MAX_ID`` (users are
-looked up by a random id among the first ``max`` seeded ones) configure it.
+looked up by a random id among the first ``max`` seeded ones, default 1000) configure it. Like
+the API, it echoes ``X-Request-ID``: wrk's script (``mix.lua``) matches responses by it.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 _state: dict[str, Any] = {}
 
 
-async def _respond(send: Send, status: int, body: bytes) -> None:
+async def _respond(scope: Scope, send: Send, status: int, body: bytes) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            headers.append((name, value[:64]))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -33,10 +37,9 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         if message["type"] == "lifespan.startup":
             dsn = os.environ["TIDINGS_BENCH_DSN"]
             _state["pool"] = await asyncpg.create_pool(dsn, min_size=2, max_size=10)
-            _state["ids"] = [
-                r[0]
-                for r in await _state["pool"].fetch("SELECT id FROM users ORDER BY id LIMIT 1000")
-            ]
+            limit = int(os.environ.get("TIDINGS_BENCH_MAX_ID", "1000"))
+            rows = await _state["pool"].fetch("SELECT id FROM users ORDER BY id LIMIT $1", limit)
+            _state["ids"] = [r[0] for r in rows]
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await _state["pool"].close()
@@ -49,7 +52,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await _lifespan(receive, send)
         return
     if scope["path"] == "/json":
-        await _respond(send, 200, b'{"status":"ok"}')
+        await _respond(scope, send, 200, b'{"status":"ok"}')
         return
     if scope["path"] == "/pk":
         user_id = random.choice(_state["ids"])  # noqa: S311 - not security
@@ -57,6 +60,6 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             "SELECT id, username, display_name FROM users WHERE id = $1", user_id
         )
         body = orjson.dumps({"id": str(row["id"]), "username": row["username"]})
-        await _respond(send, 200, body)
+        await _respond(scope, send, 200, body)
         return
-    await _respond(send, 404, b"{}")
+    await _respond(scope, send, 404, b"{}")

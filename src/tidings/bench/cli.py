@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress
 
-from tidings.bench.run import RunConfig, asyncpg_dsn, markdown, run_benchmark, write_results
+from tidings.bench.report import markdown, write_results
+from tidings.bench.run import RunConfig, asyncpg_dsn, run_benchmark
 from tidings.bench.seed import SCALES, Scale, seed_database
 from tidings.settings import Settings, get_settings
 
@@ -105,30 +106,66 @@ def seed(
         console.print(f"Built {built} Redis timelines")
 
 
+def _levels(value: str | None, small: bool) -> tuple[int, ...]:
+    if value is None:
+        return (8,) if small else (16, 64)
+    try:
+        levels = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError as exc:
+        raise typer.BadParameter("a comma-separated list of connection counts") from exc
+    if not levels or any(not 1 <= c <= 1024 for c in levels):
+        raise typer.BadParameter("each connection count between 1 and 1024")
+    return tuple(dict.fromkeys(levels))
+
+
 @bench_app.command("run")
 def run(
     scale: ScaleOption = "full",
-    concurrency: Annotated[int | None, typer.Option(min=1, max=1024)] = None,
-    duration: Annotated[float | None, typer.Option(min=0.5, max=3600)] = None,
+    concurrency: Annotated[
+        str | None,
+        typer.Option(help="Connection counts, e.g. 16,64 (default: 8 small, 16,64 full)."),
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(min=0.5, max=3600, help="Seconds of the mix per level.")
+    ] = None,
+    baseline_duration: Annotated[
+        float | None,
+        typer.Option(min=0.5, max=3600, help="Seconds per baseline, endpoint alone, pgbench."),
+    ] = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="API server processes.")] = 2,
-    results: Annotated[Path, typer.Option(help="Where to write JSON + Markdown.")] = Path(
+    generator: Annotated[
+        str, typer.Option(help="wrk, python, or auto (wrk when it is on PATH).")
+    ] = "auto",
+    wrk_threads: Annotated[int, typer.Option(min=1, max=64, help="wrk threads.")] = 1,
+    pgbench: Annotated[bool, typer.Option(help="Measure the pgbench references.")] = True,
+    results: Annotated[Path, typer.Option(help="Where to write JSON, Markdown and PNG.")] = Path(
         "bench/results"
     ),
 ) -> None:
-    """Drive the API on loopback with the workload mix, plus the two baselines."""
+    """Drive the API on loopback (mix and single endpoints) beside its baselines, pgbench,
+    fan-out and time-to-visible; writes the results and checks the issue's targets."""
     settings = _settings()
+    if generator not in ("auto", "wrk", "python"):
+        raise typer.BadParameter("--generator: wrk, python or auto")
     small = scale == "small"
     config = RunConfig(
-        concurrency=concurrency or (8 if small else 64),
+        concurrency=_levels(concurrency, small),
         duration=duration or (5.0 if small else 30.0),
-        baseline_duration=min(10.0, duration or (3.0 if small else 10.0)),
+        baseline_duration=baseline_duration or min(10.0, duration or (3.0 if small else 10.0)),
         workers=workers,
         results_dir=results,
+        generator=generator,
+        wrk_threads=wrk_threads,
+        pgbench=pgbench,
     )
-    report = asyncio.run(run_benchmark(settings, config))
+    try:
+        report = asyncio.run(run_benchmark(settings, config))
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
     path = write_results(report, config.results_dir)
-    console.print(markdown(report))
+    console.print(markdown(report), markup=False, highlight=False, soft_wrap=True)
     console.print(f"Results: {path}")
     if report["errors"]:
-        console.print(f"[red]{report['errors']} errors[/red]: {report['error_samples']}")
+        console.print(f"[red]{report['errors']} errors[/red] (samples above)")
         raise typer.Exit(1)

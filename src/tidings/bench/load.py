@@ -2,7 +2,9 @@
 
 Each of ``concurrency`` connections sends one request, reads the whole response, and repeats
 until the deadline or its request budget runs out: every loop is bounded in time and count.
-It is meant to run in its own process, so it does not share the server's event loop.
+It is meant to run in its own process, so it does not share the server's event loop. The
+fallback when ``wrk`` is missing (:mod:`tidings.bench.wrk`): one Python process tops out at a
+few thousand requests per second, which the ``/json`` baseline shows.
 """
 
 from __future__ import annotations
@@ -11,25 +13,29 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# (method, path, headers, body, endpoint label)
-Request = tuple[str, str, dict[str, str], bytes, str]
+from tidings.bench.workload import NextRequest
+
 MAX_REQUESTS_PER_CONNECTION = 1_000_000
 
 
 @dataclass
 class Tally:
+    """Per endpoint label: every latency (seconds), the non-2xx/failed count, one error sample;
+    ``wall``: the seconds the run took (the req/s denominator)."""
+
     latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     samples: dict[str, str] = field(default_factory=dict)  # one error body per endpoint
+    unfinished: dict[str, int] = field(default_factory=dict)  # in flight at the end (wrk)
+    wall: float = 0.0
 
     def add(self, label: str, seconds: float, ok: bool, detail: str = "") -> None:
         self.latencies.setdefault(label, []).append(seconds)
         if not ok:
             self.errors[label] = self.errors.get(label, 0) + 1
-            self.samples.setdefault(label, detail[:300])
+            self.samples.setdefault(label, detail[:700])
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -48,31 +54,30 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 async def _connection(
     host: str,
     port: int,
-    next_request: Callable[[random.Random, bytes | None], Request],
+    next_request: NextRequest,
     deadline: float,
     tally: Tally,
     seed: int,
 ) -> None:
     rng = random.Random(seed)  # noqa: S311 - a workload mix, not security
     reader, writer = await asyncio.open_connection(host, port)
-    last_body: bytes | None = None
     try:
         for _ in range(MAX_REQUESTS_PER_CONNECTION):
             if time.monotonic() >= deadline:
                 return
-            method, path, headers, body, label = next_request(rng, last_body)
+            method, path, headers, body, label = next_request(rng)
             head = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}"]
             head += [f"{k}: {v}" for k, v in headers.items()]
             head.append(f"Content-Length: {len(body)}")
             started = time.perf_counter()
             writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
             try:
-                status, last_body = await asyncio.wait_for(_read_response(reader), 30)
+                status, answer = await asyncio.wait_for(_read_response(reader), 30)
             except (TimeoutError, asyncio.IncompleteReadError, ConnectionError) as exc:
                 tally.add(label, time.perf_counter() - started, False, repr(exc))
                 return
             ok = 200 <= status < 300
-            detail = f"{status} {(last_body or b'')[:200]!r}"
+            detail = f"{status} {answer[:600]!r}"
             tally.add(label, time.perf_counter() - started, ok, detail)
     finally:
         writer.close()
@@ -83,17 +88,20 @@ async def _connection(
 async def drive(
     host: str,
     port: int,
-    next_request: Callable[[random.Random, bytes | None], Request],
+    next_request: NextRequest,
     *,
     concurrency: int,
     duration: float,
-) -> tuple[Tally, float]:
-    """Run the closed loop; returns the tally and the wall time it took."""
+    seed: int = 0,
+) -> Tally:
+    """Run the closed loop; returns the tally (with the wall time it took)."""
     tally = Tally()
     started = time.monotonic()
     deadline = started + duration
     tasks = [
-        _connection(host, port, next_request, deadline, tally, seed) for seed in range(concurrency)
+        _connection(host, port, next_request, deadline, tally, seed * 1000 + i)
+        for i in range(concurrency)
     ]
     await asyncio.wait_for(asyncio.gather(*tasks), duration + 60)
-    return tally, time.monotonic() - started
+    tally.wall = time.monotonic() - started
+    return tally

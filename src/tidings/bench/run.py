@@ -1,27 +1,36 @@
-"""``tidings bench run``: the real HTTP API on loopback under a fixed mix, beside two baselines.
+"""``tidings bench run``: the real HTTP API on loopback under a fixed mix, beside its baselines.
 
 The API (``tidings serve``) and the baselines (:mod:`tidings.bench.baseline`) run as
-subprocesses on free loopback ports; the load generator (:mod:`tidings.bench.load`) runs in a
-process of its own. Mix per request: 60 % home feed, 30 % a user's timeline, 7 % compose, 2 %
-like, 1 % follow; every request carries the access token of one of the seeded users with a
-sign-in session (minted with the server's own signing keys, so no password hashing is measured).
+subprocesses on free loopback ports; the load generator is wrk with ``mix.lua``
+(:mod:`tidings.bench.wrk`) when it is on PATH, else the Python one (:mod:`tidings.bench.load`)
+in a process of its own. Every request carries the access token of one of the seeded users with
+a sign-in session (minted with the server's own signing keys, so no password hashing is
+measured); the workloads are in :mod:`tidings.bench.workload`.
+
+Per concurrency level: the ``/json`` baseline (the generator's ceiling) and ``/pk``; the mix
+(60 % home feed, 30 % a user's timeline, 7 % compose, 2 % like, 1 % follow); then the feed,
+timeline, like and follow each alone. Then, with the server still up, the time until a post is
+visible to a follower (:mod:`tidings.bench.visibility`). With ``TIDINGS_FEED_STORE=redis`` a
+second server with the pull query only (``none``) serves the feed alone again, so both
+``feed (redis)`` and ``feed (pull)`` are measured. With every server stopped: pgbench (TPC-B
+and the feed SQL alone, :mod:`tidings.bench.pgbench`) and the fan-out function in process
+(:mod:`tidings.bench.fanout`). Results: :mod:`tidings.bench.report`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import platform
-import random
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,22 +38,37 @@ from typing import Any
 import asyncpg
 import httpx2
 
-from tidings.bench.load import Request, Tally, drive
+from tidings.bench.fanout import fanout_throughput
+from tidings.bench.load import Tally, drive
+from tidings.bench.pgbench import run_pgbench
+from tidings.bench.report import add_ratios, markdown, summarize, targets, write_results
+from tidings.bench.visibility import time_to_visible
+from tidings.bench.workload import Workload, requests_for
+from tidings.bench.wrk import drive_wrk, threads_for, wrk_path, wrk_version
 from tidings.core.keys import load_key_material
 from tidings.core.security import TokenSigner
 from tidings.settings import Settings
 
-MIX = (("feed", 60), ("timeline", 30), ("compose", 7), ("like", 2), ("follow", 1))
-_POST_ID = re.compile(rb'"id":"(\d+)"')
+__all__ = ["RunConfig", "asyncpg_dsn", "markdown", "run_benchmark", "write_results"]
+
+ALONE = ("feed", "timeline", "like", "follow")
+MAX_CLIENTS = 5000
+LIKE_TARGETS = 5000
+_SERVER_ERROR = re.compile(r"error|exception|traceback", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    concurrency: int = 64
-    duration: float = 30.0
-    baseline_duration: float = 10.0
+    concurrency: tuple[int, ...] = (16, 64)
+    duration: float = 30.0  # the mix, per level
+    baseline_duration: float = 10.0  # each baseline and each endpoint alone, per level
     workers: int = 2
     results_dir: Path = Path("bench/results")
+    generator: str = "auto"  # wrk | python | auto (wrk when on PATH)
+    wrk_threads: int = 1
+    warmup: float = 1.0
+    pgbench: bool = True
+    phases: tuple[str, ...] = field(default=ALONE)  # endpoints measured alone
 
 
 def free_port() -> int:
@@ -57,98 +81,95 @@ def asyncpg_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-def _mixed(users: int, tokens: list[str]) -> Any:
-    labels = [label for label, weight in MIX for _ in range(weight)]
-
-    def next_request(rng: random.Random, last: bytes | None) -> Request:
-        auth = {"Authorization": f"Bearer {rng.choice(tokens)}"}
-        label = rng.choice(labels)
-        if label == "compose":
-            body = json.dumps({"text": f"bench post #tag{rng.randrange(50)}"}).encode()
-            headers = {**auth, "Content-Type": "application/json"}
-            return "POST", "/api/v1/posts", headers, body, label
-        if label == "like" and last and (found := _POST_ID.search(last)):
-            return "PUT", f"/api/v1/posts/{found.group(1).decode()}/like", auth, b"", label
-        if label == "follow":
-            return "PUT", f"/api/v1/users/b{rng.randrange(1, users + 1)}/follow", auth, b"", label
-        if label == "timeline":
-            path = f"/api/v1/users/b{rng.randrange(1, users + 1)}/posts?limit=20"
-            return "GET", path, auth, b"", label
-        return "GET", "/api/v1/feed?limit=20", auth, b"", "feed"
-
-    return next_request
+# --- generators ---------------------------------------------------------------------------------
 
 
-def _load_process(kind: str, port: int, concurrency: int, duration: float, extra: Any) -> Tally:
+def _python_process(mode: str, port: int, concurrency: int, duration: float, w: Workload) -> Tally:
     """Runs in the load-generator process."""
-    if kind == "api":
-        users, tokens = extra
-        next_request = _mixed(users, tokens)
-    else:
-
-        def next_request(rng: random.Random, last: bytes | None) -> Request:
-            return "GET", f"/{kind}", {}, b"", kind
-
-    tally, wall = asyncio.run(
-        drive("127.0.0.1", port, next_request, concurrency=concurrency, duration=duration)
-    )
-    tally.samples["_wall"] = str(wall)
-    return tally
-
-
-def _summary(tally: Tally) -> dict[str, dict[str, float]]:
-    wall = float(tally.samples.pop("_wall"))
-    out: dict[str, dict[str, float]] = {}
-    for label, values in sorted(tally.latencies.items()):
-        ordered = sorted(values)
-        out[label] = {
-            "requests": len(ordered),
-            "rps": round(len(ordered) / wall, 1),
-            "p50_ms": round(ordered[len(ordered) // 2] * 1000, 2),
-            "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2),
-            "errors": tally.errors.get(label, 0),
-        }
-    return out
-
-
-async def _wait_ready(url: str, process: subprocess.Popen[bytes], within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    async with httpx2.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"{url}: the server exited with {process.returncode}")
-            try:
-                if (await client.get(url, timeout=1)).status_code == 200:
-                    return
-            except httpx2.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url} not ready within {within} s")
-
-
-async def _tokens(settings: Settings) -> tuple[int, list[str]]:
-    conn = await asyncpg.connect(asyncpg_dsn(settings.effective_database_url), timeout=10)
-    try:
-        users = int(await conn.fetchval("SELECT count(*) FROM users"))
-        sessions = await conn.fetch("SELECT id, user_id FROM auth_sessions ORDER BY id LIMIT 5000")
-    finally:
-        await conn.close()
-    signer = TokenSigner(
-        load_key_material(settings),
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        ttl_seconds=settings.access_token_ttl_seconds,
-    )
-    return users, [signer.issue(row["user_id"], row["id"]) for row in sessions]
-
-
-def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
-        [sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    return asyncio.run(
+        drive("127.0.0.1", port, requests_for(mode, w), concurrency=concurrency, duration=duration)
     )
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+class Generator:
+    def __init__(self, config: RunConfig, workload: Workload, directory: Path) -> None:
+        wanted = config.generator
+        self.wrk = wrk_path() if wanted in ("auto", "wrk") else None
+        if wanted == "wrk" and self.wrk is None:
+            raise RuntimeError("--generator wrk: wrk is not on PATH")
+        self.name = "wrk" if self.wrk else "python"
+        self.threads = config.wrk_threads
+        self.workload = workload
+        self.data = directory / "workload.txt"
+        workload.write(self.data)
+        self.pool = ProcessPoolExecutor(max_workers=1) if self.wrk is None else None
+
+    def detail(self, levels: tuple[int, ...]) -> str:
+        if self.wrk:
+            threads = sorted({threads_for(c, self.threads) for c in levels})
+            return (
+                f"{wrk_version(self.wrk)}, {'/'.join(map(str, threads))} thread(s), "
+                "Lua script src/tidings/bench/mix.lua"
+            )
+        return f"Python asyncio closed loop in one process, Python {platform.python_version()}"
+
+    async def run(self, port: int, mode: str, concurrency: int, duration: float) -> Tally:
+        if self.wrk:
+            return await drive_wrk(
+                self.wrk,
+                port,
+                mode,
+                self.data,
+                concurrency=concurrency,
+                duration=duration,
+                threads=self.threads,
+            )
+        assert self.pool is not None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.pool, _python_process, mode, port, concurrency, duration, self.workload
+        )
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+# --- servers ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _start(name: str, args: list[str], env: dict[str, str], directory: Path, port: int) -> Server:
+    log = directory / f"{name}.log"
+    with log.open("wb") as stderr:  # a file, not a pipe: a chatty server never blocks on it
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed args
+            [sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=stderr
+        )
+    return Server(name, process, log, port)
+
+
+def _api(env: dict[str, str], workers: int, directory: Path, name: str) -> Server:
+    port = free_port()
+    cli = "from tidings.cli import main; main()"
+    args = ["-c", cli, "serve", "--port", str(port), "--workers", str(workers)]
+    return _start(name, args, env, directory, port)
+
+
+def _stop(server: Server) -> None:
+    process = server.process
+    if process.poll() is not None:
+        return
     process.terminate()
     try:
         process.wait(15)
@@ -157,50 +178,224 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(5)
 
 
+async def _wait_ready(server: Server, path: str, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    async with httpx2.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                tail = server.log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{server.name} exited with {server.process.returncode}: {tail}")
+            try:
+                if (await client.get(server.url + path, timeout=1)).status_code == 200:
+                    return
+            except httpx2.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{server.name} not ready within {within} s")
+
+
+def _server_errors(servers: list[Server], limit: int = 12) -> list[str]:
+    """Distinct error lines from the servers' logs (they log at WARNING and above)."""
+    seen: list[str] = []
+    for server in servers:
+        if not server.log.exists():
+            continue
+        for line in server.log.read_text(errors="replace").splitlines():
+            line = line.strip()
+            if _SERVER_ERROR.search(line) and f"{server.name}: {line[:300]}" not in seen:
+                seen.append(f"{server.name}: {line[:300]}")
+                if len(seen) >= limit:
+                    return seen
+    return seen
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+async def _workload(settings: Settings) -> tuple[Workload, dict[int, str]]:
+    """The workload, and user id -> token of the clients."""
+    conn = await asyncpg.connect(asyncpg_dsn(settings.effective_database_url), timeout=10)
+    try:
+        users = int(await conn.fetchval("SELECT count(*) FROM users"))
+        sessions = await conn.fetch(
+            "SELECT s.id, s.user_id, u.username FROM auth_sessions s "
+            "JOIN users u ON u.id = s.user_id ORDER BY s.id LIMIT $1",
+            MAX_CLIENTS,
+        )
+        posts = await conn.fetch(
+            "SELECT id FROM posts WHERE visibility = 'public' AND kind = 'post' "
+            "AND deleted_at IS NULL ORDER BY id DESC LIMIT $1",
+            LIKE_TARGETS,
+        )
+    finally:
+        await conn.close()
+    signer = TokenSigner(
+        load_key_material(settings),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_seconds=settings.access_token_ttl_seconds,
+    )
+    tokens = {int(row["user_id"]): signer.issue(row["user_id"], row["id"]) for row in sessions}
+    clients = [(tokens[int(row["user_id"])], str(row["username"])) for row in sessions]
+    workload = Workload(users=users, clients=clients, posts=[int(r["id"]) for r in posts])
+    return workload, tokens
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+class _Results:
+    def __init__(self, levels: tuple[int, ...]) -> None:
+        self.levels: dict[str, dict[str, Any]] = {str(c): {"rows": {}} for c in levels}
+        self.samples: dict[str, str] = {}
+        self.seconds: dict[str, float] = {}  # wall time per phase of the run
+        self._mark = time.monotonic()
+
+    def lap(self, phase: str) -> None:
+        now = time.monotonic()
+        self.seconds[phase] = round(self.seconds.get(phase, 0.0) + now - self._mark, 1)
+        self._mark = now
+
+    def add(
+        self,
+        level: int,
+        tally: Tally,
+        phase: str,
+        names: dict[str, str] | None = None,
+        expect: str | None = None,
+    ) -> None:
+        rows = summarize(tally, phase, names, expect)
+        self.levels[str(level)]["rows"].update(rows)
+        for label, sample in tally.samples.items():
+            name = (names or {}).get(label, label)
+            self.samples.setdefault(f"c={level} {name} ({phase})", sample)
+
+
 async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]:
-    users, tokens = await _tokens(settings)
-    if not tokens:
+    workload, tokens = await _workload(settings)
+    if not workload.clients:
         raise RuntimeError("no seeded sign-in sessions: run `tidings bench seed` first")
-    api_port, base_port = free_port(), free_port()
+    store = settings.feed_store
     env = {
         **os.environ,
         "TIDINGS_RATE_LIMIT_ENABLED": "false",  # the benchmark measures the API, not the limiter
         "TIDINGS_LOG_LEVEL": "WARNING",
         "TIDINGS_DATABASE_URL": settings.effective_database_url,
         "TIDINGS_DATA_DIR": str(settings.data_dir),
-        "TIDINGS_FEED_STORE": settings.feed_store,
+        "TIDINGS_FEED_STORE": store,
         "TIDINGS_FEED_KEY_PREFIX": settings.feed_key_prefix,
         "TIDINGS_REDIS_URL": settings.redis_url,
         "TIDINGS_BENCH_DSN": asyncpg_dsn(settings.effective_database_url),
     }
-    workers = str(config.workers)
-    cli = "from tidings.cli import main; main()"
-    api = _start(["-c", cli, "serve", "--port", str(api_port), "--workers", workers], env)
-    baseline = _start(
-        ["-m", "uvicorn", "tidings.bench.baseline:app", "--port", str(base_port),
-         "--workers", workers, "--log-level", "warning", "--no-access-log"],
-        env,
-    )  # fmt: skip
-    results: dict[str, Any] = {}
-    try:
-        await _wait_ready(f"http://127.0.0.1:{api_port}/livez", api)
-        await _wait_ready(f"http://127.0.0.1:{base_port}/json", baseline)
-        loop = asyncio.get_running_loop()
-        with ProcessPoolExecutor(max_workers=1) as pool:
-            for kind, port, duration, extra in (
-                ("json", base_port, config.baseline_duration, None),
-                ("pk", base_port, config.baseline_duration, None),
-                ("api", api_port, config.duration, (users, tokens)),
-            ):
-                tally = await loop.run_in_executor(
-                    pool, _load_process, kind, port, config.concurrency, duration, extra
-                )
-                results.update(_summary(tally))
-                results.setdefault("_error_samples", {}).update(tally.samples)
-    finally:
-        _stop(api)
-        _stop(baseline)
-    return _report(settings, config, users, len(tokens), results)
+    results = _Results(config.concurrency)
+    feed_row = "feed (redis)" if store == "redis" else "feed (pull)"
+    servers: list[Server] = []
+    with tempfile.TemporaryDirectory(prefix="tidings-bench-") as tmp:
+        directory = Path(tmp)
+        generator = Generator(config, workload, directory)
+        try:
+            api = _api(env, config.workers, directory, "api")
+            servers.append(api)
+            pull: Server | None = None
+            if store == "redis" and "feed" in config.phases:
+                # pull query only, and no relay: with no store its feed consumer would mark
+                # events done without fanning them out. Started now: the boots overlap.
+                pull_env = {**env, "TIDINGS_FEED_STORE": "none", "TIDINGS_RELAY_IN_API": "false"}
+                pull = _api(pull_env, config.workers, directory, "pull")
+                servers.append(pull)
+            port = free_port()
+            baseline = _start(
+                "baseline",
+                ["-m", "uvicorn", "tidings.bench.baseline:app", "--port", str(port),
+                 "--workers", str(config.workers), "--log-level", "warning", "--no-access-log"],
+                env,
+                directory,
+                port,
+            )  # fmt: skip
+            servers.append(baseline)
+            await _wait_ready(api, "/livez")
+            await _wait_ready(baseline, "/json")
+            if pull is not None:
+                await _wait_ready(pull, "/livez")
+            results.lap("start servers")
+            if config.warmup:  # pools filled, code paths warm: not measured
+                await generator.run(api.port, "mix", max(config.concurrency), config.warmup)
+                results.lap("warm-up")
+            for c in config.concurrency:
+                for mode in ("json", "pk"):
+                    tally = await generator.run(baseline.port, mode, c, config.baseline_duration)
+                    results.add(c, tally, "baseline", expect=mode)
+                results.lap("baselines")
+                results.add(c, await generator.run(api.port, "mix", c, config.duration), "mix")
+                results.lap("mix")
+                for mode in config.phases:
+                    tally = await generator.run(api.port, mode, c, config.baseline_duration)
+                    name = feed_row if mode == "feed" else f"{mode} (alone)"
+                    results.add(c, tally, "alone", {mode: name}, expect=mode)
+                results.lap("alone")
+            visibility = await time_to_visible(
+                api.url,
+                asyncpg_dsn(settings.effective_database_url),
+                tokens,
+                settings.fanout_threshold,
+            )
+            results.lap("time to visible")
+            _stop(api)
+            if pull is not None:
+                if config.warmup:
+                    await generator.run(pull.port, "feed", max(config.concurrency), config.warmup)
+                    results.lap("warm-up")
+                for c in config.concurrency:
+                    tally = await generator.run(pull.port, "feed", c, config.baseline_duration)
+                    results.add(c, tally, "alone", {"feed": "feed (pull)"}, expect="feed")
+                _stop(pull)
+                results.lap("pull feed")
+        finally:
+            for server in servers:
+                _stop(server)
+            generator.close()
+        server_errors = _server_errors(servers)
+        detail = generator.detail(config.concurrency)
+        name = generator.name
+    pgbench: dict[str, Any] = {"skipped": "--no-pgbench"}
+    if config.pgbench:
+        pgbench = await run_pgbench(
+            settings.effective_database_url,
+            list(config.concurrency),
+            config.baseline_duration,
+            sorted(tokens),
+        )
+        results.lap("pgbench")
+    fanout = await fanout_throughput(settings)
+    results.lap("fan-out")
+    report = _report(settings, config, workload, results)
+    report |= {"pgbench": pgbench, "fanout": fanout, "visibility": visibility}
+    report["server_errors"] = server_errors
+    report["generator"] = {"name": name, "detail": detail, "note": _generator_note(name, report)}
+    add_ratios(report["levels"], pgbench)
+    report["targets"] = targets(report)
+    return report
+
+
+def _generator_note(name: str, report: dict[str, Any]) -> str:
+    ceiling = ", ".join(
+        f"{level} connections: {data['rows'].get('json', {}).get('rps', 0):,.0f} req/s"
+        for level, data in report["levels"].items()
+    )
+    how = (
+        "wrk (C, epoll) with the Lua script; one thread by default, so it takes at most one "
+        "core from the server on a 2-core machine. Per endpoint latencies come from the script "
+        "(X-Request-ID echoed by the server), the same instants wrk itself measures."
+        if name == "wrk"
+        else "the Python generator (wrk is not on PATH): one asyncio process, which itself "
+        "needs most of a core at a few thousand requests per second."
+    )
+    return (
+        f"Generator ceiling: the rate it reaches against the constant `/json` baseline through "
+        f"the same code path ({ceiling}). The generator shares the CPUs with the servers, so "
+        f"this is an upper bound of what any row can show; a row near x json 1 is bound by the "
+        f"generator or the CPU, not the endpoint. Generator: {how}"
+    )
 
 
 def _commit() -> str:
@@ -219,59 +414,43 @@ def _commit() -> str:
         return "unknown"
 
 
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        memory = f", {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB"
+    return (
+        f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus ({cpu}){memory}, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
+
+
 def _report(
-    settings: Settings, config: RunConfig, users: int, clients: int, results: dict[str, Any]
+    settings: Settings, config: RunConfig, workload: Workload, results: _Results
 ) -> dict[str, Any]:
-    samples = results.pop("_error_samples", {})
-    pk = results.get("pk", {}).get("rps") or 0.0
-    plain = results.get("json", {}).get("rps") or 0.0
-    for row in results.values():
-        row["x_pk"] = round(row["rps"] / pk, 3) if pk else None
-        row["x_json"] = round(row["rps"] / plain, 3) if plain else None
+    errors = sum(
+        int(row["errors"]) for data in results.levels.values() for row in data["rows"].values()
+    )
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": _commit(),
-        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
+        "machine": _machine(),
         "feed_store": settings.feed_store,
-        "users": users,
-        "clients": clients,
-        "concurrency": config.concurrency,
+        "users": workload.users,
+        "clients": len(workload.clients),
+        "concurrency": list(config.concurrency),
         "duration_s": config.duration,
         "baseline_duration_s": config.baseline_duration,
         "workers": config.workers,
-        "endpoints": results,
-        "errors": sum(int(r["errors"]) for r in results.values()),
-        "error_samples": samples,
+        "levels": results.levels,
+        "errors": errors,
+        "error_samples": results.samples,
+        "phase_seconds": results.seconds,
     }
-
-
-def markdown(report: dict[str, Any]) -> str:
-    lines = [
-        f"# Benchmark {report['when']} (commit {report['commit']})",
-        "",
-        f"Machine: {report['machine']}. Feed store: `{report['feed_store']}`; "
-        f"{report['users']:,} users, {report['clients']:,} clients; concurrency "
-        f"{report['concurrency']}, {report['duration_s']} s (baselines "
-        f"{report['baseline_duration_s']} s each); {report['workers']} server workers.",
-        "",
-        "| endpoint | requests | req/s | p50 ms | p99 ms | errors | x B_pk | x json |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, row in report["endpoints"].items():
-        lines.append(
-            f"| {name} | {row['requests']} | {row['rps']} | {row['p50_ms']} | "
-            f"{row['p99_ms']} | {row['errors']} | {row['x_pk']} | {row['x_json']} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def write_results(report: dict[str, Any], directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    stamp = report["when"].replace(":", "").replace("-", "")
-    path = directory / f"{stamp}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    (directory / f"{stamp}.md").write_text(markdown(report))
-    (directory / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
-    (directory / "latest.md").write_text(markdown(report))
-    return path

@@ -1,0 +1,157 @@
+"""Time to visible, through the HTTP API of the running server (which relays and fans out in
+process with the embedded broker): an author composes a post; from its 201, one of their
+followers (a benchmark client) polls ``GET /api/v1/feed?limit=20`` every :data:`POLL` seconds
+until the post is on the page, for at most :data:`TIMEOUT` seconds.
+
+Authors: the most-followed account, and the benchmark client whose follower count is nearest
+10,000 among those still fanned out (``TIDINGS_FANOUT_THRESHOLD``): at small scale nobody has
+10,000 followers, and the report names the count actually used. Each is measured
+:data:`TRIALS` times; the follower reads their feed once first (their timeline exists, as an
+active user's does). The relay is left to catch up (at most :data:`DRAIN` seconds) first, so
+the figure is for a quiet system rather than the backlog of the load phases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from typing import Any
+
+import asyncpg
+import httpx2
+
+POLL = 0.02
+TIMEOUT = 10.0
+TRIALS = 3
+DRAIN = 30.0
+NEAR = 10_000
+
+
+async def _drain(conn: asyncpg.Connection) -> int:
+    """Wait until the relay has picked up every event of the load phases, then a second for
+    the consumers; returns how many were waiting at the start. (A relayed row keeps
+    ``published_at`` empty until the relay looks again after the redelivery timeout, so only
+    never-relayed rows, ``attempts = 0``, say the relay is behind.)"""
+    query = "SELECT count(*) FROM outbox WHERE published_at IS NULL AND attempts = 0"
+    pending = first = int(await conn.fetchval(query))
+    deadline = time.monotonic() + DRAIN
+    while pending and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        pending = int(await conn.fetchval(query))
+    await asyncio.sleep(1.0)
+    return first
+
+
+async def _authors(
+    conn: asyncpg.Connection, clients: dict[int, str], threshold: int
+) -> list[tuple[str, asyncpg.Record]]:
+    ids = list(clients)
+    most = await conn.fetchrow(
+        "SELECT id, username, follower_count FROM users ORDER BY follower_count DESC, id LIMIT 1"
+    )
+    chosen: list[tuple[str, asyncpg.Record]] = []
+    if most is not None and most["id"] in clients:
+        chosen.append(("most_followed", most))
+    near = await conn.fetchrow(
+        "SELECT id, username, follower_count FROM users WHERE id = ANY($1::bigint[]) "
+        "AND follower_count <= $2 AND id <> $3 AND follower_count > 0 "
+        "ORDER BY abs(follower_count - $4), id LIMIT 1",
+        ids,
+        threshold,
+        most["id"] if most is not None else 0,
+        NEAR,
+    )
+    if near is not None:
+        chosen.append(("near_10k", near))
+    return chosen
+
+
+async def _follower(conn: asyncpg.Connection, author: int, clients: dict[int, str]) -> int | None:
+    found = await conn.fetchval(
+        "SELECT follower_id FROM follows WHERE followee_id = $1 AND follower_id <> $1 "
+        "AND follower_id = ANY($2::bigint[]) ORDER BY follower_id LIMIT 1",
+        author,
+        list(clients),
+    )
+    return int(found) if found is not None else None
+
+
+async def _probe(
+    client: httpx2.AsyncClient, author_token: str, follower_token: str, trial: int
+) -> tuple[float | None, str | None]:
+    """Seconds from the 201 to the post on the follower's first page (None: not within
+    TIMEOUT), and an error when something failed."""
+    posted = await client.post(
+        "/api/v1/posts",
+        json={"text": f"visibility probe {trial}"},
+        headers={"Authorization": f"Bearer {author_token}"},
+    )
+    created = time.perf_counter()
+    if posted.status_code != 201:
+        return None, f"compose {posted.status_code}: {posted.text[:200]}"
+    post_id = str(posted.json()["id"])
+    auth = {"Authorization": f"Bearer {follower_token}"}
+    for _ in range(int(TIMEOUT / POLL) + 1):
+        page = await client.get("/api/v1/feed?limit=20", headers=auth)
+        if page.status_code != 200:
+            return None, f"feed {page.status_code}: {page.text[:200]}"
+        if any(str(post["id"]) == post_id for post in page.json()["data"]):
+            return time.perf_counter() - created, None
+        if time.perf_counter() - created > TIMEOUT:
+            break
+        await asyncio.sleep(POLL)
+    return None, None
+
+
+async def time_to_visible(
+    base_url: str, dsn: str, clients: dict[int, str], threshold: int, trials: int = TRIALS
+) -> dict[str, Any]:
+    """``clients``: user id -> access token of the benchmark's clients."""
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        backlog = await _drain(conn)
+        cases = []
+        for name, row in await _authors(conn, clients, threshold):
+            follower = await _follower(conn, int(row["id"]), clients)
+            username = None
+            if follower is not None:
+                username = await conn.fetchval("SELECT username FROM users WHERE id = $1", follower)
+            cases.append((name, row, follower, username))
+    finally:
+        await conn.close()
+    result: dict[str, Any] = {
+        "outbox_backlog": backlog,
+        "poll_s": POLL,
+        "timeout_s": TIMEOUT,
+        "threshold": threshold,
+    }
+    async with httpx2.AsyncClient(base_url=base_url, timeout=30) as client:
+        for name, row, follower, username in cases:
+            case: dict[str, Any] = {
+                "author": row["username"],
+                "followers": int(row["follower_count"]),
+                "fanned_out": int(row["follower_count"]) <= threshold,
+            }
+            result[name] = case
+            if follower is None:
+                case["skipped"] = "no benchmark client follows this author"
+                continue
+            case["follower"] = username
+            warm = await client.get(
+                "/api/v1/feed?limit=20", headers={"Authorization": f"Bearer {clients[follower]}"}
+            )
+            warm.raise_for_status()
+            seconds: list[float | None] = []
+            for trial in range(trials):
+                visible, error = await _probe(
+                    client, clients[int(row["id"])], clients[follower], trial
+                )
+                if error:
+                    case.setdefault("errors", []).append(error)
+                seconds.append(round(visible, 3) if visible is not None else None)
+            case["trials_s"] = seconds
+            done = [s for s in seconds if s is not None]
+            case["max_s"] = max(done) if len(done) == len(seconds) and done else None
+            case["median_s"] = statistics.median(done) if done else None
+    return result
