@@ -242,5 +242,43 @@ async def _verify_audit(settings: Settings) -> ChainReport:
         await db.dispose()
 
 
+@app.command()
+def prune(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
+    ] = False,
+) -> None:
+    """Delete what TIDINGS_RETENTION_* no longer keeps: one pass, as the background loop makes.
+
+    Bounded like the loop (TIDINGS_RETENTION_BATCH rows per transaction, at most
+    TIDINGS_RETENTION_MAX_BATCHES batches per table); run it again to go further.
+    """
+    from rich.table import Table
+
+    settings = _settings()
+    counts = asyncio.run(_prune(settings, dry_run))
+    table = Table(title="Would delete (dry run)" if dry_run else "Deleted")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in counts.items():
+        table.add_row(name, f"{rows:,}")
+    table.add_row("total", f"{sum(counts.values()):,}", style="bold")
+    Console().print(table)
+
+
+async def _prune(settings: Settings, dry_run: bool) -> dict[str, int]:
+    from tidings.core.db import Database
+    from tidings.retention.service import preview
+    from tidings.retention.service import prune as prune_once
+
+    db = Database(settings.effective_database_url, pool_size=1)
+    try:
+        if dry_run:
+            return await preview(db, settings)
+        return await prune_once(db, settings)
+    finally:
+        await db.dispose()
+
+
 def main() -> None:
     app()

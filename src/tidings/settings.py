@@ -158,6 +158,15 @@ class Settings(BaseSettings):
     rate_limits: dict[str, str] = Field(default_factory=dict)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # data retention (docs/operations.md): a loop next to the relay, and `tidings prune`
+    retention_enabled: bool = True
+    retention_interval_seconds: int = Field(default=3600, ge=10, le=7 * 86_400)
+    retention_events_days: int = Field(default=7, ge=1, le=3650)
+    retention_webhook_days: int = Field(default=30, ge=1, le=3650)
+    retention_notifications_days: int = Field(default=90, ge=1, le=3650)
+    retention_batch: int = Field(default=5000, ge=1, le=100_000)
+    retention_max_batches: int = Field(default=100, ge=1, le=100_000)
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] | None = None

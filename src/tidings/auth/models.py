@@ -15,6 +15,7 @@ class AuthSession(Base):
     """One sign-in: the family every rotated refresh token belongs to."""
 
     __tablename__ = "auth_sessions"
+    __table_args__ = (Index("ix_auth_sessions_revoked_at", "revoked_at"),)  # retention
 
     id: Mapped[int] = mapped_column(primary_key=True, default=new_id, autoincrement=False)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -25,7 +26,10 @@ class AuthSession(Base):
 
 class RefreshToken(Base):
     __tablename__ = "refresh_tokens"
-    __table_args__ = (Index("ix_refresh_tokens_session_id", "session_id"),)
+    __table_args__ = (
+        Index("ix_refresh_tokens_session_id", "session_id"),
+        Index("ix_refresh_tokens_expires_at", "expires_at"),  # retention
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, default=new_id, autoincrement=False)
     session_id: Mapped[int] = mapped_column(ForeignKey("auth_sessions.id", ondelete="CASCADE"))

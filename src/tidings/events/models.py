@@ -35,6 +35,7 @@ class ProcessedEvent(Base):
     so a redelivered event is skipped (exactly-once effect over at-least-once delivery)."""
 
     __tablename__ = "processed_events"
+    __table_args__ = (Index("ix_processed_events_processed_at", "processed_at"),)  # retention
 
     consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
     event_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -45,7 +46,10 @@ class DeadLetter(Base):
     """An event a consumer failed on after every retry; an admin can list and replay it."""
 
     __tablename__ = "dead_letters"
-    __table_args__ = (Index("ix_dead_letters_event_id", "event_id"),)
+    __table_args__ = (
+        Index("ix_dead_letters_event_id", "event_id"),
+        Index("ix_dead_letters_replayed_at", "replayed_at"),  # retention
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, default=new_id, autoincrement=False)
     event_id: Mapped[int] = mapped_column(BigInteger)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tidings.events.consumers import ConsumerRegistry
 from tidings.feeds import fanout as feed_consumers
 from tidings.notifications import consumers as notification_consumers
+from tidings.retention.service import run_retention
 from tidings.webhooks import consumers as webhook_consumers
 
 
@@ -14,4 +15,5 @@ def build_registry() -> ConsumerRegistry:
     notification_consumers.register(registry)
     webhook_consumers.register(registry)
     feed_consumers.register(registry)  # a no-op without a feed store (TIDINGS_FEED_STORE)
+    registry.add_loop("retention", run_retention)  # a no-op with TIDINGS_RETENTION_ENABLED=false
     return registry

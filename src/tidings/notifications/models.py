@@ -33,6 +33,7 @@ class NotificationGroup(Base):
             "read_at",
             "sort_key",
         ),
+        Index("ix_notification_groups_read_at", "read_at"),  # retention: read long ago
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, default=new_id, autoincrement=False)

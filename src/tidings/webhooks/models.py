@@ -63,6 +63,8 @@ class WebhookDelivery(Base):
         UniqueConstraint("subscription_id", "event_id"),
         Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_webhook_deliveries_subscription_id_id", "subscription_id", "id"),
+        # retention: finished deliveries, oldest attempt first
+        Index("ix_webhook_deliveries_status_last_attempt_at", "status", "last_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, default=new_id, autoincrement=False)

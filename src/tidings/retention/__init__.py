@@ -1,0 +1,1 @@
+"""Data retention: pruning the tables that would otherwise grow forever."""
