@@ -16,16 +16,22 @@ from tidings.core.errors import AppError
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_container(request: Request) -> Container:
+def container_of(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
+
+
+async def get_container(request: Request) -> Container:
+    """The app's container (``async``: a plain ``def`` dependency would cost a thread-pool
+    round trip on every request)."""
+    return container_of(request)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The unit of work of one request: commits when the route returns, rolls back when it
     raises — except for errors marked ``keep_changes`` (e.g. refresh-token reuse must persist
     the revocation it triggered while still answering an error)."""
-    container = get_container(request)
+    container = container_of(request)
     token = _write_intent.set(request.method not in SAFE_METHODS)
     session = container.db.sessions()
     try:

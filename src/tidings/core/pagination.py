@@ -66,7 +66,7 @@ class PageParams:
         return value
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size (max 100).")] = (
         DEFAULT_LIMIT
     ),

@@ -25,7 +25,7 @@ Writer = Annotated[Principal, Depends(require(Permission.SELF_WRITE))]
 PageDep = Annotated[PageParams, Depends(page_params)]
 
 
-def notification_filters(
+async def notification_filters(
     kinds: Annotated[
         str | None,
         Query(

@@ -28,7 +28,7 @@ HasMedia = Annotated[
 ]
 
 
-def timeline_filters(
+async def timeline_filters(
     include_shares: Annotated[bool, Query(description="Include shares (reposts).")] = True,
     has_media: HasMedia = None,
 ) -> TimelineFilters:

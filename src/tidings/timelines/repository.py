@@ -382,7 +382,7 @@ def _cached_tag_posts(
     )
 
 
-def page_params(
+def _binds(
     fetch: int, before: int | None, viewer_id: int | None, **more: object
 ) -> dict[str, object]:
     params: dict[str, object] = {"fetch": fetch, **more}
@@ -413,7 +413,7 @@ class TimelineRepository:
         stmt = cached_home_feed(
             self._lateral, before is not None, filters.include_shares, filters.has_media
         )
-        return await self._posts(stmt, page_params(fetch, before, viewer_id))
+        return await self._posts(stmt, _binds(fetch, before, viewer_id))
 
     async def user_posts(
         self,
@@ -434,7 +434,7 @@ class TimelineRepository:
             tuple(visibilities),
             moderator,
         )
-        return await self._posts(stmt, page_params(fetch, before, viewer_id, author_id=author_id))
+        return await self._posts(stmt, _binds(fetch, before, viewer_id, author_id=author_id))
 
     async def tag_posts(
         self,
@@ -448,4 +448,4 @@ class TimelineRepository:
         stmt = _cached_tag_posts(
             before is not None, filters.include_shares, filters.has_media, viewer_id is not None
         )
-        return await self._posts(stmt, page_params(fetch, before, viewer_id, tag=tag))
+        return await self._posts(stmt, _binds(fetch, before, viewer_id, tag=tag))

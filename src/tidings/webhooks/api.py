@@ -27,7 +27,7 @@ Admin = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
 Pages = Annotated[PageParams, Depends(page_params)]
 
 
-def webhook_keys(container: ContainerDep) -> WebhookKeys:
+async def webhook_keys(container: ContainerDep) -> WebhookKeys:
     return WebhookKeys.from_settings(container.settings, container.keys.secret_key)
 
 

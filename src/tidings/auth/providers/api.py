@@ -42,7 +42,7 @@ _ERRORS_DOC: dict[int | str, dict[str, Any]] = {
 _FLOW_DOC = {302: {"description": "Redirect (see docs/oauth.md)"}, **_ERRORS_DOC}
 
 
-def registry_of(container: ContainerDep) -> ProviderRegistry:
+async def registry_of(container: ContainerDep) -> ProviderRegistry:
     if container.oauth is None:
         container.oauth = ProviderRegistry(container.settings, container.keys)
     return container.oauth
