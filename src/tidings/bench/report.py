@@ -269,7 +269,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Benchmark {report['when']} (commit {report['commit']})",
         "",
-        f"Machine: {report['machine']}. Feed store: `{report['feed_store']}`; "
+        f"Machine: {report['machine']}. Feed store: `{report['feed_store']}`, row cache: "
+        f"`{report.get('row_cache', 'none')}`; "
         f"{report['users']:,} users, {report['clients']:,} clients; {report['workers']} server "
         f"workers; concurrency {', '.join(str(c) for c in report['concurrency'])}; mix "
         f"{report['duration_s']} s, baselines and single endpoints {report['baseline_duration_s']}"

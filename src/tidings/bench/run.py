@@ -283,6 +283,7 @@ async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]
         "TIDINGS_DATABASE_URL": settings.effective_database_url,
         "TIDINGS_DATA_DIR": str(settings.data_dir),
         "TIDINGS_FEED_STORE": store,
+        "TIDINGS_ROW_CACHE": settings.row_cache,
         "TIDINGS_FEED_KEY_PREFIX": settings.feed_key_prefix,
         "TIDINGS_REDIS_URL": settings.redis_url,
         "TIDINGS_BENCH_DSN": asyncpg_dsn(settings.effective_database_url),
@@ -300,7 +301,12 @@ async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]
             if store == "redis" and "feed" in config.phases:
                 # pull query only, and no relay: with no store its feed consumer would mark
                 # events done without fanning them out. Started now: the boots overlap.
-                pull_env = {**env, "TIDINGS_FEED_STORE": "none", "TIDINGS_RELAY_IN_API": "false"}
+                pull_env = {
+                    **env,
+                    "TIDINGS_FEED_STORE": "none",
+                    "TIDINGS_ROW_CACHE": "none",  # the fallback: no Redis at all
+                    "TIDINGS_RELAY_IN_API": "false",
+                }
                 pull = _api(pull_env, config.workers, directory, "pull")
                 servers.append(pull)
             port = free_port()
@@ -443,6 +449,7 @@ def _report(
         "commit": _commit(),
         "machine": _machine(),
         "feed_store": settings.feed_store,
+        "row_cache": settings.row_cache,
         "users": workload.users,
         "clients": len(workload.clients),
         "concurrency": list(config.concurrency),
