@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, routing
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
@@ -16,6 +16,7 @@ from tidings import __version__
 from tidings.accounts.api import router as accounts_router
 from tidings.audit.api import router as audit_router
 from tidings.auth.api import router as auth_router
+from tidings.auth.deps import policy_of
 from tidings.auth.providers.api import router as providers_router
 from tidings.auth.schemas import RevokeRequest, TokenRequest
 from tidings.comments.api import router as comments_router
@@ -26,6 +27,7 @@ from tidings.core.health import router as health_router
 from tidings.core.ids import configure_ids
 from tidings.core.limits import BodySizeLimitMiddleware
 from tidings.core.logging import configure_logging
+from tidings.core.openapi import document_errors
 from tidings.core.problems import install_problem_handlers
 from tidings.core.requestid import RequestIdMiddleware
 from tidings.events.api import router as dead_letters_router
@@ -60,6 +62,26 @@ def _lifespan(container: Container) -> Any:
     return lifespan
 
 
+def _public_operations(app: FastAPI) -> set[tuple[str, str]]:
+    """``(path, method)`` of every route whose policy is ``public`` (credentials optional)."""
+    iter_contexts = getattr(routing, "iter_route_contexts", None)  # newer FastAPI; older: flat
+    routes: list[Any] = [
+        route
+        for route in (iter_contexts(app.routes) if iter_contexts else app.routes)
+        if isinstance(getattr(route, "original_route", route), routing.APIRoute)
+    ]
+    public: set[tuple[str, str]] = set()
+    for route in routes:
+        stack, policies = [route.dependant], set()
+        while stack:
+            node = stack.pop()
+            policies.add(policy_of(node.call))
+            stack.extend(node.dependencies)
+        if "public" in policies:
+            public.update((route.path, method.lower()) for method in route.methods)
+    return public
+
+
 def _install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -75,6 +97,7 @@ def _install_openapi(app: FastAPI) -> None:
             body = adapter.json_schema(ref_template="#/components/schemas/{model}")
             components.update(body.pop("$defs", {}))
             components[name] = body
+        document_errors(schema, _public_operations(app), "/api/v1/auth/token")
         app.openapi_schema = schema
         return schema
 

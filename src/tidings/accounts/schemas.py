@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, EmailStr, Field, HttpUrl, StringConstraints
+from pydantic import (
+    AfterValidator,
+    EmailStr,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StringConstraints,
+    WithJsonSchema,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 from tidings.accounts.passwords import check_not_common
 from tidings.auth.policy import Role
-from tidings.core.schemas import Id, RequestModel, ResponseModel, Timestamp
+from tidings.core.schemas import (
+    Id,
+    RequestModel,
+    ResponseModel,
+    Timestamp,
+    WebUrl,
+)
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_]{3,30}$"
 RESERVED_USERNAMES = frozenset(
@@ -41,10 +57,20 @@ def _not_reserved(value: str) -> str:
     return value
 
 
+def _ci(word: str) -> str:
+    """A regex for ``word`` in any ASCII case (JSON Schema patterns have no flags)."""
+    return "".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in word)
+
+
+# USERNAME_PATTERN minus the reserved names, for the document
+_FREE_USERNAME = (
+    "^(?!(?:" + "|".join(_ci(name) for name in sorted(RESERVED_USERNAMES)) + ")$)"
+) + USERNAME_PATTERN.removeprefix("^")
 Username = Annotated[
     str,
     StringConstraints(pattern=USERNAME_PATTERN, min_length=3, max_length=30),
     AfterValidator(_not_reserved),
+    WithJsonSchema({"type": "string", "minLength": 3, "maxLength": 30, "pattern": _FREE_USERNAME}),
 ]
 Password = Annotated[
     str,
@@ -52,7 +78,7 @@ Password = Annotated[
     AfterValidator(check_not_common),
 ]
 DisplayName = Annotated[str, StringConstraints(max_length=50)]
-UrlString = Annotated[HttpUrl, Field(max_length=2048)]
+UrlString = WebUrl
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -63,12 +89,48 @@ def _no_control_chars(value: str) -> str:
     return value
 
 
-CleanText = AfterValidator(_no_control_chars)
+_CONTROL_CLASS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+CLEAN_TEXT_PATTERN = rf"^[^{_CONTROL_CLASS}]*$"
+
+
+class _CleanText:
+    """Refuse control characters, and say so in the JSON schema (``pattern``)."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(_no_control_chars, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["pattern"] = CLEAN_TEXT_PATTERN
+        return json_schema
+
+
+CleanText = _CleanText()
+
+
+# What email-validator refuses beyond the syntax of `format: email`: quoted local parts, a
+# domain without a dot, an address literal, special-use names (RFC 6761) such as `.test`.
+EMAIL_PATTERN = (
+    r'^[^"@\s]+@(?!(?:.*\.)?(?:'
+    + "|".join(_ci(name) for name in ("arpa", "invalid", "local", "localhost", "onion", "test"))
+    + r")\.?$)[^@\[\]\s]+\.[^@\[\]\s]+$"
+)
+Email = Annotated[
+    EmailStr,
+    Field(max_length=254),
+    WithJsonSchema(
+        {"type": "string", "format": "email", "maxLength": 254, "pattern": EMAIL_PATTERN}
+    ),
+]
 
 
 class RegisterRequest(RequestModel):
     username: Username
-    email: Annotated[EmailStr, Field(max_length=254)]
+    email: Email
     password: Password
     display_name: Annotated[DisplayName, CleanText] | None = None
 

@@ -113,6 +113,8 @@ async def token(
     summary="Sign out: revoke a refresh (or access) token and its whole session",
     openapi_extra=_body_doc("RevokeRequest"),
     dependencies=[Depends(public)],
+    response_class=Response,
+    responses={200: {"description": "Revoked, or already unknown (RFC 7009 §2.2): no body"}},
 )
 async def revoke(request: Request, session: DbSession, container: ContainerDep) -> Response:
     params = await _read_params(request)
@@ -124,10 +126,28 @@ async def revoke(request: Request, session: DbSession, container: ContainerDep) 
     return Response(status_code=200, headers={"Cache-Control": "no-store"})
 
 
+_JWKS_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "An RFC 7517 JWK set",
+        "content": {
+            "application/jwk-set+json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["keys"],
+                    "properties": {"keys": {"type": "array", "items": {"type": "object"}}},
+                }
+            }
+        },
+    }
+}
+
+
 @router.get(
     "/.well-known/jwks.json",
     summary="Public keys that verify access tokens",
     dependencies=[Depends(public)],
+    response_class=Response,
+    responses=_JWKS_DOC,
 )
 async def jwks(container: ContainerDep) -> Response:
     return Response(

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
-from tidings.core.schemas import reject_nul
+from tidings.core.schemas import describe_strings, reject_nul
 
 Login = Annotated[str, StringConstraints(min_length=1, max_length=254)]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=512, strip_whitespace=False)]
@@ -14,7 +21,7 @@ Secret = Annotated[str, StringConstraints(min_length=1, max_length=512, strip_wh
 
 class _Form(BaseModel):
     # RFC 6749 §3.2: unrecognised parameters are ignored, not rejected.
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=describe_strings(stripped=False))
 
     @field_validator("*", mode="after")
     @classmethod
@@ -53,7 +60,18 @@ TokenRequest = Annotated[
 
 class RevokeRequest(_Form):
     token: Secret
-    token_type_hint: Literal["refresh_token", "access_token"] | None = None
+    # Optional but never null: a form body cannot say null, so JSON may not either.
+    token_type_hint: Annotated[
+        Literal["refresh_token", "access_token"] | None,
+        WithJsonSchema({"type": "string", "enum": ["refresh_token", "access_token"]}),
+    ] = None
+
+    @field_validator("token_type_hint", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("leave token_type_hint out instead of sending null")
+        return value
 
 
 class TokenResponse(BaseModel):

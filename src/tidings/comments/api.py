@@ -20,7 +20,7 @@ from tidings.core.http import (
     parse_id,
     resource_headers,
 )
-from tidings.core.idempotency import idempotent
+from tidings.core.idempotency import KEY_PATTERN, idempotent
 from tidings.core.pagination import Page, PageParams, page_params, set_next_link
 
 router = APIRouter(prefix="/api/v1", tags=["comments"])
@@ -32,6 +32,7 @@ IdempotencyKey = Annotated[
     Header(
         alias="Idempotency-Key",
         max_length=255,
+        pattern=KEY_PATTERN,
         description="Retries with the same key and body return the first response.",
     ),
 ]

@@ -9,6 +9,7 @@ SQLite writers are serialised.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -25,6 +26,8 @@ from tidings.events.models import IdempotencyRecord
 HEADER = "Idempotency-Key"
 TTL = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
+# Visible ASCII, spaces only inside (an RFC 8941 string, as the Idempotency-Key draft has it).
+KEY_PATTERN = r"^[\x21-\x7E](?:[\x20-\x7E]{0,253}[\x21-\x7E])?$"
 
 
 def _fingerprint(request: Request, body: bytes) -> str:
@@ -42,8 +45,8 @@ def _key(request: Request) -> str | None:
     key = request.headers.get(HEADER)
     if key is None:
         return None
-    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-        raise BadRequest(f"{HEADER} must be 1-{MAX_KEY_LENGTH} printable characters.")
+    if not re.fullmatch(KEY_PATTERN, key):
+        raise BadRequest(f"{HEADER} must be 1-{MAX_KEY_LENGTH} visible ASCII characters.")
     return key
 
 

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from tidings.core.errors import AppError
 from tidings.core.requestid import current_request_id
@@ -103,13 +104,28 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     )
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (RFC 9110 §15.5.6). Starlette's own 405
+    names only the methods of the first route whose path matched."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     title, slug = _HTTP_TITLES.get(exc.status_code, ("Error", "http-error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
-    return problem_response(
-        request, exc.status_code, title, slug, detail, headers=dict(exc.headers or {}) or None
-    )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+    return problem_response(request, exc.status_code, title, slug, detail, headers=headers or None)
 
 
 # SQLSTATEs that mean "a concurrent transaction got in the way": safe for the client to retry.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from pydantic import WithJsonSchema
 
 from tidings.auth.deps import require
 from tidings.auth.policy import Permission, Principal
@@ -13,6 +14,7 @@ from tidings.core.pagination import Page, PageParams, page_params, set_next_link
 from tidings.notifications import service
 from tidings.notifications.schemas import (
     KIND_NAMES,
+    KINDS_PATTERN,
     MarkReadIn,
     NotificationFilters,
     NotificationOut,
@@ -27,7 +29,10 @@ PageDep = Annotated[PageParams, Depends(page_params)]
 
 async def notification_filters(
     kinds: Annotated[
-        str | None,
+        Annotated[
+            str, WithJsonSchema({"type": "string", "maxLength": 200, "pattern": KINDS_PATTERN})
+        ]
+        | None,
         Query(
             max_length=200,
             description=f"Comma-separated kinds to include ({KIND_NAMES}); all when absent.",

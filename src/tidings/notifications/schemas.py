@@ -25,6 +25,9 @@ class Kind(StrEnum):
 
 KIND_VALUES = frozenset(k.value for k in Kind)
 KIND_NAMES = ", ".join(k.value for k in Kind)
+_ANY_KIND = "|".join("".join(f"[{c}{c.upper()}]" for c in k.value) for k in Kind)
+# What `NotificationFilters.parse` accepts: kinds in any ASCII case, commas, spaces around them.
+KINDS_PATTERN = rf"^ *(?:(?:{_ANY_KIND}) *)?(?:, *(?:(?:{_ANY_KIND}) *)?)*$"
 
 
 @dataclass(frozen=True)
@@ -35,14 +38,14 @@ class NotificationFilters:
     @classmethod
     def parse(cls, kinds: str | None, unread: bool) -> NotificationFilters:
         """``?kinds=like,follow``; an unknown kind is a 422 naming the allowed ones."""
-        names = [name.strip().lower() for name in (kinds or "").split(",") if name.strip()]
-        unknown = [name for name in names if name not in KIND_VALUES]
+        names = [name.strip(" ") for name in (kinds or "").split(",") if name.strip(" ")]
+        unknown = [name for name in names if not name.isascii() or name.lower() not in KIND_VALUES]
         if unknown:
             raise ValidationFailed(
                 f"Unknown notification kind: {', '.join(unknown)}. Use any of: {KIND_NAMES}.",
                 errors=[FieldError(loc=["query", "kinds"], msg=f"allowed kinds: {KIND_NAMES}")],
             )
-        return cls(kinds=frozenset(Kind(name) for name in names), unread=unread)
+        return cls(kinds=frozenset(Kind(name.lower()) for name in names), unread=unread)
 
 
 class ActorOut(ResponseModel):

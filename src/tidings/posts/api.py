@@ -19,7 +19,7 @@ from tidings.core.http import (
     parse_id,
     resource_headers,
 )
-from tidings.core.idempotency import idempotent
+from tidings.core.idempotency import KEY_PATTERN, idempotent
 from tidings.core.pagination import Page, PageParams, page_params, set_next_link
 from tidings.posts import service
 from tidings.posts.schemas import LikeStateOut, PostCreate, PostOut, PostUpdate, ShareStateOut
@@ -31,6 +31,7 @@ IdempotencyKey = Annotated[
     Header(
         alias="Idempotency-Key",
         max_length=255,
+        pattern=KEY_PATTERN,
         description="Retries with the same key and body return the first response.",
     ),
 ]
@@ -153,6 +154,7 @@ async def likes(
     response_model=ShareStateOut,
     summary="Share a public post (once; repeating answers 200)",
     dependencies=[Depends(limit("share"))],
+    responses={200: {"model": ShareStateOut, "description": "Already shared: nothing changed"}},
 )
 async def share(
     post_id: IdPath, author: Author, session: DbSession, response: Response

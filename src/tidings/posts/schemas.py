@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, HttpUrl, StringConstraints, UrlConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
-from tidings.core.schemas import Id, IdIn, RequestModel, ResponseModel, Timestamp
+from tidings.core.schemas import Id, IdIn, RequestModel, ResponseModel, Timestamp, WebUrl
 
 MAX_TEXT = 5000
 MAX_MEDIA = 4
 Visibility = Literal["public", "followers", "private"]
-WebUrl = Annotated[HttpUrl, UrlConstraints(max_length=2048, allowed_schemes=["http", "https"])]
 PostText = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 
 
