@@ -138,6 +138,13 @@ def run(
     ] = "auto",
     wrk_threads: Annotated[int, typer.Option(min=1, max=64, help="wrk threads.")] = 1,
     pgbench: Annotated[bool, typer.Option(help="Measure the pgbench references.")] = True,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            help="Consumers in a separate `tidings worker` on the Redis broker (as in production) "
+            "instead of inside the API processes."
+        ),
+    ] = False,
     results: Annotated[Path, typer.Option(help="Where to write JSON, Markdown and PNG.")] = Path(
         "bench/results"
     ),
@@ -157,6 +164,7 @@ def run(
         generator=generator,
         wrk_threads=wrk_threads,
         pgbench=pgbench,
+        worker=worker,
     )
     try:
         report = asyncio.run(run_benchmark(settings, config))

@@ -272,7 +272,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Machine: {report['machine']}. Feed store: `{report['feed_store']}`, row cache: "
         f"`{report.get('row_cache', 'none')}`; "
         f"{report['users']:,} users, {report['clients']:,} clients; {report['workers']} server "
-        f"workers; concurrency {', '.join(str(c) for c in report['concurrency'])}; mix "
+        f"workers; event consumers {report.get('consumers', 'in the API processes')}; "
+        f"concurrency {', '.join(str(c) for c in report['concurrency'])}; mix "
         f"{report['duration_s']} s, baselines and single endpoints {report['baseline_duration_s']}"
         f" s each. Generator: {gen['name']} ({gen['detail']}).",
         "",

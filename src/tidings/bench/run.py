@@ -69,6 +69,9 @@ class RunConfig:
     warmup: float = 1.0
     pgbench: bool = True
     phases: tuple[str, ...] = field(default=ALONE)  # endpoints measured alone
+    # consumers (fan-out, notifications, webhooks) in a separate `tidings worker` on the Redis
+    # broker, as in production; False: in the API processes (the embedded in-memory broker)
+    worker: bool = False
 
 
 def free_port() -> int:
@@ -288,6 +291,8 @@ async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]
         "TIDINGS_REDIS_URL": settings.redis_url,
         "TIDINGS_BENCH_DSN": asyncpg_dsn(settings.effective_database_url),
     }
+    if config.worker:  # the API only writes the outbox; the worker relays and consumes
+        env |= {"TIDINGS_BROKER": "redis", "TIDINGS_BROKER_URL": settings.redis_url}
     results = _Results(config.concurrency)
     feed_row = "feed (redis)" if store == "redis" else "feed (pull)"
     servers: list[Server] = []
@@ -297,6 +302,11 @@ async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]
         try:
             api = _api(env, config.workers, directory, "api")
             servers.append(api)
+            worker: Server | None = None
+            if config.worker:
+                cli = "from tidings.cli import main; main()"
+                worker = _start("worker", ["-c", cli, "worker"], env, directory, 0)
+                servers.append(worker)
             pull: Server | None = None
             if store == "redis" and "feed" in config.phases:
                 # pull query only, and no relay: with no store its feed consumer would mark
@@ -347,6 +357,8 @@ async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]
             )
             results.lap("time to visible")
             _stop(api)
+            if worker is not None:  # its backlog must not share the CPUs with the pull phase
+                _stop(worker)
             if pull is not None:
                 if config.warmup:
                     await generator.run(pull.port, "feed", max(config.concurrency), config.warmup)
@@ -456,6 +468,7 @@ def _report(
         "duration_s": config.duration,
         "baseline_duration_s": config.baseline_duration,
         "workers": config.workers,
+        "consumers": "tidings worker (Redis broker)" if config.worker else "in the API processes",
         "levels": results.levels,
         "errors": errors,
         "error_samples": results.samples,
