@@ -108,6 +108,17 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
     )
 
 
+OUTBOX_CHANNEL = "tidings_outbox"
+
+
+async def announce_outbox(session: AsyncSession) -> None:
+    """Before the commit of a transaction that staged events (``session.info["outbox"]``):
+    ``NOTIFY`` the relays of every process, delivered by PostgreSQL at commit
+    (:mod:`tidings.events.notify`). Nothing on SQLite, where one process relays."""
+    if session.info.get("outbox") and session.get_bind().dialect.name == "postgresql":
+        await session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+
+
 class Database:
     """Owns the engine and hands out units of work."""
 
@@ -128,6 +139,7 @@ class Database:
             async with self.sessions() as session:
                 async with session.begin():
                     yield session
+                    await announce_outbox(session)  # NOTIFY the relays, delivered at commit
                 await after_commit(session)  # cached rows this transaction changed
         finally:
             _write_intent.reset(token)

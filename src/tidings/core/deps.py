@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.core.cache import after_commit, after_rollback
 from tidings.core.container import Container
-from tidings.core.db import _write_intent
+from tidings.core.db import _write_intent, announce_outbox
 from tidings.core.errors import AppError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -38,6 +38,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
     except AppError as exc:
         if exc.keep_changes:
+            await announce_outbox(session)
             await session.commit()
             await after_commit(session)
         else:
@@ -49,6 +50,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         after_rollback(session)
         raise
     else:
+        await announce_outbox(session)  # other processes' relays learn of new events at commit
         await session.commit()
         await after_commit(session)  # evicts cached rows this request changed
         if session.info.get("outbox") and container.events is not None:

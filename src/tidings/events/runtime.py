@@ -22,6 +22,7 @@ from taskiq.receiver import Receiver
 from tidings.core.db import Database
 from tidings.events.consumers import ConsumerRegistry
 from tidings.events.delivery import RetryPolicy, deliver
+from tidings.events.notify import listen, listener_dsn
 from tidings.events.relay import OutboxRelay
 from tidings.settings import Settings
 
@@ -99,6 +100,9 @@ class EventRuntime:
             self._tasks.append(
                 asyncio.create_task(self.relay.run(self._stop, self.settings.relay_poll_seconds))
             )
+            dsn = listener_dsn(self.db.url)
+            if dsn is not None:  # commits in other processes wake this relay at once
+                self._tasks.append(asyncio.create_task(listen(dsn, self.wake, self._stop)))
         if consume and not self.embedded:
             self._tasks.append(asyncio.create_task(self._consume()))
         log.info("events_started", broker=self.settings.broker, relay=relay, consume=consume)
