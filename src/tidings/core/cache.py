@@ -21,24 +21,21 @@ misses), which decorator-style caches do not do, and it needs write-side tombsto
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import structlog
 from redis.exceptions import RedisError
+
+from tidings.core.outage import Outage
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-log = structlog.get_logger("tidings.cache")
-
 SESSION_KEY = "tidings.row_cache"
 EVICT_KEY = "tidings.row_cache.evict"
 TOMBSTONE = "~"
-DOWN_SECONDS = 5.0
 WAIT_ROUNDS = 10  # polls for keys another request is loading (50 ms in all)
 WAIT_SECONDS = 0.005
 
@@ -61,18 +58,14 @@ class RowCache:
         self.ttl_ms = ttl_seconds * 1000
         self.tombstone_ms = tombstone_ms
         self.lock_ms = lock_ms
-        self._down_until = 0.0
+        self.outage = Outage("row_cache_unavailable")
 
     def key(self, kind: str, row_id: int) -> str:
         return f"{self.prefix}{kind}:{row_id}"
 
     @property
     def available(self) -> bool:
-        return time.monotonic() >= self._down_until
-
-    def _failed(self, exc: Exception) -> None:
-        self._down_until = time.monotonic() + DOWN_SECONDS
-        log.warning("row_cache_unavailable", error=repr(exc))
+        return self.outage.available
 
     async def _read(self, kind: str, ids: list[int]) -> dict[int, Row]:
         found: dict[int, Row] = {}
@@ -92,7 +85,7 @@ class RowCache:
         try:
             return await self._get_many(kind, wanted, load)
         except RedisError as exc:
-            self._failed(exc)
+            self.outage.failed(exc)
             return await load(wanted)
 
     async def _get_many(self, kind: str, wanted: list[int], load: Loader) -> dict[int, Row]:
@@ -139,7 +132,7 @@ class RowCache:
                     pipe.set(self.key(kind, row_id), TOMBSTONE, px=self.tombstone_ms)
                 await pipe.execute()
         except RedisError as exc:  # the entries expire with their TTL
-            self._failed(exc)
+            self.outage.failed(exc)
 
 
 def attach(sessions: async_sessionmaker[AsyncSession], cache: RowCache) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
-from tidings.core.cache import after_commit
+from tidings.core.cache import after_commit, after_rollback
 
 _write_intent: ContextVar[bool] = ContextVar("tidings_write_intent", default=False)
 
@@ -119,6 +119,19 @@ async def announce_outbox(session: AsyncSession) -> None:
         await session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
 
 
+async def commit(session: AsyncSession) -> None:
+    """End a unit of work that succeeded: ``NOTIFY`` the relays (delivered at commit), commit,
+    then evict the cached rows it changed. Every unit of work commits through here."""
+    await announce_outbox(session)
+    await session.commit()
+    await after_commit(session)
+
+
+async def rollback(session: AsyncSession) -> None:
+    await session.rollback()
+    after_rollback(session)
+
+
 class Database:
     """Owns the engine and hands out units of work."""
 
@@ -137,10 +150,12 @@ class Database:
         token = _write_intent.set(write)
         try:
             async with self.sessions() as session:
-                async with session.begin():
+                try:
                     yield session
-                    await announce_outbox(session)  # NOTIFY the relays, delivered at commit
-                await after_commit(session)  # cached rows this transaction changed
+                except BaseException:
+                    await rollback(session)
+                    raise
+                await commit(session)
         finally:
             _write_intent.reset(token)
 

@@ -8,9 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tidings.core.cache import after_commit, after_rollback
 from tidings.core.container import Container
-from tidings.core.db import _write_intent, announce_outbox
+from tidings.core.db import _write_intent, commit, rollback
 from tidings.core.errors import AppError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -37,22 +36,13 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     try:
         yield session
     except AppError as exc:
-        if exc.keep_changes:
-            await announce_outbox(session)
-            await session.commit()
-            await after_commit(session)
-        else:
-            await session.rollback()
-            after_rollback(session)
+        await (commit(session) if exc.keep_changes else rollback(session))
         raise
     except BaseException:
-        await session.rollback()
-        after_rollback(session)
+        await rollback(session)
         raise
     else:
-        await announce_outbox(session)  # other processes' relays learn of new events at commit
-        await session.commit()
-        await after_commit(session)  # evicts cached rows this request changed
+        await commit(session)
         if session.info.get("outbox") and container.events is not None:
             container.events.wake()
     finally:

@@ -21,7 +21,6 @@ nothing, and their next read rebuilds the timeline from the database.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tidings.core.outage import Outage
 from tidings.settings import Settings
 
 log = structlog.get_logger("tidings.feeds")
@@ -42,7 +42,6 @@ BUILDING = "!"
 # Lowest and highest possible id members, as lexicographic range bounds.
 LOWEST = "[0"
 HIGHEST = "(" + COMPLETE
-DOWN_SECONDS = 5.0  # after a Redis error, reads skip Redis (pull only) for this long
 
 # Add ARGV[3..] to every list in KEYS that exists, never below the list's lowest id (a list is
 # complete only from its lowest id upwards: an older id would open a gap), then trim to ARGV[1]
@@ -116,7 +115,8 @@ class FeedStore:
         self.threshold = settings.fanout_threshold
         self.batch = settings.fanout_batch
         self._add = redis.register_script(_ADD)
-        self._down_until = 0.0
+        # after a Redis error, reads skip Redis (pull only) for a few seconds
+        self.outage = Outage("feed_store_unavailable")
 
     # --- keys ------------------------------------------------------------------------------
 
@@ -134,12 +134,11 @@ class FeedStore:
 
     @property
     def available(self) -> bool:
-        return time.monotonic() >= self._down_until
+        return self.outage.available
 
     def failed(self, exc: BaseException) -> None:
         """Reads go to the database for a few seconds instead of waiting on a dead Redis."""
-        self._down_until = time.monotonic() + DOWN_SECONDS
-        log.warning("feed_store_unavailable", error=f"{type(exc).__name__}: {exc}")
+        self.outage.failed(exc)
 
     # --- writes ----------------------------------------------------------------------------
 
