@@ -329,7 +329,7 @@ async def test_row_cache_bodies_are_fresh_after_every_write(apps: Apps) -> None:
     assert [item["text"] for item in page] == ["", "second", "first"]
     cached = [key async for key in apps.redis.scan_iter(match=f"{apps.prefix}cache:*")]
     assert any(":post:" in key for key in cached)
-    assert any(":profile:" in key for key in cached)
+    assert any(":profile.v2:" in key for key in cached)
 
     await _ok(apps.feeds, "PATCH", f"/api/v1/posts/{p1}", bob, json={"text": "first, edited"})
     page = await _same_bodies(apps, alice)

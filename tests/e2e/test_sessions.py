@@ -1,14 +1,70 @@
-"""Refresh rotation under concurrency, sign-out, suspension, demotion, password change, keys."""
+"""Refresh rotation under concurrency, sign-out, suspension, demotion, password change, keys.
+
+Every test runs twice per backend: the access-token check reading the sign-in session from the
+database, and from the row cache in real Redis (``TIDINGS_ROW_CACHE=redis``), where sign-out,
+suspension, demotion and password changes must apply on the very next request all the same.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx2
+import pytest
+from redis.asyncio import Redis
 
+from tests.conftest import make_settings
 from tests.support.api import DEFAULT_PASSWORD, assert_problem, login, make_admin, sign_up
 from tidings.core.container import Container
 from tidings.core.keys import KeyMaterial, new_signing_key
+from tidings.settings import Settings
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(params=["none", "redis"], ids=["db-check", "cached-check"])
+async def settings(
+    request: pytest.FixtureRequest, tmp_path: Path, database_url: str
+) -> AsyncIterator[Settings]:
+    if request.param == "none":
+        yield make_settings(tmp_path / "data", database_url)
+        return
+    prefix = f"test:sessions:{secrets.token_hex(6)}:"
+    yield make_settings(
+        tmp_path / "data",
+        database_url,
+        row_cache="redis",
+        redis_url=REDIS_URL,
+        cache_key_prefix=prefix,
+    )
+    redis = Redis.from_url(REDIS_URL)
+    keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()
+
+
+async def test_the_cached_check_reads_the_session_from_redis(
+    client: httpx2.AsyncClient, settings: Settings
+) -> None:
+    user = await sign_up(client, "cachedcheck")  # its /me fills the cache
+    if settings.row_cache != "redis":
+        pytest.skip("the database check has no cache")
+    redis = Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        prefix = settings.cache_key_prefix
+        sessions = [k async for k in redis.scan_iter(match=f"{prefix}session:*")]
+        profiles = [k async for k in redis.scan_iter(match=f"{prefix}profile.v2:{user.user_id}")]
+        assert len(sessions) == 1, sessions
+        assert len(profiles) == 1, profiles
+        # the cache is what answers: a forged entry saying "signed out" is believed
+        await redis.set(sessions[0], f'{{"user_id": {user.user_id}, "revoked": true}}')
+        assert_problem(await client.get("/api/v1/me", headers=user.headers), 401)
+    finally:
+        await redis.aclose()
 
 
 async def _refresh(client: httpx2.AsyncClient, token: str) -> httpx2.Response:

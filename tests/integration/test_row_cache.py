@@ -81,3 +81,22 @@ async def test_redis_down_reads_from_the_loader() -> None:
     assert not cache.available  # skipped for a few seconds after the failure
     await cache.evict([("post", 1)])  # a lost eviction is logged, not raised
     await redis.aclose()
+
+
+async def test_several_kinds_are_read_together_and_misses_loaded_per_kind(
+    cache: RowCache,
+) -> None:
+    posts = Loader({1: {"id": 1}, 2: {"id": 2}})
+    users = Loader({7: {"id": 7, "name": "ann"}})
+    first = await cache.get_groups([("post", [1, 2], posts), ("user", [7, 8], users)])
+    assert first == [{1: {"id": 1}, 2: {"id": 2}}, {7: {"id": 7, "name": "ann"}}]
+    assert posts.calls == [[1, 2]]
+    assert users.calls == [[7, 8]]
+    again = await cache.get_groups([("post", [2], posts), ("user", [7], users)])
+    assert again == [{2: {"id": 2}}, {7: {"id": 7, "name": "ann"}}]
+    assert len(posts.calls) == 1  # both from the one MGET
+    assert len(users.calls) == 1
+    await cache.evict([("user", 7)])
+    assert (await cache.get_groups([("user", [7], Loader({7: {"id": 7, "name": "bo"}}))])) == [
+        {7: {"id": 7, "name": "bo"}}
+    ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
@@ -10,7 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
 from tidings.auth.models import AuthSession, RefreshToken
+from tidings.core.cache import record_eviction
 from tidings.core.db import utcnow
+
+SESSION = "session"  # the row-cache kind of a sign-in session's state (see auth.service)
 
 
 class AuthRepository:
@@ -27,6 +32,16 @@ class AuthRepository:
         )
         row = (await self.session.execute(stmt)).first()
         return (row[0], row[1]) if row else None
+
+    async def session_rows(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """What the access-token check needs of some sign-in sessions (the row cache's rows)."""
+        stmt = select(AuthSession.id, AuthSession.user_id, AuthSession.revoked_at).where(
+            AuthSession.id.in_(list(ids))
+        )
+        return {
+            row.id: {"user_id": row.user_id, "revoked": row.revoked_at is not None}
+            for row in (await self.session.execute(stmt)).all()
+        }
 
     async def token_by_hash(self, token_hash: str) -> tuple[RefreshToken, AuthSession] | None:
         stmt = (
@@ -65,17 +80,18 @@ class AuthRepository:
         await self.session.flush()
 
     async def revoke_session(self, session_id: int, reason: str) -> None:
-        await self.session.execute(
-            update(AuthSession)
-            .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
-            .values(revoked_at=utcnow(), revoked_reason=reason)
-            .execution_options(synchronize_session=False)
-        )
+        await self._revoke(AuthSession.id == session_id, reason)
 
     async def revoke_all_for_user(self, user_id: int, reason: str) -> None:
-        await self.session.execute(
+        await self._revoke(AuthSession.user_id == user_id, reason)
+
+    async def _revoke(self, where: Any, reason: str) -> None:
+        """Sign sessions out; their cached state is evicted when the transaction commits."""
+        result = await self.session.execute(
             update(AuthSession)
-            .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+            .where(where, AuthSession.revoked_at.is_(None))
             .values(revoked_at=utcnow(), revoked_reason=reason)
+            .returning(AuthSession.id)
             .execution_options(synchronize_session=False)
         )
+        record_eviction(self.session.info, SESSION, result.scalars().all())

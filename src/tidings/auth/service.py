@@ -12,7 +12,8 @@ from tidings.accounts.repository import UserRepository
 from tidings.audit.service import AuditAction, record_audit
 from tidings.auth.models import AuthSession
 from tidings.auth.policy import Principal, Role
-from tidings.auth.repository import AuthRepository
+from tidings.auth.repository import SESSION, AuthRepository
+from tidings.core.cache import Row, cache_of
 from tidings.core.db import utcnow
 from tidings.core.errors import OAuthError, Unauthorized
 from tidings.core.security import (
@@ -22,6 +23,8 @@ from tidings.core.security import (
     hash_token,
     new_refresh_token,
 )
+from tidings.posts.cache import PROFILE, PROFILE_COLUMNS
+from tidings.posts.repository import PostRepository
 
 BAD_CREDENTIALS = "Invalid username or password."
 BAD_REFRESH = "The refresh token is invalid, expired or revoked."
@@ -41,17 +44,44 @@ async def authenticate(session: AsyncSession, signer: TokenSigner, token: str) -
         claims = signer.verify(token)
     except TokenError as exc:
         raise Unauthorized("The access token is invalid or expired.") from exc
-    found = await AuthRepository(session).user_and_session(claims.subject, claims.session_id)
-    if found is None:
+    user, state = await _sign_in_state(session, claims.subject, claims.session_id)
+    if user is None or state is None or state["user_id"] != claims.subject:
         raise Unauthorized("The access token is invalid or expired.")
-    user, auth_session = found
-    if auth_session.revoked_at is not None:
+    if state["revoked"]:
         raise Unauthorized("This session has been signed out.")
-    if user.suspended:
+    if user["suspended"]:
         raise Unauthorized("The account is suspended.")
     return Principal(
-        user_id=user.id, username=user.username, role=Role(user.role), session_id=auth_session.id
+        user_id=claims.subject,
+        username=user["username"],
+        role=Role(user["role"]),
+        session_id=claims.session_id,
     )
+
+
+async def _sign_in_state(
+    session: AsyncSession, user_id: int, session_id: int
+) -> tuple[Row | None, Row | None]:
+    """The user's profile (with role and suspension) and the session's state: with a row cache,
+    both in one ``MGET`` (evicted when a commit changes the user or revokes the session); else
+    from the database."""
+    repo = AuthRepository(session)
+    cache = cache_of(session)
+    if cache is None:
+        found = await repo.user_and_session(user_id, session_id)
+        if found is None:
+            return None, None
+        user, auth_session = found
+        profile = {name: getattr(user, name) for name in PROFILE_COLUMNS}
+        return profile, {"user_id": user.id, "revoked": auth_session.revoked_at is not None}
+
+    async def profiles(ids: list[int]) -> dict[int, Row]:
+        return await PostRepository(session).profile_rows(ids, PROFILE_COLUMNS)
+
+    users, states = await cache.get_groups(
+        [(PROFILE, [user_id], profiles), (SESSION, [session_id], repo.session_rows)]
+    )
+    return users.get(user_id), states.get(session_id)
 
 
 async def _issue(

@@ -3,8 +3,10 @@ write-side bookkeeping that evicts them.
 
 A cached post is the whole row (counters included: every counter change goes through
 :meth:`tidings.posts.repository.PostRepository.bump`, which records the eviction); a cached
-profile is what a rendered author shows plus ``suspended``. Rows come back as transient ORM
-objects (never added to a session), so rendering code does not care where they came from.
+profile is what a rendered author shows plus ``suspended`` and ``role`` (the access-token
+check reads those two, see :func:`tidings.auth.service.authenticate`). Rows come back as
+transient ORM objects (never added to a session), so rendering code does not care where they
+came from.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from tidings.posts.repository import PostRepository
 from tidings.settings import Settings
 
 POST = "post"
-PROFILE = "profile"
+PROFILE = "profile.v2"  # v2: with the role (the access-token check reads it)
 POST_COLUMNS = tuple(column.key for column in Post.__table__.columns)
-PROFILE_COLUMNS = ("id", "username", "display_name", "avatar_url", "suspended")
+PROFILE_COLUMNS = ("id", "username", "display_name", "avatar_url", "suspended", "role")
 _POST_TIMES = ("created_at", "edited_at", "deleted_at")
 
 
