@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
@@ -84,6 +85,15 @@ def counts(container: Container, monkeypatch: pytest.MonkeyPatch) -> Iterator[Co
         await send(self, *args, **kwargs)
 
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counting_send)
+    # hot reads bypass SQLAlchemy on PostgreSQL (tidings.core.rawsql): count them at asyncpg
+    driver_fetch = asyncpg.Connection.fetch
+
+    async def counting_fetch(self: asyncpg.Connection, query: str, *args: Any, **kw: Any) -> Any:
+        counted.sql += 1
+        counted.statements.append(query)
+        return await driver_fetch(self, query, *args, **kw)
+
+    monkeypatch.setattr(asyncpg.Connection, "fetch", counting_fetch)
     engine = container.db.engine.sync_engine
     event.listen(engine, "before_cursor_execute", on_sql)
     yield counted

@@ -57,7 +57,9 @@ IdIn = Annotated[
 Timestamp = Annotated[
     datetime,
     PlainSerializer(
-        lambda v: v.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", return_type=str, when_used="json"
+        lambda v: v.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z",
+        return_type=str,
+        when_used="json",
     ),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]

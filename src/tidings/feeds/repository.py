@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, ColumnElement, Select, literal, or_, select, 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
+from tidings.core import rawsql
 from tidings.graph.models import Follow
 from tidings.posts.models import Post
 from tidings.timelines.repository import (
@@ -55,7 +56,7 @@ class FeedRepository:
             return []
         stmt = cached_feed_filter_ids(filters.include_shares, filters.has_media)
         params = {"viewer_id": viewer_id, "fetch": len(ids), "candidates": list(ids)}
-        return [int(i) for i in (await self.session.execute(stmt, params)).scalars()]
+        return [int(row[0]) for row in await rawsql.fetch(self.session, stmt, params)]
 
     def _timeline_sources(self, viewer_id: int, cap: int) -> Select[Any]:
         """A superset of the feed: the newest ``cap`` live posts of the viewer and the people

@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
+from tidings.core import rawsql
 from tidings.core.cache import record_eviction
 from tidings.core.db import insert_ignore
 from tidings.graph.models import Block, Follow
@@ -163,7 +164,7 @@ class PostRepository:
         if not among_authors and not among_posts:
             return found
         params = {"viewer_id": viewer_id, "authors": among_authors, "posts": among_posts}
-        for relation, other in (await self.session.execute(_viewer_relations(), params)).all():
+        for relation, other in await rawsql.fetch(self.session, _viewer_relations(), params):
             found[int(relation)].add(int(other))
         return found
 
