@@ -63,6 +63,10 @@ class AccessClaims:
     expires_at: int
 
 
+CLAIMS_LEEWAY_SECONDS = 30
+VERIFIED_CACHE_SIZE = 10_000  # access tokens verified lately, per process
+
+
 class TokenError(Exception):
     pass
 
@@ -73,8 +77,10 @@ class TokenSigner:
         self.issuer = issuer
         self.audience = audience
         self.ttl_seconds = ttl_seconds
+        self._verified: dict[str, AccessClaims] = {}
+        self._verified_with = keys
         self._claims = jwt.JWTClaimsRegistry(
-            leeway=30,
+            leeway=CLAIMS_LEEWAY_SECONDS,
             iss={"essential": True, "value": issuer},
             aud={"essential": True, "value": audience},
             sub={"essential": True},
@@ -101,6 +107,25 @@ class TokenSigner:
         return jwt.encode(header, claims, self.keys.signing_keys, algorithms=[JWT_ALGORITHM])
 
     def verify(self, token: str) -> AccessClaims:
+        """The claims of a valid access token. A token verified before is looked up instead of
+        checked again (its signature cannot change; its expiry is checked on every use): an
+        EdDSA check and the claims validation cost ≈0.3 ms, a fifth of a simple request."""
+        if self._verified_with is not self.keys:  # other keys: nothing verified before counts
+            self._verified.clear()
+            self._verified_with = self.keys
+        known = self._verified.get(token)
+        if known is not None:
+            if known.expires_at + CLAIMS_LEEWAY_SECONDS > time.time():
+                return known
+            del self._verified[token]
+            raise TokenError("the token has expired")
+        claims = self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[token] = claims
+        return claims
+
+    def _verify(self, token: str) -> AccessClaims:
         try:
             decoded = jwt.decode(token, self.keys.signing_keys, algorithms=[JWT_ALGORITHM])
             if decoded.header.get("typ") != ACCESS_TOKEN_TYPE:
