@@ -3,7 +3,7 @@
 --   wrk -t1 -c64 -d30s -s mix.lua http://127.0.0.1:PORT/ -- DATA_FILE MODE
 --
 -- DATA_FILE (written by tidings.bench.workload.Workload.write), one record per line:
---   U <users> <first>     targets b<first> .. b<users> (timelines, follows)
+--   U <users> <prefix>    targets <prefix>1 .. <prefix><users> (timelines, follows)
 --   T <token> <username>  an access token of a seeded sign-in session
 --   P <post id>           a recent public post (like targets)
 -- MODE: mix (60 % home feed, 30 % a user's timeline, 7 % compose, 2 % like, 1 % follow), one
@@ -76,7 +76,7 @@ end
 -- thread states ---------------------------------------------------------------------------------
 
 local tokens, names, posts, pool = {}, {}, {}, {}
-local users, first, seq = 0, 1, 0
+local users, prefix, seq = 0, "bu", 0
 local pending, started = {}, {}
 
 function init(args)
@@ -84,7 +84,7 @@ function init(args)
   for line in io.lines(path) do
     local kind, a, b = string.match(line, "^(%u) (%S+) ?(%S*)$")
     if kind == "U" then
-      users, first = tonumber(a), tonumber(b)
+      users, prefix = tonumber(a), b
     elseif kind == "T" then
       tokens[#tokens + 1] = a
       names[#names + 1] = b
@@ -129,13 +129,13 @@ function request()
     elseif label == "like" and #posts > 0 then
       method, path, body = "PUT", "/api/v1/posts/" .. posts[math.random(#posts)] .. "/like", ""
     elseif label == "follow" then
-      local n = math.random(first, users)
-      if "b" .. n == names[i] then -- following yourself is a 422: the next account instead
-        n = first + (n + 1 - first) % (users + 1 - first)
+      local n = math.random(1, users)
+      if prefix .. n == names[i] then -- following yourself is a 422: the next account instead
+        n = n % users + 1
       end
-      method, path, body = "PUT", "/api/v1/users/b" .. n .. "/follow", ""
+      method, path, body = "PUT", "/api/v1/users/" .. prefix .. n .. "/follow", ""
     elseif label == "timeline" then
-      path = "/api/v1/users/b" .. math.random(first, users) .. "/posts?limit=20"
+      path = "/api/v1/users/" .. prefix .. math.random(1, users) .. "/posts?limit=20"
     else
       label, path = "feed", "/api/v1/feed?limit=20"
     end

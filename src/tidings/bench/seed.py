@@ -2,9 +2,9 @@
 
 Every step is one ``INSERT ... SELECT generate_series(...)`` with hashed arithmetic instead of
 client-side randomness, so a run is deterministic and nothing crosses the wire row by row.
-Shape: users ``b1 .. bN``; each follows ``FOLLOWS_PER_USER`` accounts, half chosen uniformly and
+Shape: users ``bu1 .. buN``; each follows ``FOLLOWS_PER_USER`` accounts, half chosen uniformly and
 half log-uniformly over the user ranks (rank r is drawn with probability ~ 1/r), which gives a
-power-law follower distribution: ``b1`` is followed by ~5 % of the users, the median account by
+power-law follower distribution: ``bu1`` is followed by ~5 % of the users, the median account by
 about ten. Posts spread over the last 30 days (10 % followers-only, 2 % private, one in three
 with a hashtag), every tenth post a share of an earlier one, likes and comments on recent posts;
 counters are computed from the rows, so they are exact.
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import asyncpg
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tidings.bench.workload import USER_PREFIX
 from tidings.core.ids import EPOCH_MS, NODE_BITS, SEQUENCE_BITS
 
 SHIFT = NODE_BITS + SEQUENCE_BITS
@@ -40,7 +41,10 @@ class Scale:
 
     @property
     def marker(self) -> str:
-        return f"tidings-bench users={self.users} posts={self.posts} active={self.active}"
+        return (
+            f"tidings-bench users={self.users} posts={self.posts} active={self.active} "
+            f"names={USER_PREFIX}"
+        )
 
 
 SCALES = {
@@ -89,7 +93,8 @@ def steps(scale: Scale, now_ms: int) -> list[tuple[str, str]]:
             f"""INSERT INTO users (id, username, username_key, email, email_verified,
                 password_hash, display_name, bio, location, role, suspended, follower_count,
                 following_count, post_count, created_at, updated_at)
-            SELECT {uid("n")}, 'b' || n, 'b' || n, 'b' || n || '@bench.invalid', true, NULL,
+            SELECT {uid("n")}, '{USER_PREFIX}' || n, '{USER_PREFIX}' || n,
+                '{USER_PREFIX}' || n || '@bench.invalid', true, NULL,
                 'Bench ' || n, '', '', 'user', false, 0, 0, 0, {ts(uid("n"))}, {ts(uid("n"))}
             FROM generate_series(1::bigint, {n_users}) AS n""",
         ),

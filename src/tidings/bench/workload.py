@@ -2,7 +2,7 @@
 
 Both generators (the Python one in :mod:`tidings.bench.load`, wrk with ``mix.lua``) implement
 the same workloads from the same data (:class:`Workload`): the seeded users' access tokens with
-their usernames, the user count (targets ``b1 .. bN``) and recent public post ids (likes go to
+their usernames, the user count (targets ``bu1 .. buN``) and recent public post ids (likes go to
 posts every user may see, so a like never fails for lack of visibility).
 
 Modes: ``mix`` (60 % home feed, 30 % a user's timeline, 7 % compose, 2 % like, 1 % follow),
@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+USER_PREFIX = "bu"  # seeded usernames: bu1 .. buN (the API wants 3 to 30 characters)
+
 MIX = (("feed", 60), ("timeline", 30), ("compose", 7), ("like", 2), ("follow", 1))
 ENDPOINTS = tuple(label for label, _ in MIX)
 BASELINES = ("json", "pk")
@@ -30,19 +32,13 @@ NextRequest = Callable[[random.Random], Request]
 
 @dataclass(frozen=True)
 class Workload:
-    users: int  # targets of timelines and follows: b<first> .. b<users>
+    users: int  # targets of timelines and follows: bu1 .. bu<users>
     clients: list[tuple[str, str]]  # (access token, username) of the seeded sign-in sessions
     posts: list[int]  # recent public post ids (like targets)
 
-    @property
-    def first(self) -> int:
-        """The lowest target: the API's username pattern needs 3 characters, so the seeded
-        ``b1`` .. ``b9`` cannot be named in a path (a 422); they are left out as targets."""
-        return 10 if self.users >= 20 else 1
-
     def write(self, path: Path) -> None:
         """The data file ``mix.lua`` reads in ``init``: one record per line."""
-        lines = [f"U {self.users} {self.first}"]
+        lines = [f"U {self.users} {USER_PREFIX}"]
         lines += [f"T {token} {username}" for token, username in self.clients]
         lines += [f"P {post}" for post in self.posts]
         path.write_text("\n".join(lines) + "\n")
@@ -66,7 +62,7 @@ def requests_for(mode: str, workload: Workload) -> NextRequest:
         return baseline
 
     labels = _labels(mode)
-    clients, users, posts, first = workload.clients, workload.users, workload.posts, workload.first
+    clients, users, posts = workload.clients, workload.users, workload.posts
 
     def next_request(rng: random.Random) -> Request:
         token, username = rng.choice(clients)
@@ -79,12 +75,14 @@ def requests_for(mode: str, workload: Workload) -> NextRequest:
         if label == "like" and posts:
             return "PUT", f"/api/v1/posts/{rng.choice(posts)}/like", auth, b"", label
         if label == "follow":
-            n = rng.randrange(first, users + 1)
-            if f"b{n}" == username:  # following yourself is a 422: the next account instead
-                n = first + (n + 1 - first) % (users + 1 - first)
-            return "PUT", f"/api/v1/users/b{n}/follow", auth, b"", label
+            n = rng.randrange(1, users + 1)
+            if (
+                f"{USER_PREFIX}{n}" == username
+            ):  # following yourself is a 422: the next account instead
+                n = n % users + 1
+            return "PUT", f"/api/v1/users/{USER_PREFIX}{n}/follow", auth, b"", label
         if label == "timeline":
-            path = f"/api/v1/users/b{rng.randrange(first, users + 1)}/posts?limit=20"
+            path = f"/api/v1/users/{USER_PREFIX}{rng.randrange(1, users + 1)}/posts?limit=20"
             return "GET", path, auth, b"", label
         return "GET", "/api/v1/feed?limit=20", auth, b"", "feed"
 
