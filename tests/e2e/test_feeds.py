@@ -309,6 +309,10 @@ async def _same_bodies(apps: Apps, user: SignedIn) -> list[dict[str, Any]]:
     stored = await _ok(apps.feeds, "GET", "/api/v1/feed?limit=50", user)
     pulled = await _ok(apps.pull, "GET", "/api/v1/feed?limit=50", user)
     assert stored["data"] == pulled["data"]
+    for path in ("/api/v1/users/bob/posts", "/api/v1/users/carol/posts?limit=1"):
+        # user timelines: ids from the database, bodies from the cache
+        timeline = await _ok(apps.feeds, "GET", path, user)
+        assert timeline == await _ok(apps.pull, "GET", path, user)
     data: list[dict[str, Any]] = stored["data"]
     return data
 

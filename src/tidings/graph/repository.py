@@ -4,11 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
+from tidings.core import rawsql
 from tidings.core.db import insert_ignore
 from tidings.graph.models import Block, Follow, Mute
 
@@ -22,32 +38,42 @@ class Relationship:
     muting: bool = False
 
 
+FOLLOWING, FOLLOWED_BY, BLOCKING, BLOCKED_BY, MUTING = range(1, 6)
+
+
+@cache
+def _relationship() -> Select[Any]:
+    """``(relation,)`` rows between ``viewer_id`` and ``other_id``, built once."""
+    viewer = bindparam("viewer_id", type_=BigInteger)
+    other = bindparam("other_id", type_=BigInteger)
+
+    def edge(relation: int, table: Any, source: Any, target: Any, a: Any, b: Any) -> Any:
+        tag = literal(relation, Integer).label("relation")
+        return select(tag).select_from(table).where(source == a, target == b)
+
+    return union_all(
+        edge(FOLLOWING, Follow, Follow.follower_id, Follow.followee_id, viewer, other),
+        edge(FOLLOWED_BY, Follow, Follow.follower_id, Follow.followee_id, other, viewer),
+        edge(BLOCKING, Block, Block.blocker_id, Block.blocked_id, viewer, other),
+        edge(BLOCKED_BY, Block, Block.blocker_id, Block.blocked_id, other, viewer),
+        edge(MUTING, Mute, Mute.muter_id, Mute.muted_id, viewer, other),
+    )  # type: ignore[return-value]
+
+
 class GraphRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     async def relationship(self, viewer_id: int, other_id: int) -> Relationship:
-        follows = select(Follow.follower_id, Follow.followee_id).where(
-            or_(
-                and_(Follow.follower_id == viewer_id, Follow.followee_id == other_id),
-                and_(Follow.follower_id == other_id, Follow.followee_id == viewer_id),
-            )
-        )
-        blocks = select(Block.blocker_id, Block.blocked_id).where(
-            or_(
-                and_(Block.blocker_id == viewer_id, Block.blocked_id == other_id),
-                and_(Block.blocker_id == other_id, Block.blocked_id == viewer_id),
-            )
-        )
-        muting = select(Mute.id).where(Mute.muter_id == viewer_id, Mute.muted_id == other_id)
-        f = set((await self.session.execute(follows)).all())
-        b = set((await self.session.execute(blocks)).all())
+        """Follows, blocks (either way) and the mute between two users: one statement."""
+        params = {"viewer_id": viewer_id, "other_id": other_id}
+        found = {int(row[0]) for row in await rawsql.fetch(self.session, _relationship(), params)}
         return Relationship(
-            following=(viewer_id, other_id) in f,
-            followed_by=(other_id, viewer_id) in f,
-            blocking=(viewer_id, other_id) in b,
-            blocked_by=(other_id, viewer_id) in b,
-            muting=(await self.session.execute(muting)).first() is not None,
+            following=FOLLOWING in found,
+            followed_by=FOLLOWED_BY in found,
+            blocking=BLOCKING in found,
+            blocked_by=BLOCKED_BY in found,
+            muting=MUTING in found,
         )
 
     async def lock_pair(self, a: int, b: int) -> None:

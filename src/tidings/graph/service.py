@@ -17,6 +17,14 @@ from tidings.graph.repository import GraphRepository, Relationship
 async def visible_user(session: AsyncSession, username: str, viewer: Principal | None) -> User:
     """The user named ``username`` as the viewer may see them: suspended accounts and accounts
     that block the viewer answer 404, exactly like accounts that do not exist."""
+    return (await visible_user_and_relationship(session, username, viewer))[0]
+
+
+async def visible_user_and_relationship(
+    session: AsyncSession, username: str, viewer: Principal | None
+) -> tuple[User, Relationship | None]:
+    """:func:`visible_user`, and the viewer's relationship with them when it was needed to
+    decide (a signed-in viewer other than the user, not a moderator)."""
     user = await UserRepository(session).by_username(username)
     missing = NotFound(f"No user named '{username}'.")
     if user is None:
@@ -28,7 +36,8 @@ async def visible_user(session: AsyncSession, username: str, viewer: Principal |
         rel = await GraphRepository(session).relationship(viewer.user_id, user.id)
         if rel.blocked_by:
             raise missing
-    return user
+        return user, rel
+    return user, None
 
 
 def _not_self(viewer: Principal, target: User, action: str) -> None:

@@ -40,7 +40,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from tidings.accounts.models import User
+from tidings.core import rawsql
+from tidings.core.cache import cache_of
 from tidings.graph.models import Block, Follow, Mute
+from tidings.posts.cache import posts_by_ids
 from tidings.posts.models import Post, PostTag
 from tidings.timelines.schemas import TimelineFilters
 
@@ -393,6 +396,18 @@ def _binds(
     return params
 
 
+_ID_STATEMENTS: dict[int, tuple[Select[Post], Select[Any]]] = {}
+
+
+def _ids_only(stmt: Select[Post]) -> Select[Any]:
+    """``stmt`` (built once) returning post ids; built once too."""
+    found = _ID_STATEMENTS.get(id(stmt))
+    if found is None or found[0] is not stmt:
+        found = (stmt, stmt.with_only_columns(stmt.selected_columns.id))
+        _ID_STATEMENTS[id(stmt)] = found
+    return found[1]
+
+
 class TimelineRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -402,7 +417,13 @@ class TimelineRepository:
         return self.session.get_bind().dialect.name == "postgresql"
 
     async def _posts(self, stmt: Select[Post], params: dict[str, object]) -> list[Post]:
-        return list((await self.session.execute(stmt, params)).scalars())
+        """The page's posts; with a row cache, the statement returns ids (on the driver, see
+        :mod:`tidings.core.rawsql`) and the bodies come from the cache."""
+        if cache_of(self.session) is None:
+            return list((await self.session.execute(stmt, params)).scalars())
+        ids = [int(row[0]) for row in await rawsql.fetch(self.session, _ids_only(stmt), params)]
+        bodies = await posts_by_ids(self.session, ids)
+        return [bodies[i] for i in ids if i in bodies]
 
     async def home_feed(
         self, viewer_id: int, fetch: int, before: int | None, filters: TimelineFilters

@@ -9,7 +9,7 @@ from tidings.core.pagination import PageParams, paginate
 from tidings.feeds.service import feed_rows
 from tidings.feeds.store import store_of
 from tidings.graph.repository import GraphRepository
-from tidings.graph.service import visible_user
+from tidings.graph.service import visible_user_and_relationship
 from tidings.posts import parsing
 from tidings.posts.models import Post
 from tidings.posts.schemas import PostOut
@@ -66,16 +66,16 @@ async def user_posts(
     their followers, all for themselves and moderators. 404 when they block the viewer; empty
     when the viewer blocks them."""
     before = _before(params)
-    user = await visible_user(session, username, viewer)
+    user, rel = await visible_user_and_relationship(session, username, viewer)
     moderator = viewer is not None and viewer.can(Permission.CONTENT_MODERATE)
     visibilities: tuple[str, ...] = PUBLIC_ONLY
     if viewer is not None and (moderator or viewer.user_id == user.id):
         visibilities = ALL_VISIBILITIES
     elif viewer is not None:
-        graph = GraphRepository(session)
-        if await graph.blocked_between(viewer.user_id, user.id):  # the viewer blocks them
+        rel = rel or await GraphRepository(session).relationship(viewer.user_id, user.id)
+        if rel.blocking or rel.blocked_by:  # the viewer blocks them
             return [], None
-        if await graph.follows(viewer.user_id, user.id):
+        if rel.following:
             visibilities = FOLLOWER_VISIBILITIES
     rows = await TimelineRepository(session).user_posts(
         user.id,
