@@ -1,4 +1,4 @@
-"""``tidings bench seed`` and ``tidings bench run`` (PostgreSQL; Redis for the feed store).
+"""``tidings bench seed``, ``run`` and ``workload`` (PostgreSQL; Redis for the feed store).
 
 Mounted by ``tidings.cli`` as ``app.add_typer(bench_app, name="bench")``.
 """
@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from tidings.bench.report import markdown, write_results
-from tidings.bench.run import RunConfig, asyncpg_dsn, run_benchmark
+from tidings.bench.run import RunConfig, asyncpg_dsn, load_workload, run_benchmark
 from tidings.bench.seed import SCALES, Scale, seed_database
 from tidings.settings import Settings, get_settings
 
@@ -177,3 +177,18 @@ def run(
     if report["errors"]:
         console.print(f"[red]{report['errors']} errors[/red] (samples above)")
         raise typer.Exit(1)
+
+
+@bench_app.command("workload")
+def workload(
+    out: Annotated[Path, typer.Option(help="The data file to write (mix.lua reads it).")],
+) -> None:
+    """Write the workload file for wrk and mix.lua: fresh access tokens for the seeded sign-in
+    sessions (they expire like any access token), the user count, recent public posts. For
+    measuring one endpoint by hand, e.g. with bench/cpu_per_request.sh."""
+    settings = _settings()
+    data, _tokens = asyncio.run(load_workload(settings))
+    data.write(out)
+    console.print(
+        f"{len(data.clients)} clients, {data.users} users, {len(data.posts)} posts: {out}"
+    )

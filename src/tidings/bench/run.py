@@ -215,7 +215,7 @@ def _server_errors(servers: list[Server], limit: int = 12) -> list[str]:
 # --- data ---------------------------------------------------------------------------------------
 
 
-async def _workload(settings: Settings) -> tuple[Workload, dict[int, str]]:
+async def load_workload(settings: Settings) -> tuple[Workload, dict[int, str]]:
     """The workload, and user id -> token of the clients."""
     conn = await asyncpg.connect(asyncpg_dsn(settings.effective_database_url), timeout=10)
     try:
@@ -275,7 +275,7 @@ class _Results:
 
 
 async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]:
-    workload, tokens = await _workload(settings)
+    workload, tokens = await load_workload(settings)
     if not workload.clients:
         raise RuntimeError("no seeded sign-in sessions: run `tidings bench seed` first")
     store = settings.feed_store
