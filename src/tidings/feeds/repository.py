@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Select, literal, or_, select, true, union_all
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Select,
+    bindparam,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
@@ -26,6 +38,32 @@ def _live(viewer_id: int) -> list[ColumnElement[bool]]:
         Post.deleted_at.is_(None),
         or_(Post.author_id == viewer_id, Post.visibility.in_(FOLLOWER_VISIBILITIES)),
     ]
+
+
+@cache
+def _followers_after() -> Select[int, int]:
+    return (
+        select(Follow.id, Follow.follower_id)
+        .where(
+            Follow.followee_id == bindparam("author_id", type_=BigInteger),
+            Follow.id > bindparam("after", type_=BigInteger),
+        )
+        .order_by(Follow.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
+@cache
+def _follower_count() -> Select[Any]:
+    return select(User.follower_count).where(User.id == bindparam("user_id", type_=BigInteger))
+
+
+@cache
+def _followed_among() -> Select[Any]:
+    return select(Follow.followee_id).where(
+        Follow.follower_id == bindparam("viewer_id", type_=BigInteger),
+        Follow.followee_id.in_(bindparam("others", type_=BigInteger, expanding=True)),
+    )
 
 
 class FeedRepository:
@@ -115,22 +153,19 @@ class FeedRepository:
         self, author_id: int, after: int, limit: int
     ) -> list[tuple[int, int]]:
         """(follow id, follower id) for a keyset walk over ``ix_follows_followee_id_id``."""
-        stmt = (
-            select(Follow.id, Follow.follower_id)
-            .where(Follow.followee_id == author_id, Follow.id > after)
-            .order_by(Follow.id)
-            .limit(limit)
-        )
-        return [(int(f), int(u)) for f, u in (await self.session.execute(stmt)).all()]
+        params = {"author_id": author_id, "after": after, "limit": limit}
+        rows = await rawsql.fetch(self.session, _followers_after(), params)
+        return [(int(f), int(u)) for f, u in rows]
 
     async def follower_count(self, user_id: int) -> int:
-        stmt = select(User.follower_count).where(User.id == user_id)
-        return int((await self.session.execute(stmt)).scalar_one_or_none() or 0)
+        rows = await rawsql.fetch(self.session, _follower_count(), {"user_id": user_id})
+        return int(rows[0][0] or 0) if rows else 0
 
     async def followed_among(self, viewer_id: int, others: Sequence[int]) -> list[int]:
+        """Which of ``others`` the viewer follows (on every feed read that merges authors)."""
         if not others:
             return []
-        stmt = select(Follow.followee_id).where(
-            Follow.follower_id == viewer_id, Follow.followee_id.in_(list(others))
+        params = {"viewer_id": viewer_id, "others": list(others)}
+        return sorted(
+            int(row[0]) for row in await rawsql.fetch(self.session, _followed_among(), params)
         )
-        return sorted(int(i) for i in (await self.session.execute(stmt)).scalars())
