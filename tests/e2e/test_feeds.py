@@ -344,6 +344,17 @@ async def test_row_cache_bodies_are_fresh_after_every_write(apps: Apps) -> None:
     assert page[0]["shared_post"]["counts"]["likes"] == 1
     assert page[0]["shared_post"]["viewer"]["liked"] is True
     assert page[1]["counts"]["likes"] == 1
+    # liking a share likes the shared post (read through the cache on the way)
+    liked = await _ok(apps.feeds, "PUT", f"/api/v1/posts/{page[0]['id']}/like", bob)
+    assert liked == {"liked": True, "likes": 2}
+    await _ok(apps.feeds, "POST", f"/api/v1/posts/{page[0]['id']}/share", bob)
+    await apps.settled()
+    page = await _same_bodies(apps, alice)
+    assert page[1]["shared_post"]["counts"]["likes"] == 2
+    assert page[1]["shared_post"]["counts"]["shares"] == 2
+    await _ok(apps.feeds, "DELETE", f"/api/v1/posts/{page[1]['id']}/share", bob)
+    page = await _same_bodies(apps, alice)
+    assert [item["text"] for item in page] == ["", "second", "first, edited"]
     await _ok(apps.feeds, "PATCH", "/api/v1/me", bob, json={"display_name": "Robert"})
     page = await _same_bodies(apps, alice)
     assert {item["author"]["display_name"] for item in page[1:]} == {"Robert"}

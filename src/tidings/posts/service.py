@@ -45,10 +45,14 @@ async def visible_post(
 async def _subject(
     session: AsyncSession, viewer: Principal | None, post_id: int
 ) -> tuple[Post, ViewContext]:
-    """Likes and shares act on the original when given a share."""
+    """Likes and shares act on the original when given a share (loaded into the session: the
+    context's copy may come from the row cache, which the session cannot refresh)."""
     post, ctx = await visible_post(session, viewer, post_id)
     if post.kind == "share" and post.share_of_id is not None:
-        return ctx.posts[post.share_of_id], ctx
+        original = await PostRepository(session).get(post.share_of_id)
+        if original is None:
+            raise NotFound(NOT_FOUND)
+        return original, ctx
     return post, ctx
 
 
