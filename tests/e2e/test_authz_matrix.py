@@ -270,17 +270,35 @@ def test_rows_agree_with_declared_policies(bare_app: FastAPI) -> None:
 # --- the world the cells act in ------------------------------------------------------------------
 
 
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str, github: GitHubStandIn) -> Settings:  # noqa: F811
+@pytest.fixture(params=["db", "row-cache"])
+def settings(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    database_url: str,
+    backend: str,
+    github: GitHubStandIn,  # noqa: F811
+) -> Settings:
     """GitHub sign-in (a local stand-in) and loopback webhooks, so those routes can succeed;
     no embedded event relay: no cell needs events delivered (notifications, deliveries and dead
-    letters are put in place directly), and the matrix runs much faster without it."""
+    letters are put in place directly), and the matrix runs much faster without it. On
+    PostgreSQL the matrix runs again with the row cache in Redis (cached sign-in checks, posts
+    and profiles read through the cache)."""
+    cached: dict[str, object] = {}
+    if request.param == "row-cache":
+        if backend != "postgres":
+            pytest.skip("the row-cache variant of the matrix runs on PostgreSQL")
+        cached = {
+            "row_cache": "redis",
+            "redis_url": "redis://127.0.0.1:6379/0",
+            "cache_key_prefix": f"test:authz:{secrets.token_hex(6)}:",
+        }
     return make_settings(
         tmp_path / "data",
         database_url,
         relay_in_api=False,
         webhook_allowed_hosts=["127.0.0.1/32"],
         **provider_settings(github=github),
+        **cached,
     )
 
 
