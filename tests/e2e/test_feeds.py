@@ -325,7 +325,13 @@ async def test_row_cache_bodies_are_fresh_after_every_write(apps: Apps) -> None:
     for name in ("bob", "carol"):
         await _ok(apps.feeds, "PUT", f"/api/v1/users/{name}/follow", alice)
     p1 = await _post(apps.feeds, bob, "first")
-    p2 = await _post(apps.feeds, bob, "second")
+    p2 = await _post(  # JSON columns through the cache too
+        apps.feeds,
+        bob,
+        "second",
+        links=["https://example.com/a"],
+        media=[{"url": "https://example.com/i.png", "type": "image", "alt_text": "a cat"}],
+    )
     await _ok(apps.feeds, "POST", f"/api/v1/posts/{p1}/share", carol)
     await apps.settled()
     page = await _same_bodies(apps, alice)

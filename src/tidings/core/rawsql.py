@@ -87,16 +87,38 @@ def _value(prepared: _Prepared, name: str, params: Mapping[str, Any]) -> Any:
     return processor(value)
 
 
-async def fetch(
+async def _on_driver(
     session: AsyncSession, stmt: Executable, params: Mapping[str, Any]
-) -> Sequence[Sequence[Any]]:
-    """The rows of ``stmt`` (a statement built once, with bound parameters) as tuples."""
+) -> list[Any] | None:
+    """asyncpg records, or None when the session is not on asyncpg (run it there)."""
     dialect = session.get_bind().dialect
     if dialect.name != "postgresql" or dialect.driver != "asyncpg":
-        return (await session.execute(stmt, params)).all()
+        return None
     prepared = _prepare(stmt, dialect)
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None
     args = [_value(prepared, name, params) for name in prepared.names]
     return await driver.fetch(prepared.sql, *args)  # type: ignore[no-any-return]
+
+
+async def fetch(
+    session: AsyncSession, stmt: Executable, params: Mapping[str, Any]
+) -> Sequence[Sequence[Any]]:
+    """The rows of ``stmt`` (a statement built once, with bound parameters) as tuples."""
+    records = await _on_driver(session, stmt, params)
+    if records is None:
+        return (await session.execute(stmt, params)).all()
+    return records
+
+
+async def fetch_dicts(
+    session: AsyncSession, stmt: Executable, params: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """The rows of ``stmt`` as ``{column name: value}``. On the driver, values are what asyncpg
+    decodes (JSON decoded by the engine's codec, ``timestamptz`` as aware UTC datetimes): use
+    it for plain columns, not for types whose result processing matters."""
+    records = await _on_driver(session, stmt, params)
+    if records is None:
+        return [dict(row._mapping) for row in (await session.execute(stmt, params)).all()]
+    return [dict(record) for record in records]

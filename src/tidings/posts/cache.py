@@ -28,13 +28,8 @@ from tidings.settings import Settings
 
 POST = "post"
 PROFILE = "profile.v2"  # v2: with the role (the access-token check reads it)
-POST_COLUMNS = tuple(column.key for column in Post.__table__.columns)
 PROFILE_COLUMNS = ("id", "username", "display_name", "avatar_url", "suspended", "role")
 _POST_TIMES = ("created_at", "edited_at", "deleted_at")
-
-
-def _post_row(post: Post) -> Row:
-    return {name: getattr(post, name) for name in POST_COLUMNS}
 
 
 def _transient(model: type[Any], values: Row) -> Any:
@@ -62,7 +57,7 @@ async def posts_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, P
     repo = PostRepository(session)
 
     async def load(missing: list[int]) -> dict[int, Row]:
-        return {pid: _post_row(post) for pid, post in (await repo.by_ids(missing)).items()}
+        return await repo.post_rows(missing)
 
     cache = cache_of(session)
     if cache is None:  # the session's own objects, no round trip through dicts

@@ -58,6 +58,20 @@ def _viewer_relations() -> Select[Any]:
     )  # type: ignore[return-value]
 
 
+@cache
+def _post_rows() -> Select[Any]:
+    ids = bindparam("ids", type_=BigInteger, expanding=True)
+    return select(*Post.__table__.columns).where(Post.__table__.c.id.in_(ids))
+
+
+@cache
+def _profile_rows(columns: tuple[str, ...]) -> Select[Any]:
+    """``columns`` must include ``id``."""
+    ids = bindparam("ids", type_=BigInteger, expanding=True)
+    table = User.__table__
+    return select(*(table.c[name] for name in columns)).where(table.c.id.in_(ids))
+
+
 class PostRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -75,6 +89,11 @@ class PostRepository:
         rows = (await self.session.execute(select(Post).where(Post.id.in_(wanted)))).scalars()
         return {post.id: post for post in rows}
 
+    async def post_rows(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Whole post rows as dicts (what the row cache stores), on the driver."""
+        rows = await rawsql.fetch_dicts(self.session, _post_rows(), {"ids": list(set(ids))})
+        return {int(row["id"]): row for row in rows}
+
     async def users_by_ids(self, ids: Iterable[int]) -> dict[int, User]:
         wanted = list(set(ids))
         if not wanted:
@@ -82,13 +101,13 @@ class PostRepository:
         rows = (await self.session.execute(select(User).where(User.id.in_(wanted)))).scalars()
         return {user.id: user for user in rows}
 
-    async def profile_rows(self, ids: Iterable[int], columns: Iterable[str]) -> dict[int, Any]:
-        """Some columns of some users, as dicts (what the row cache stores)."""
+    async def profile_rows(self, ids: Iterable[int], columns: tuple[str, ...]) -> dict[int, Any]:
+        """Some columns of some users, as dicts (what the row cache stores), on the driver."""
         wanted = list(set(ids))
         if not wanted:
             return {}
-        stmt = select(*(getattr(User, name) for name in columns)).where(User.id.in_(wanted))
-        return {row.id: dict(row._mapping) for row in (await self.session.execute(stmt)).all()}
+        rows = await rawsql.fetch_dicts(self.session, _profile_rows(columns), {"ids": wanted})
+        return {int(row["id"]): row for row in rows}
 
     async def user_ids_by_usernames(self, usernames: Iterable[str]) -> list[int]:
         keys = [u.lower() for u in usernames]
