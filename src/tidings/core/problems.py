@@ -5,15 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
 from tidings.core.errors import AppError
 from tidings.core.requestid import current_request_id
+
+log = structlog.get_logger("tidings.errors")
 
 PROBLEM_TYPE_BASE = "https://tidings.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -158,16 +161,36 @@ async def _database_error(request: Request, exc: Exception) -> Response:
             "The database is busy; retry shortly.",
             headers={"Retry-After": "1"},
         )
-    if isinstance(exc, (OperationalError, InterfaceError)) and exc.connection_invalidated:
-        return problem_response(
-            request,
-            503,
-            "Service unavailable",
-            "database-unavailable",
-            "The database connection was lost; retry shortly.",
-            headers={"Retry-After": "2"},
-        )
+    state = _sqlstate(exc) or ""
+    if (
+        exc.connection_invalidated  # a pooled connection died (restart, failover, network)
+        or exc.statement is None  # no statement: it failed while connecting
+        or state[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    ):
+        return _database_unavailable(request)
     raise exc
+
+
+# 08: connection exception; 57: operator intervention (shutting down, starting up, crashed)
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57")
+
+
+def _database_unavailable(request: Request) -> Response:
+    return problem_response(
+        request,
+        503,
+        "Service unavailable",
+        "database-unavailable",
+        "The database is unavailable; retry shortly.",
+        headers={"Retry-After": "2"},
+    )
+
+
+async def _connection_error(request: Request, exc: Exception) -> Response:
+    """A socket-level failure reaching a backing service (a refused or reset connection, a
+    connect timeout): the database restarting, typically. Transient, so 503."""
+    log.warning("backing_service_unreachable", error=type(exc).__name__, detail=str(exc))
+    return _database_unavailable(request)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -175,3 +198,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(ConnectionError, _connection_error)
+    app.add_exception_handler(TimeoutError, _connection_error)
