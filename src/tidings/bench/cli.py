@@ -192,3 +192,32 @@ def workload(
     console.print(
         f"{len(data.clients)} clients, {data.users} users, {len(data.posts)} posts: {out}"
     )
+
+
+@bench_app.command("to-sqlite")
+def to_sqlite(
+    target: Annotated[Path, typer.Option(help="The SQLite file to create (must not exist).")],
+) -> None:
+    """Copy the seeded database (TIDINGS_DATABASE_URL, PostgreSQL) into a new SQLite file, to
+    measure the embedded default on the same data."""
+    from tidings.bench.to_sqlite import copy_to_sqlite
+
+    settings = _settings()
+    if target.exists():
+        console.print(f"[red]{target} exists[/red]")
+        raise typer.Exit(2)
+    url = f"sqlite+aiosqlite:///{target.resolve()}"
+    with Progress(console=console) as bar:
+        tasks: dict[str, object] = {}
+
+        def show(table: str, rows: int) -> None:
+            if table not in tasks:
+                tasks[table] = bar.add_task(table, total=None)
+            bar.update(tasks[table], completed=rows)  # type: ignore[arg-type]
+
+        copied = asyncio.run(
+            copy_to_sqlite(asyncpg_dsn(settings.effective_database_url), url, show)
+        )
+    for table, rows in copied.items():
+        console.print(f"{table}: {rows:,} rows")
+    console.print(f"TIDINGS_DATABASE_URL={url}")
