@@ -149,7 +149,9 @@ async def test_warm_page_with_the_row_cache_reads_no_post_or_author_row(
     container: Container, counts: Counts
 ) -> None:
     """With the row cache warm, a page costs two SQL statements (the candidate filter, ids
-    only, and the viewer's relations) whatever its size: bodies and authors come from Redis."""
+    and references only, and the viewer's relations) and three Redis round trips (touch,
+    window, then the bodies, the posts they refer to and the authors in one ``MGET``)
+    whatever its size."""
     viewer = await _seed(container)
     await _page(container, viewer, AUTHORS, counts)  # fills the cache
     small = await _page(container, viewer, 5, counts)
@@ -157,8 +159,10 @@ async def test_warm_page_with_the_row_cache_reads_no_post_or_author_row(
     assert large == small, f"5 posts: {small}; {AUTHORS} posts: {large}"
     queries = [q for q in small.statements if not q.startswith("BEGIN")]  # SQLite's BEGIN
     assert len(queries) == 2, queries
-    assert queries[0].startswith("SELECT posts.id \nFROM posts"), queries[0]  # ids only
-    assert small.redis <= 4  # touch + window + posts + profiles
+    assert queries[0].startswith(  # ids and references only, no bodies
+        "SELECT posts.id, posts.author_id, posts.share_of_id, posts.quote_of_id \nFROM posts"
+    ), queries[0]
+    assert small.redis == 3  # touch + window + one MGET of posts and authors
 
 
 async def test_fan_out_writes_one_round_trip_per_batch(

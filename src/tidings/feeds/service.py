@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.core.cache import cache_of
 from tidings.feeds.repository import FeedRepository
 from tidings.feeds.store import FeedStore, RedisError, log
-from tidings.posts.cache import posts_by_ids
+from tidings.posts.cache import page_bodies
 from tidings.posts.models import Post
 from tidings.timelines.repository import TimelineRepository
 from tidings.timelines.schemas import TimelineFilters
@@ -68,9 +68,7 @@ async def _filtered(
     and the bodies come from the cache (the warm path reads no post row from the database)."""
     if cache_of(session) is None:
         return await repo.filter_feed(viewer_id, ids, filters)
-    kept = await repo.filter_feed_ids(viewer_id, ids, filters)
-    bodies = await posts_by_ids(session, kept)
-    return [bodies[i] for i in kept if i in bodies]
+    return await page_bodies(session, await repo.filter_feed_refs(viewer_id, ids, filters))
 
 
 async def _stored(

@@ -43,7 +43,7 @@ from tidings.accounts.models import User
 from tidings.core import rawsql
 from tidings.core.cache import cache_of
 from tidings.graph.models import Block, Follow, Mute
-from tidings.posts.cache import posts_by_ids
+from tidings.posts.cache import page_bodies
 from tidings.posts.models import Post, PostTag
 from tidings.timelines.schemas import TimelineFilters
 
@@ -349,9 +349,10 @@ def cached_feed_filter(include_shares: bool, has_media: bool | None) -> Select[P
 
 
 @lru_cache(maxsize=64)
-def cached_feed_filter_ids(include_shares: bool, has_media: bool | None) -> Select[Any]:
-    """:func:`cached_feed_filter` returning ids only (the bodies come from the row cache)."""
-    return cached_feed_filter(include_shares, has_media).with_only_columns(Post.id)
+def cached_feed_filter_refs(include_shares: bool, has_media: bool | None) -> Select[Any]:
+    """:func:`cached_feed_filter` returning ``(id, author, shared post, quoted post)`` (the
+    bodies come from the row cache)."""
+    return _refs_only(cached_feed_filter(include_shares, has_media))
 
 
 @lru_cache(maxsize=128)
@@ -396,14 +397,17 @@ def _binds(
     return params
 
 
-_ID_STATEMENTS: dict[int, tuple[Select[Post], Select[Any]]] = {}
+_ID_STATEMENTS: dict[int, tuple[Select[Any], Select[Any]]] = {}
 
 
-def _ids_only(stmt: Select[Post]) -> Select[Any]:
-    """``stmt`` (built once) returning post ids; built once too."""
+def _refs_only(stmt: Select[Any]) -> Select[Any]:
+    """``stmt`` (built once) returning ``(id, author_id, share_of_id, quote_of_id)``; built
+    once too."""
     found = _ID_STATEMENTS.get(id(stmt))
     if found is None or found[0] is not stmt:
-        found = (stmt, stmt.with_only_columns(stmt.selected_columns.id))
+        c = stmt.selected_columns
+        refs: Select[Any] = stmt.with_only_columns(c.id, c.author_id, c.share_of_id, c.quote_of_id)
+        found = (stmt, refs)
         _ID_STATEMENTS[id(stmt)] = found
     return found[1]
 
@@ -421,9 +425,11 @@ class TimelineRepository:
         :mod:`tidings.core.rawsql`) and the bodies come from the cache."""
         if cache_of(self.session) is None:
             return list((await self.session.execute(stmt, params)).scalars())
-        ids = [int(row[0]) for row in await rawsql.fetch(self.session, _ids_only(stmt), params)]
-        bodies = await posts_by_ids(self.session, ids)
-        return [bodies[i] for i in ids if i in bodies]
+        rows = await rawsql.fetch(self.session, _refs_only(stmt), params)
+        return await page_bodies(
+            self.session,
+            [(int(pid), int(author), share, quote) for pid, author, share, quote in rows],
+        )
 
     async def home_feed(
         self, viewer_id: int, fetch: int, before: int | None, filters: TimelineFilters
