@@ -42,7 +42,7 @@ from tidings.bench.fanout import fanout_throughput
 from tidings.bench.load import Tally, drive
 from tidings.bench.pgbench import run_pgbench
 from tidings.bench.report import add_ratios, markdown, summarize, targets, write_results
-from tidings.bench.visibility import time_to_visible
+from tidings.bench.visibility import settle, time_to_visible
 from tidings.bench.workload import Workload, requests_for
 from tidings.bench.wrk import drive_wrk, threads_for, wrk_path, wrk_version
 from tidings.core.keys import load_key_material
@@ -344,6 +344,8 @@ async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]
                 results.lap("baselines")
                 results.add(c, await generator.run(api.port, "mix", c, config.duration), "mix")
                 results.lap("mix")
+                await settle(asyncpg_dsn(settings.effective_database_url))  # the mix's fan-out
+                results.lap("settle")
                 for mode in config.phases:
                     tally = await generator.run(api.port, mode, c, config.baseline_duration)
                     name = feed_row if mode == "feed" else f"{mode} (alone)"

@@ -43,6 +43,30 @@ async def _drain(conn: asyncpg.Connection) -> int:
     return first
 
 
+FEED_EVENTS = ("post.created", "post.updated", "post.shared", "user.followed")
+
+
+async def settle(dsn: str, within: float = DRAIN) -> float:
+    """Wait (at most ``within`` s) until the relay has picked up every event and the feeds
+    consumer has applied every feed event, so the next phase does not share the CPUs with the
+    previous one's fan-out; returns the seconds waited."""
+    started = time.monotonic()
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        query = """
+            SELECT count(*) FROM outbox o
+            WHERE o.event_type = ANY($1::text[]) AND NOT EXISTS (
+                SELECT 1 FROM processed_events p WHERE p.consumer = 'feeds' AND p.event_id = o.id
+            )"""
+        while time.monotonic() - started < within:
+            if not int(await conn.fetchval(query, list(FEED_EVENTS))):
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+    return time.monotonic() - started
+
+
 async def _authors(
     conn: asyncpg.Connection, clients: dict[int, str], threshold: int
 ) -> list[tuple[str, asyncpg.Record]]:
