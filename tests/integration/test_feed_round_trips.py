@@ -50,7 +50,14 @@ def row_cache() -> str:
 
 
 @pytest.fixture
-async def container(tmp_path: Path, database_url: str, row_cache: str) -> AsyncIterator[Container]:
+def fanout_batch() -> int:
+    return 1000
+
+
+@pytest.fixture
+async def container(
+    tmp_path: Path, database_url: str, row_cache: str, fanout_batch: int
+) -> AsyncIterator[Container]:
     prefix = f"test:feedcost:{secrets.token_hex(6)}:"
     settings = make_settings(
         tmp_path / "data",
@@ -59,6 +66,7 @@ async def container(tmp_path: Path, database_url: str, row_cache: str) -> AsyncI
         feed_key_prefix=prefix,
         row_cache=row_cache,
         cache_key_prefix=f"{prefix}cache:",
+        fanout_batch=fanout_batch,
     )
     built = Container.build(settings)
     yield built
@@ -183,3 +191,38 @@ async def test_fan_out_writes_one_round_trip_per_batch(
         start = counts.redis
         assert await fan_out(store, session, post, author) == 1  # the viewer's timeline
         assert counts.redis - start <= 3  # author timeline + one batch (+ script load)
+
+
+@pytest.mark.parametrize("fanout_batch", [4])
+async def test_fan_out_in_batches_reaches_every_existing_timeline(
+    container: Container, counts: Counts
+) -> None:
+    """Ten followers in batches of four (the next batch is read while the previous one is
+    written): every follower with a timeline gets the post, one script call per batch."""
+    author, followers, post = new_id(), [new_id() for _ in range(10)], new_id()
+    async with container.db.unit_of_work() as session:
+        await session.execute(
+            insert(User),
+            [
+                {"id": uid, "username": f"f{i}", "username_key": f"f{i}", "email": f"f{i}@x"}
+                for i, uid in enumerate([author, *followers])
+            ],
+        )
+        await session.execute(
+            insert(Follow), [{"follower_id": uid, "followee_id": author} for uid in followers]
+        )
+    store = store_of(container.db.sessions())
+    assert store is not None
+    async with container.db.unit_of_work() as session:
+        for uid in followers[:9]:  # the last follower has no timeline (inactive): skipped
+            await rebuild_timeline(store, session, uid)
+        await session.execute(insert(Post), [{"id": post, "author_id": author, "text": "x"}])
+    async with container.db.unit_of_work() as session:
+        start = counts.redis
+        assert await fan_out(store, session, post, author) == 9
+        assert counts.redis - start <= 1 + 3 + 1  # author timeline, 3 batches, script load
+    for uid in followers[:9]:
+        window = await store.window(uid, [], None, 20)
+        assert window is not None
+        assert post in window.ids, uid
+    assert not await store.redis.exists(store.timeline_key(followers[9]))
