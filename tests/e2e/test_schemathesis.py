@@ -35,7 +35,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx2
 import hypothesis
 import pytest
@@ -46,7 +45,7 @@ from schemathesis.python import asgi
 
 from tests.conftest import make_settings
 from tests.support.api import SignedIn, login, make_admin, sign_up
-from tests.support.databases import PG_DSN, PostgresTemplates, pg_url, run_sync
+from tests.support.databases import PostgresTemplates, admin_sql, pg_url, run_sync
 from tidings.app import create_app
 from tidings.core.container import Container
 from tidings.settings import Settings
@@ -150,14 +149,6 @@ async def _seed(settings: Settings) -> dict[str, str]:
         }
 
 
-async def _admin_sql(sql: str) -> None:
-    conn = await asyncpg.connect(PG_DSN, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 class Site:
     """The ASGI app schemathesis calls. Each lifespan (one per test: schemathesis' pytest plugin
     ends it after every test) gets a fresh clone of the seeded database and a fresh Tidings app
@@ -192,12 +183,12 @@ class Site:
         assert self.seeded_db is not None, "the `site` fixture seeds the database first"
         assert self.data_dir is not None
         name = f"tidings_st_{uuid.uuid4().hex[:12]}"
-        await _admin_sql(f'CREATE DATABASE "{name}" TEMPLATE "{self.seeded_db}"')
+        await admin_sql(f'CREATE DATABASE "{name}" TEMPLATE "{self.seeded_db}"')
         try:
             self.app = create_app(make_settings(self.data_dir, pg_url(name)))
             await self.app(scope, receive, send)
         finally:
-            await _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _document() -> dict[str, Any]:

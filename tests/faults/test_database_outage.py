@@ -9,13 +9,11 @@ the pooled connections, all dead, are replaced without a restart of the API.
 
 from __future__ import annotations
 
-from typing import Any
-
-import asyncpg
 import httpx2
 import pytest
 
 from tests.support.api import assert_problem, sign_up
+from tests.support.databases import admin_sql
 
 pytestmark = pytest.mark.parametrize("backend", ["postgres"])
 
@@ -24,17 +22,9 @@ def _database_name(url: str) -> str:
     return url.rsplit("/", 1)[1].split("?", 1)[0]
 
 
-async def _admin(sql: str, *args: Any) -> None:
-    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres", timeout=10)
-    try:
-        await conn.execute(sql, *args)
-    finally:
-        await conn.close()
-
-
 async def _go_down(name: str) -> None:
-    await _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-    await _admin(
+    await admin_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    await admin_sql(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         "WHERE datname = $1 AND pid <> pg_backend_pid()",
         name,
@@ -42,7 +32,7 @@ async def _go_down(name: str) -> None:
 
 
 async def _come_back(name: str) -> None:
-    await _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    await admin_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
 async def test_requests_during_an_outage_fail_cleanly_and_nothing_acknowledged_is_lost(

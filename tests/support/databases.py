@@ -33,10 +33,11 @@ def pg_url(database: str) -> str:
     return f"{base}/{database}"
 
 
-async def _admin(sql: str) -> None:
+async def admin_sql(sql: str, *args: object) -> None:
+    """One statement on the maintenance database (create, drop, alter databases)."""
     conn = await asyncpg.connect(PG_DSN, timeout=5)
     try:
-        await conn.execute(sql)
+        await conn.execute(sql, *args)
     finally:
         await conn.close()
 
@@ -44,7 +45,7 @@ async def _admin(sql: str) -> None:
 def postgres_reachable() -> str | None:
     """None when PostgreSQL answers, else the reason it does not."""
     try:
-        run_sync(_admin("SELECT 1"))
+        run_sync(admin_sql("SELECT 1"))
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
@@ -55,20 +56,20 @@ class PostgresTemplates:
         self.template = f"tidings_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
     def create(self) -> None:
-        run_sync(_admin(f'CREATE DATABASE "{self.template}"'))
+        run_sync(admin_sql(f'CREATE DATABASE "{self.template}"'))
         upgrade(pg_url(self.template))
 
     def drop(self) -> None:
-        run_sync(_admin(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)'))
+        run_sync(admin_sql(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)'))
 
     async def clone(self) -> str:
         name = f"tidings_t_{uuid.uuid4().hex[:12]}"
-        await _admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        await admin_sql(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
         return name
 
     @staticmethod
     async def drop_clone(name: str) -> None:
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class SqliteTemplates:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.engine import Dialect
@@ -36,15 +37,8 @@ class _Prepared:
     processors: Mapping[str, Any]
 
 
-MAX_PREPARED = 512
-_prepared: dict[tuple[int, str], tuple[Executable, _Prepared]] = {}
-
-
+@lru_cache(maxsize=512)  # statements built once: keyed by the object itself
 def _prepare(stmt: Executable, dialect: Dialect) -> _Prepared:
-    key = (id(stmt), dialect.name)
-    found = _prepared.get(key)
-    if found is not None and found[0] is stmt:
-        return found[1]
     assert isinstance(stmt, ClauseElement)
     compiled = stmt.compile(dialect=dialect)
     assert isinstance(compiled, SQLCompiler)
@@ -72,9 +66,6 @@ def _prepare(stmt: Executable, dialect: Dialect) -> _Prepared:
         defaults={name: compiled.binds[name].value for name in (*names, *arrays)},
         processors=dict(compiled._bind_processors),
     )
-    if len(_prepared) >= MAX_PREPARED:  # only statements built once belong here; a bound
-        _prepared.clear()  # keeps a mistake from growing without end
-    _prepared[key] = (stmt, prepared)
     return prepared
 
 

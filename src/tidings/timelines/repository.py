@@ -397,19 +397,11 @@ def _binds(
     return params
 
 
-_ID_STATEMENTS: dict[int, tuple[Select[Any], Select[Any]]] = {}
-
-
+@lru_cache(maxsize=256)  # keyed by the statement object, itself built once
 def _refs_only(stmt: Select[Any]) -> Select[Any]:
-    """``stmt`` (built once) returning ``(id, author_id, share_of_id, quote_of_id)``; built
-    once too."""
-    found = _ID_STATEMENTS.get(id(stmt))
-    if found is None or found[0] is not stmt:
-        c = stmt.selected_columns
-        refs: Select[Any] = stmt.with_only_columns(c.id, c.author_id, c.share_of_id, c.quote_of_id)
-        found = (stmt, refs)
-        _ID_STATEMENTS[id(stmt)] = found
-    return found[1]
+    """``stmt`` returning ``(id, author_id, share_of_id, quote_of_id)``."""
+    c = stmt.selected_columns
+    return stmt.with_only_columns(c.id, c.author_id, c.share_of_id, c.quote_of_id)
 
 
 class TimelineRepository:
