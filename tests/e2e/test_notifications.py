@@ -15,7 +15,7 @@ from tests.support.waiting import eventually
 from tidings.core.container import Container
 from tidings.events.models import OutboxMessage, ProcessedEvent
 from tidings.notifications import service as notifications
-from tidings.notifications.consumers import BUILDERS, CONSUMER
+from tidings.notifications.consumers import BUILDERS, CONSUMER, FORGET
 
 Json = dict[str, Any]
 URL = "/api/v1/notifications"
@@ -103,7 +103,7 @@ async def _wait_for(
 async def _settled(container: Container) -> None:
     """Wait until the notifications consumer has applied every event it takes (so that the
     absence of a notification means it was never produced, not that it is late)."""
-    types = list(BUILDERS)
+    types = [*BUILDERS, FORGET]
 
     async def drained() -> bool:
         applied = exists().where(
@@ -513,11 +513,18 @@ async def test_blocked_users_disappear_from_notifications_either_way(
     await _like(client, carol, post_id)
     await eventually(lambda: _has_like_count(client, alice, 2))
 
+    assert await _unread(client, alice) == 2
+
     await _graph(client, alice, "block", bob)  # alice blocks bob
     items = await _items(client, alice)
     assert [i["kind"] for i in items] == ["like"]  # bob's follow is gone, his like hidden
     assert [a["username"] for a in items[0]["actors"]] == ["carol"]
-    assert items[0]["summary"] == "carol and 1 other liked your post"
+    await _settled(container)  # the block's event removes bob from alice's notifications
+    items = await _items(client, alice)
+    assert [i["kind"] for i in items] == ["like"]
+    assert items[0]["summary"] == "carol liked your post"  # no longer counted
+    assert items[0]["actor_count"] == 1
+    assert await _unread(client, alice) == 1  # the follow group is gone, not just hidden
     # bob can no longer reach alice: her post is invisible, following her refused
     assert (
         await client.put(f"/api/v1/posts/{post_id}/like", headers=bob.headers)
@@ -531,6 +538,12 @@ async def test_blocked_users_disappear_from_notifications_either_way(
     await _graph(client, dave, "block", alice)  # the other way round: dave blocks alice
     assert [i["kind"] for i in await _items(client, alice)] == ["like"]
     await _settled(container)
+    assert [i["kind"] for i in await _items(client, alice)] == ["like"]
+    assert await _unread(client, alice) == 1
+    # unblocking does not bring them back: those notifications are gone for good
+    await _do(client, "DELETE", f"/api/v1/users/{bob.username}/block", alice)
+    await _settled(container)
+    assert [i["actor_count"] for i in await _items(client, alice)] == [1]
 
 
 async def _has_like_count(client: httpx2.AsyncClient, user: SignedIn, count: int) -> bool:

@@ -20,6 +20,7 @@ from tidings.graph.repository import GraphRepository
 from tidings.notifications.consumers import CONSUMER
 from tidings.notifications.models import NotificationActor, NotificationGroup
 from tidings.notifications.repository import NotificationRepository
+from tidings.notifications.service import forget_pair
 from tidings.posts.models import Post
 
 
@@ -196,3 +197,39 @@ async def test_reading_closes_a_group_and_later_activity_opens_a_new_one(
     )
     assert (old.group_key, old.latest_actor_ids) == (None, [bob])
     assert old.read_at is not None
+
+
+async def test_a_block_removes_each_from_the_others_notifications(container: Container) -> None:
+    """Alice blocks bob after bob liked two of her posts (once among others, once alone) and
+    she followed him: bob is no longer counted in her groups, the group only he was in goes,
+    alice leaves bob's follow notification, and redelivering the block changes nothing."""
+    alice, bob, carol, dave, erin, fred = await _users(
+        container, "alice", "bob", "carol", "dave", "erin", "fred"
+    )
+    crowded, lonely = await _post(container, alice), await _post(container, alice)
+    registry = build_registry()
+    for liker in (carol, dave, bob, erin, fred):  # bob is among the three latest
+        event_id = await _emit(container, _like(crowded, liker, alice))
+        assert await _apply(container, registry, event_id)
+    assert await _apply(container, registry, await _emit(container, _like(lonely, bob, alice)))
+    follow = domain.UserFollowed(user_id=alice, target_user_id=bob)
+    assert await _apply(container, registry, await _emit(container, follow))
+    before = {g.post_id: g for g in await _groups(container, alice)}
+    assert before[crowded].latest_actor_ids == [fred, erin, bob]
+    assert before[crowded].actor_count == 5
+    assert [g.kind for g in await _groups(container, bob)] == ["follow"]
+
+    async with container.db.unit_of_work() as session:
+        await GraphRepository(session).add_block(alice, bob)
+    block = await _emit(container, domain.UserBlocked(user_id=alice, target_user_id=bob))
+    assert await _apply(container, registry, block)
+
+    [group] = await _groups(container, alice)  # the lonely like is gone
+    assert group.post_id == crowded
+    assert group.actor_count == 4
+    assert group.latest_actor_ids == [fred, erin, dave]  # dave moves up into the latest three
+    assert await _groups(container, bob) == []
+    assert await _actor_rows(container) == 4
+    assert not await _apply(container, registry, block)  # redelivered: applied once only
+    async with container.db.unit_of_work() as session:  # and running it again finds nothing
+        assert await forget_pair(session, alice, bob) == 0

@@ -2,7 +2,8 @@
 
 ``deliver`` runs the handler once per event inside a unit of work that already recorded the
 event as processed, so the handler only writes; redelivered events never reach it twice.
-Who is notified is decided here, at consume time, against the graph as it is now.
+Who is notified is decided here, at consume time, against the graph as it is now. A block
+removes each of the two from the other's existing notifications.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from tidings.events import domain
 from tidings.events.consumers import ConsumerRegistry, Envelope
 from tidings.notifications.repository import NotificationRepository
 from tidings.notifications.schemas import Kind
-from tidings.notifications.service import Notice, notify
+from tidings.notifications.service import Notice, forget_pair, notify
 from tidings.posts.models import Post
 
 CONSUMER = "notifications"
@@ -108,8 +109,17 @@ BUILDERS: dict[str, Builder] = {
 }
 
 
+# events that change existing notifications rather than add any
+FORGET = domain.UserBlocked.event_type
+
+
 async def handle(session: AsyncSession, env: Envelope, _context: Any) -> None:
     actor_id = env.int_field("user_id")
+    if env.event_type == FORGET:
+        target_id = env.int_field("target_user_id")
+        if actor_id and target_id:
+            await forget_pair(session, actor_id, target_id)
+        return
     builder = BUILDERS.get(env.event_type)
     if actor_id is None or builder is None:
         return
@@ -117,4 +127,4 @@ async def handle(session: AsyncSession, env: Envelope, _context: Any) -> None:
 
 
 def register(registry: ConsumerRegistry) -> None:
-    registry.add(CONSUMER, BUILDERS, handle)
+    registry.add(CONSUMER, [*BUILDERS, FORGET], handle)

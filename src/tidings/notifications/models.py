@@ -57,6 +57,8 @@ class NotificationActor(Base):
     """Who is counted in a group: liking, unliking and liking again counts once."""
 
     __tablename__ = "notification_actors"
+    # a block finds the groups that count someone; deleting a user cascades here
+    __table_args__ = (Index("ix_notification_actors_actor_id", "actor_id"),)
 
     group_id: Mapped[int] = mapped_column(
         ForeignKey("notification_groups.id", ondelete="CASCADE"), primary_key=True

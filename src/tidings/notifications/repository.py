@@ -6,7 +6,7 @@ from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
@@ -72,6 +72,50 @@ class NotificationRepository:
             group.last_event_at = utcnow()
             await self.session.flush()
         return added
+
+    async def groups_with_actor(self, recipient_id: int, actor_id: int) -> list[NotificationGroup]:
+        """The recipient's groups (read or not) that count ``actor_id``, locked for update."""
+        stmt = (
+            select(NotificationGroup)
+            .join(
+                NotificationActor,
+                and_(
+                    NotificationActor.group_id == NotificationGroup.id,
+                    NotificationActor.actor_id == actor_id,
+                ),
+            )
+            .where(NotificationGroup.recipient_id == recipient_id)
+            .order_by(NotificationGroup.id)
+            .with_for_update(of=NotificationGroup)
+            .execution_options(populate_existing=True)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def remove_actor(self, group: NotificationGroup, actor_id: int) -> None:
+        """Stop counting ``actor_id`` in the (locked) group: the count and the latest actors are
+        recomputed from who is left; a group with nobody left is deleted."""
+        await self.session.execute(
+            delete(NotificationActor).where(
+                NotificationActor.group_id == group.id, NotificationActor.actor_id == actor_id
+            )
+        )
+        latest = (
+            select(NotificationActor.actor_id)
+            .where(NotificationActor.group_id == group.id)
+            .order_by(NotificationActor.created_at.desc(), NotificationActor.actor_id.desc())
+            .limit(LATEST_ACTORS)
+        )
+        remaining = select(func.count()).where(NotificationActor.group_id == group.id)
+        left = int((await self.session.execute(remaining)).scalar_one())
+        if left == 0:
+            await self.session.delete(group)
+        else:
+            newest = list((await self.session.execute(latest)).scalars())
+            # keep the stored order (newest activity first) for those still there
+            kept = [a for a in group.latest_actor_ids or [] if a != actor_id and a in newest]
+            group.latest_actor_ids = [*kept, *(a for a in newest if a not in kept)]
+            group.actor_count = left
+        await self.session.flush()
 
     async def add(self, group: NotificationGroup) -> NotificationGroup:
         self.session.add(group)

@@ -72,6 +72,20 @@ async def notify(session: AsyncSession, actor_id: int, notices: Sequence[Notice]
     return added
 
 
+async def forget_pair(session: AsyncSession, user_id: int, other_id: int) -> int:
+    """After a block: each of the two stops appearing in the other's notifications (counts,
+    summaries and the unread count included; a group only they were in goes). Returns how many
+    groups changed. Idempotent: a second run finds nothing to remove."""
+    repo = NotificationRepository(session)
+    changed = 0
+    # one lock order for every consumer (recipients ascending, see notify): no deadlocks
+    for recipient_id, actor_id in sorted([(user_id, other_id), (other_id, user_id)]):
+        for group in await repo.groups_with_actor(recipient_id, actor_id):
+            await repo.remove_actor(group, actor_id)
+            changed += 1
+    return changed
+
+
 async def notify_system(
     session: AsyncSession,
     recipient_id: int,
