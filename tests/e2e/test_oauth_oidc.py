@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from sqlalchemy import select
 
 from tests.conftest import make_settings
 from tests.oidc.fixtures import (  # noqa: F401 (fixtures)
@@ -37,6 +38,8 @@ from tests.oidc.flows import (
 )
 from tests.oidc.harness import OIDCProvider
 from tests.support.api import DEFAULT_PASSWORD, assert_problem, login, make_admin, register
+from tidings.audit.models import AuditEvent
+from tidings.auth.models import AuthSession
 from tidings.auth.providers.crypto import STATE_COOKIE
 from tidings.core.container import Container
 from tidings.settings import Settings
@@ -344,9 +347,17 @@ async def test_a_login_code_works_once(client: httpx2.AsyncClient, container: Co
     body = assert_problem(await exchange(client, code, pkce.verifier), 400)
     assert body["error"] == "invalid_grant"
     assert await session_count(container) == 1
-    # The replay revoked the session the first exchange started (RFC 6749 10.5).
+    # The replay revoked the session the first exchange started (RFC 6749 10.5) ...
     headers = {"Authorization": f"Bearer {first.json()['access_token']}"}
     assert_problem(await client.get("/api/v1/me", headers=headers), 401)
+    # ... and is in the audit trail, naming that session and the provider
+    stmt = select(AuditEvent).where(AuditEvent.action == "identity:login_code_reuse_detected")
+    async with container.db.unit_of_work(write=False) as session:
+        [event] = (await session.execute(stmt)).scalars()
+        [signed_in] = (await session.execute(select(AuthSession))).scalars()
+    assert (event.target_type, event.target_id) == ("session", str(signed_in.id))
+    assert event.actor_id == signed_in.user_id
+    assert event.details["provider"] == "google"
 
 
 async def test_an_expired_or_unknown_login_code_is_refused(

@@ -46,6 +46,7 @@ class AuditAction(StrEnum):
     WEBHOOK_DISABLED = "webhook:auto_disabled"
     WEBHOOK_SECRET_ROTATED = "webhook:secret_rotated"  # noqa: S105 (an action name)
     IDENTITY_LOGIN = "identity:login"
+    LOGIN_CODE_REUSE = "identity:login_code_reuse_detected"
     IDENTITY_LINKED = "identity:linked"
     IDENTITY_UNLINKED = "identity:unlinked"
     DEAD_LETTER_REPLAYED = "events:dead_letter_replayed"

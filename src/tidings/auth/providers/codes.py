@@ -108,6 +108,18 @@ async def redeem_login_code(
 
 
 async def _replayed(session: AsyncSession, row: OAuthLoginCode) -> NoReturn:
+    """A used code came back: whoever holds it now may have stolen it. The session the first
+    exchange started is revoked and the attempt audited, both committed though the request
+    fails (as for a reused refresh token)."""
     if row.session_id is not None:
         await AuthRepository(session).revoke_session(row.session_id, "code_reuse")
+    await record_audit(
+        session,
+        AuditAction.LOGIN_CODE_REUSE,
+        actor_id=row.user_id,
+        # the session it started, or the code itself while the first exchange is in flight
+        target_type="session" if row.session_id is not None else "login_code",
+        target_id=row.session_id if row.session_id is not None else row.id,
+        provider=row.provider,
+    )
     raise OAuthError("invalid_grant", BAD_CODE, keep_changes=True)
