@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import asyncpg
 import httpx2
 import pytest
 
@@ -60,6 +64,49 @@ async def test_a_new_user_signs_in_with_github(
         "identity:login",
         "identity:login",
     ]
+
+
+def _nothing_held(database_url: str) -> bool:
+    """From another connection: no transaction of the API's is open (SQLite: a writer can take
+    the write lock at once; PostgreSQL: no session of this database is idle in a transaction)."""
+    if database_url.startswith("sqlite"):
+        conn = sqlite3.connect(database_url.split("///", 1)[1], timeout=0.2)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.rollback()
+            return True
+        except sqlite3.OperationalError:  # database is locked
+            return False
+        finally:
+            conn.close()
+
+    async def idle_in_transaction() -> int:
+        conn = await asyncpg.connect(database_url.replace("+asyncpg", ""), timeout=10)
+        try:
+            count: int = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"
+            )
+            return count
+        finally:
+            await conn.close()
+
+    with ThreadPoolExecutor(1) as pool:  # the stand-in's thread already runs an event loop
+        return pool.submit(asyncio.run, idle_in_transaction()).result() == 0
+
+
+async def test_no_transaction_is_held_while_github_answers(
+    client: httpx2.AsyncClient,
+    database_url: str,
+    github: GitHubStandIn,  # noqa: F811
+) -> None:
+    """The callback asks GitHub for the token and the user between two units of work: a slow
+    provider must not hold a row lock (or SQLite's write lock) for every other writer."""
+    seen: list[bool] = []
+    github.on_token = lambda: seen.append(_nothing_held(database_url))
+    github.signed_in_as = GitHubUser.with_email(4242, "patient", "patient@example.com")
+    assert (await sign_in(client, "github")).me["username"] == "patient"
+    assert seen == [True]
 
 
 async def test_usernames_are_made_unique_and_never_reserved(

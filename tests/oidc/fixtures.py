@@ -58,9 +58,10 @@ def github_server() -> Iterator[GitHubStandIn]:
 
 
 @pytest.fixture
-def github(github_server: GitHubStandIn) -> GitHubStandIn:
+def github(github_server: GitHubStandIn) -> Iterator[GitHubStandIn]:
     github_server.signed_in_as = None
-    return github_server
+    yield github_server
+    github_server.on_token = None  # a test's probe must not outlive its database
 
 
 def provider_settings(

@@ -10,6 +10,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -55,6 +56,8 @@ class GitHubStandIn:
         self._codes: dict[str, _Grant] = {}
         self._tokens: dict[str, GitHubUser] = {}
         self.base_url = ""
+        # called (on the stand-in's thread) while the code exchange is being answered
+        self.on_token: Callable[[], None] | None = None
         self.app = Starlette(
             routes=[
                 Route("/login/oauth/authorize", self.authorize),
@@ -82,6 +85,8 @@ class GitHubStandIn:
         return RedirectResponse(f"{redirect_uri}?{query}", status_code=302)
 
     async def access_token(self, request: Request) -> Response:
+        if self.on_token is not None:
+            self.on_token()
         form = await request.form()
         grant = self._codes.pop(str(form.get("code", "")), None)
         if (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -26,12 +27,15 @@ async def get_container(request: Request) -> Container:
     return container_of(request)
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The unit of work of one request: commits when the route returns, rolls back when it
-    raises — except for errors marked ``keep_changes`` (e.g. refresh-token reuse must persist
-    the revocation it triggered while still answering an error)."""
-    container = container_of(request)
-    token = _write_intent.set(request.method not in SAFE_METHODS)
+@asynccontextmanager
+async def unit_of_work(container: Container, *, write: bool = True) -> AsyncIterator[AsyncSession]:
+    """One unit of work of a request: commits when the block ends, rolls back when it raises —
+    except for errors marked ``keep_changes`` (e.g. refresh-token reuse must persist the
+    revocation it triggered while still answering an error) — then wakes the outbox relay if
+    events were recorded. Routes get theirs from :data:`DbSession`; a route that must not hold
+    a transaction across a slow outside call (the OAuth callback's requests to the provider)
+    opens two of these around it."""
+    token = _write_intent.set(write)
     session = container.db.sessions()
     try:
         yield session
@@ -48,6 +52,14 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     finally:
         await session.close()
         _write_intent.reset(token)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work (see :func:`unit_of_work`); writes unless the method is
+    safe."""
+    write = request.method not in SAFE_METHODS
+    async with unit_of_work(container_of(request), write=write) as session:
+        yield session
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]

@@ -24,7 +24,7 @@ from tidings.auth.providers.schemas import (
     ProviderList,
 )
 from tidings.core.db import utcnow
-from tidings.core.deps import ContainerDep, DbSession
+from tidings.core.deps import ContainerDep, DbSession, unit_of_work
 from tidings.settings import PROVIDER_NAME_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["sign-in providers"])
@@ -136,7 +136,7 @@ async def authorize(
 async def callback(
     provider: ProviderName,
     request: Request,
-    session: DbSession,
+    container: ContainerDep,
     registry: Registry,
     code: Annotated[str | None, Query(max_length=2048)] = None,
     state: Annotated[str | None, Query(max_length=512)] = None,
@@ -144,15 +144,17 @@ async def callback(
     error_description: Annotated[str | None, Query(max_length=1024)] = None,
     iss: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> Response:
-    target = await service.complete(
-        session,
-        registry,
-        provider,
-        service.Callback(code, state, error, error_description, iss),
-        request.cookies.get(STATE_COOKIE),
-        registry.callback_url(provider, _base(request)),
-        utcnow(),
-    )
+    # Two units of work around the provider's requests, none held across them: the state is
+    # used up (committed even if the rest fails), then the sign-in is applied.
+    answer = service.Callback(code, state, error, error_description, iss)
+    async with unit_of_work(container) as session:
+        flow = await service.claim(
+            session, registry, provider, answer, request.cookies.get(STATE_COOKIE), utcnow()
+        )
+    callback_url = registry.callback_url(provider, _base(request))
+    profile = await service.verify(registry, flow, answer, callback_url)
+    async with unit_of_work(container) as session:
+        target = await service.finish(session, registry, flow, profile, utcnow())
     response = _redirect(target)
     response.delete_cookie(STATE_COOKIE, path=COOKIE_PATH, httponly=True, samesite="lax")
     return response

@@ -9,8 +9,6 @@ Services never commit; on an error after the state was claimed the claim alone i
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
@@ -22,7 +20,6 @@ from tidings.auth.policy import Principal
 from tidings.auth.providers import linking
 from tidings.auth.providers.base import (
     AuthorizationParams,
-    ProviderClient,
     ProviderProfile,
     ProviderRejected,
 )
@@ -32,7 +29,7 @@ from tidings.auth.providers.models import OAuthAuthorization
 from tidings.auth.providers.registry import ProviderRegistry
 from tidings.auth.providers.repository import ProviderRepository
 from tidings.auth.providers.schemas import LinkStarted
-from tidings.core.errors import AppError, BadRequest, Conflict, FieldError
+from tidings.core.errors import BadRequest, Conflict, FieldError
 from tidings.core.security import hash_token
 
 FLOW_TTL = timedelta(seconds=STATE_TTL_SECONDS)
@@ -187,6 +184,10 @@ async def redeem_link_ticket(
     provider = registry.get(provider_name)
     state, verifier = _secret(), _secret()
     nonce = _secret() if provider.uses_nonce else None
+    # the provider's URL first (OpenID discovery may fetch): no write is pending while it runs
+    url = await provider.authorization_url(
+        registry.http, _params(state, verifier, nonce, callback_url)
+    )
     flow = await ProviderRepository(session).bind_ticket(
         hash_token(ticket),
         provider_name,
@@ -201,32 +202,20 @@ async def redeem_link_ticket(
         raise BadRequest(
             "The link ticket is unknown, expired or already used; start linking again."
         )
-    url = await provider.authorization_url(
-        registry.http, _params(state, verifier, nonce, callback_url)
-    )
     return Started(url, state)
 
 
-@contextmanager
-def _state_stays_used() -> Iterator[None]:
-    try:
-        yield
-    except AppError as exc:
-        exc.keep_changes = True  # only the state claim has been written so far
-        raise
-
-
-async def complete(
+async def claim(
     session: AsyncSession,
     registry: ProviderRegistry,
     provider_name: str,
     callback: Callback,
     cookie: str | None,
-    callback_url: str,
     now: datetime,
-) -> str:
-    """Finish the flow; returns where to send the browser (the app, with ?code= or ?linked=)."""
-    provider = registry.get(provider_name)
+) -> OAuthAuthorization:
+    """The callback's first unit of work: the state matches this browser's cookie and is used
+    up, whatever follows (committed before the provider is asked anything)."""
+    registry.get(provider_name)
     expected = registry.cookie.state_from(cookie, provider_name)
     if not callback.state:
         raise BadRequest("The state parameter is missing.")
@@ -237,23 +226,15 @@ async def complete(
     )
     if flow is None:
         raise BadRequest("This sign-in is unknown, expired or already completed; start again.")
-    with _state_stays_used():
-        plan, profile = await _verify(session, registry, provider, flow, callback, callback_url)
-    cipher = registry.cipher if registry.settings.oauth_keep_provider_tokens else None
-    user = await linking.apply_plan(session, plan, provider, profile, cipher, now)
-    if flow.intent == "link":
-        return with_query(flow.redirect_uri, linked=provider_name, state=flow.app_state)
-    return await issue_login_code(session, flow, user.id, now)
+    return flow
 
 
-async def _verify(
-    session: AsyncSession,
-    registry: ProviderRegistry,
-    provider: ProviderClient,
-    flow: OAuthAuthorization,
-    callback: Callback,
-    callback_url: str,
-) -> tuple[linking.Plan, ProviderProfile]:
+async def verify(
+    registry: ProviderRegistry, flow: OAuthAuthorization, callback: Callback, callback_url: str
+) -> ProviderProfile:
+    """Between the callback's two units of work, with no transaction open: the provider's
+    answer (code exchange, ID token or user API), which may take seconds."""
+    provider = registry.get(flow.provider)
     if callback.error:
         detail = f" ({callback.error_description})" if callback.error_description else ""
         raise ProviderRejected(
@@ -266,9 +247,25 @@ async def _verify(
     except ValueError as exc:  # the encryption keys changed mid-flow
         raise BadRequest("This sign-in can no longer be completed; start again.") from exc
     params = _params(callback.state or "", verifier, flow.nonce, callback_url)
-    profile = await provider.complete(registry.http, params, callback.code, callback.iss)
+    return await provider.complete(registry.http, params, callback.code, callback.iss)
+
+
+async def finish(
+    session: AsyncSession,
+    registry: ProviderRegistry,
+    flow: OAuthAuthorization,
+    profile: ProviderProfile,
+    now: datetime,
+) -> str:
+    """The callback's second unit of work: sign in, register or link as the database says now;
+    returns where to send the browser (the app, with ?code= or ?linked=)."""
+    provider = registry.get(flow.provider)
     if flow.intent == "link":
         plan = await linking.plan_link(session, provider, profile, flow.user_id, flow.session_id)
     else:
         plan = await linking.plan_login(session, provider, profile)
-    return plan, profile
+    cipher = registry.cipher if registry.settings.oauth_keep_provider_tokens else None
+    user = await linking.apply_plan(session, plan, provider, profile, cipher, now)
+    if flow.intent == "link":
+        return with_query(flow.redirect_uri, linked=flow.provider, state=flow.app_state)
+    return await issue_login_code(session, flow, user.id, now)
