@@ -59,6 +59,16 @@ def serve(
     except ConfigurationError as exc:
         console.print(f"[red]Refusing to start:[/red] {exc}")
         raise typer.Exit(2) from exc
+    if workers > 1 and settings.effective_row_cache == "memory":
+        # each process would keep its own rows, and evictions reach only the process that wrote
+        if settings.row_cache == "memory":
+            console.print(
+                "[red]Refusing to start:[/red] TIDINGS_ROW_CACHE=memory needs one process; "
+                "with --workers > 1 use redis (shared) or none."
+            )
+            raise typer.Exit(2)
+        os.environ["TIDINGS_ROW_CACHE"] = "none"  # the workers read their settings afresh
+        console.print("Row cache off: the in-memory one serves a single process (--workers 1).")
     if settings.should_auto_migrate:
         upgrade(settings.effective_database_url)
     console.print(f"Tidings on http://{host}:{port} — database {settings.effective_database_url}")

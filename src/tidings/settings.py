@@ -147,9 +147,12 @@ class Settings(BaseSettings):
     feed_inactive_days: int = Field(default=30, ge=1, le=365)
     fanout_batch: int = Field(default=1000, ge=1, le=100_000)
     feed_key_prefix: str = Field(default="tidings:feed:", min_length=1, max_length=100)
-    # post bodies and author profiles for rendering (src/tidings/core/cache.py): "none" = read
-    # them from the database every time (embedded default)
-    row_cache: Literal["none", "redis"] = "none"
+    # post bodies, author profiles and sign-in state (src/tidings/core/cache.py): "none" = read
+    # them from the database every time; "memory" = inside this one process (its evictions reach
+    # no other process); "redis" = shared; "auto" = "memory" for the embedded default (SQLite, and
+    # the API relays and consumes its own events), else "none"
+    row_cache: Literal["auto", "none", "memory", "redis"] = "auto"
+    cache_max_entries: int = Field(default=50_000, ge=100, le=10_000_000)  # memory: rows kept
     cache_ttl_seconds: int = Field(default=60, ge=1, le=86_400)
     cache_key_prefix: str = Field(default="tidings:cache:", min_length=1, max_length=100)
 
@@ -267,6 +270,14 @@ class Settings(BaseSettings):
         if self.broker == "rabbitmq":
             return "amqp://guest:guest@127.0.0.1:5672/"
         return "redis://127.0.0.1:6379/0"
+
+    @property
+    def effective_row_cache(self) -> Literal["none", "memory", "redis"]:
+        if self.row_cache != "auto":
+            return self.row_cache
+        # the embedded default: SQLite, and this process relays and consumes its own events
+        embedded = self.effective_database_url.startswith("sqlite") and self.runs_relay_in_api
+        return "memory" if embedded else "none"
 
     @property
     def runs_relay_in_api(self) -> bool:

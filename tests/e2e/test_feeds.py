@@ -87,7 +87,9 @@ async def apps(
         cache_key_prefix=f"{prefix}cache:",
         **feed_overrides,
     )
-    pull_settings = make_settings(tmp_path / "data", database_url, relay_in_api=False)
+    pull_settings = make_settings(  # database only: no row cache of its own to go stale
+        tmp_path / "data", database_url, relay_in_api=False, row_cache="none"
+    )
     redis = Redis.from_url(REDIS_URL, decode_responses=True)
     feeds, container, feeds_life, _ = await _client(feed_settings)
     pull, _pull_container, pull_life, _ = await _client(pull_settings)

@@ -1,8 +1,9 @@
 """Refresh rotation under concurrency, sign-out, suspension, demotion, password change, keys.
 
-Every test runs twice per backend: the access-token check reading the sign-in session from the
-database, and from the row cache in real Redis (``TIDINGS_ROW_CACHE=redis``), where sign-out,
-suspension, demotion and password changes must apply on the very next request all the same.
+Every test runs three times per backend: the access-token check reading the sign-in session from
+the database, from the in-process row cache (``TIDINGS_ROW_CACHE=memory``, the embedded default)
+and from the row cache in real Redis (``TIDINGS_ROW_CACHE=redis``), where sign-out, suspension,
+demotion and password changes must apply on the very next request all the same.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from tidings.settings import Settings
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-@pytest.fixture(params=["none", "redis"], ids=["db-check", "cached-check"])
+@pytest.fixture(
+    params=["none", "memory", "redis"], ids=["db-check", "memory-check", "cached-check"]
+)
 async def settings(
     request: pytest.FixtureRequest, tmp_path: Path, database_url: str
 ) -> AsyncIterator[Settings]:
-    if request.param == "none":
-        yield make_settings(tmp_path / "data", database_url)
+    if request.param in ("none", "memory"):
+        yield make_settings(tmp_path / "data", database_url, row_cache=request.param)
         return
     prefix = f"test:sessions:{secrets.token_hex(6)}:"
     yield make_settings(

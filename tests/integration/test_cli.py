@@ -332,6 +332,29 @@ def test_serve_in_development_migrates_then_starts_uvicorn(
     assert call["server_header"] is False
 
 
+def test_serve_keeps_the_in_memory_row_cache_to_one_process(
+    runner: CliRunner, env: Env, monkeypatch: pytest.MonkeyPatch, no_server: list[dict[str, Any]]
+) -> None:
+    """Its evictions reach only the process that wrote: an explicit ``memory`` with several
+    workers is refused; ``auto`` (the embedded default) is turned off for the workers."""
+    monkeypatch.setenv("TIDINGS_ROW_CACHE", "memory")
+    refused = _invoke(runner, ["serve", "--workers", "2"])
+    assert refused.exit_code == 2
+    assert "TIDINGS_ROW_CACHE=memory needs one process" in _text(refused)
+    assert no_server == []
+
+    assert _invoke(runner, ["serve"]).exit_code == 0  # one process: fine
+    assert os.environ["TIDINGS_ROW_CACHE"] == "memory"
+
+    monkeypatch.setenv("TIDINGS_ROW_CACHE", "auto")
+    get_settings.cache_clear()
+    started = _invoke(runner, ["serve", "--workers", "2"])
+    assert started.exit_code == 0, started.output
+    assert "Row cache off" in _text(started)
+    assert os.environ["TIDINGS_ROW_CACHE"] == "none"  # what the workers will read
+    assert [call["workers"] for call in no_server] == [1, 2]
+
+
 def test_serve_in_production_with_real_secrets_does_not_migrate(
     runner: CliRunner,
     env: Env,

@@ -463,7 +463,7 @@ def _report(
         "commit": _commit(),
         "machine": _machine(),
         "feed_store": settings.feed_store,
-        "row_cache": settings.row_cache,
+        "row_cache": settings.effective_row_cache,
         "users": workload.users,
         "clients": len(workload.clients),
         "concurrency": list(config.concurrency),

@@ -1,4 +1,5 @@
-"""A read-through Redis cache of the rows rendering needs (posts, author profiles).
+"""A read-through cache of the rows rendering needs (posts, author profiles), on Redis or, for
+one process, in memory (:class:`MemoryRowCache`).
 
 Correctness never depends on it: what a viewer may see is decided by SQL (the feed filter, the
 single-post lookups); the cache only spares the database the bodies of rows already decided.
@@ -21,6 +22,8 @@ misses), which decorator-style caches do not do, and it needs write-side tombsto
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +165,102 @@ class RowCache:
                 await pipe.execute()
         except RedisError as exc:  # the entries expire with their TTL
             self.outage.failed(exc)
+
+
+class MemoryRowCache(RowCache):
+    """The row cache inside this process (``TIDINGS_ROW_CACHE=memory``, the embedded default):
+    the same contract as on Redis without a round trip — batched reads, one load per cold key
+    (concurrent readers wait for it), tombstones that keep a version read before a write from
+    being put back, a TTL — plus a bound on the number of rows (least recently used go first).
+
+    Rows are kept serialised, as on Redis, so no caller can change a cached row through what it
+    was given. Its evictions reach only this process: it is for one process that serves the API
+    and runs the consumers (settings and ``tidings serve`` refuse it otherwise).
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl_seconds: int,
+        max_entries: int,
+        tombstone_ms: int = 5_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.prefix = ""
+        self.ttl_ms = ttl_seconds * 1000
+        self.tombstone_ms = tombstone_ms
+        self.max_entries = max_entries
+        self.outage = Outage("row_cache_unavailable")  # never trips: nothing to be down
+        self._clock = clock
+        # (kind, id) -> (expires at, serialised row or None for a tombstone)
+        self._entries: OrderedDict[tuple[str, int], tuple[float, bytes | None]] = OrderedDict()
+        self._loading: dict[tuple[str, int], asyncio.Future[None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _live(self, key: tuple[str, int]) -> tuple[float, bytes | None] | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] <= self._clock():
+            del self._entries[key]
+            return None
+        return entry
+
+    async def _read_groups(self, groups: list[tuple[str, list[int]]]) -> list[dict[int, Row]]:
+        out: list[dict[int, Row]] = []
+        for kind, ids in groups:
+            found: dict[int, Row] = {}
+            for row_id in ids:
+                entry = self._live((kind, row_id))
+                if entry is not None and entry[1] is not None:
+                    self._entries.move_to_end((kind, row_id))
+                    found[row_id] = orjson.loads(entry[1])
+            out.append(found)
+        return out
+
+    def _put(self, key: tuple[str, int], value: bytes | None, ttl_ms: int) -> None:
+        self._entries[key] = (self._clock() + ttl_ms / 1000, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    async def _get_many(
+        self, kind: str, wanted: list[int], load: Loader, found: dict[int, Row] | None = None
+    ) -> dict[int, Row]:
+        if found is None:
+            found = await self._read(kind, wanted)
+        missing = [i for i in wanted if i not in found]
+        if not missing:
+            return found
+        theirs = [i for i in missing if (kind, i) in self._loading]
+        mine = [i for i in missing if (kind, i) not in self._loading]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for row_id in mine:
+            self._loading[(kind, row_id)] = done
+        try:
+            if theirs:  # wait for the readers loading them (bounded), then take what arrived
+                pending = {self._loading[(kind, i)] for i in theirs}
+                await asyncio.wait(pending, timeout=WAIT_ROUNDS * WAIT_SECONDS)
+                arrived = await self._read(kind, theirs)
+                found.update(arrived)
+                theirs = [i for i in theirs if i not in arrived]
+            if not mine and not theirs:
+                return found
+            loaded = await load(mine + theirs)
+            found.update(loaded)
+            for row_id in mine:
+                # like SET NX: a live entry (a tombstone above all) is never overwritten
+                if row_id in loaded and self._live((kind, row_id)) is None:
+                    self._put((kind, row_id), orjson.dumps(loaded[row_id]), self.ttl_ms)
+            return found
+        finally:
+            for row_id in mine:
+                self._loading.pop((kind, row_id), None)
+            done.set_result(None)
+
+    async def evict(self, keys: Iterable[tuple[str, int]]) -> None:
+        for key in set(keys):
+            self._put(key, None, self.tombstone_ms)
 
 
 def attach(sessions: async_sessionmaker[AsyncSession], cache: RowCache) -> None:

@@ -39,9 +39,12 @@ class Container:
             self.oauth = ProviderRegistry(self.settings, self.keys)
         if self.redis is None and self.settings.feed_store == "redis":
             self.redis = open_feed_store(self.settings, self.db.sessions)
-        if self.settings.row_cache == "redis":
+        row_cache = self.settings.effective_row_cache
+        if row_cache == "redis":
             self.redis = self.redis or connect(self.settings)
             open_row_cache(self.settings, self.redis, self.db.sessions)
+        elif row_cache == "memory":
+            open_row_cache(self.settings, None, self.db.sessions)
 
     @classmethod
     def build(cls, settings: Settings) -> Container:

@@ -21,7 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, UOWTransaction
 
 from tidings.accounts.models import User
-from tidings.core.cache import Row, RowCache, attach, cache_of, record_eviction
+from tidings.core.cache import (
+    MemoryRowCache,
+    Row,
+    RowCache,
+    attach,
+    cache_of,
+    record_eviction,
+)
 from tidings.posts.models import Post
 from tidings.posts.repository import PostRepository
 from tidings.settings import Settings
@@ -139,11 +146,16 @@ def install_listeners() -> None:
 
 
 def open_row_cache(
-    settings: Settings, redis: Redis, sessions: async_sessionmaker[AsyncSession]
+    settings: Settings, redis: Redis | None, sessions: async_sessionmaker[AsyncSession]
 ) -> RowCache:
-    """The row cache on ``redis``, attached to every session of ``sessions``."""
+    """The row cache on ``redis`` (or in this process's memory when None), attached to every
+    session of ``sessions``."""
     ttl = settings.cache_ttl_seconds
-    cache = RowCache(redis, prefix=settings.cache_key_prefix, ttl_seconds=ttl)
+    cache = (
+        RowCache(redis, prefix=settings.cache_key_prefix, ttl_seconds=ttl)
+        if redis is not None
+        else MemoryRowCache(ttl_seconds=ttl, max_entries=settings.cache_max_entries)
+    )
     attach(sessions, cache)
     install_listeners()
     return cache
