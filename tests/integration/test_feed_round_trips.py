@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import asyncpg
 import pytest
 from redis.asyncio import Redis
@@ -102,6 +103,15 @@ def counts(container: Container, monkeypatch: pytest.MonkeyPatch) -> Iterator[Co
         return await driver_fetch(self, query, *args, **kw)
 
     monkeypatch.setattr(asyncpg.Connection, "fetch", counting_fetch)
+    # ... and on SQLite they run with one execute_fetchall on the aiosqlite connection
+    sqlite_fetch = aiosqlite.Connection.execute_fetchall
+
+    async def counting_fetchall(self: aiosqlite.Connection, sql: str, *args: Any) -> Any:
+        counted.sql += 1
+        counted.statements.append(sql)
+        return await sqlite_fetch(self, sql, *args)
+
+    monkeypatch.setattr(aiosqlite.Connection, "execute_fetchall", counting_fetchall)
     engine = container.db.engine.sync_engine
     event.listen(engine, "before_cursor_execute", on_sql)
     yield counted

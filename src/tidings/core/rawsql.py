@@ -8,17 +8,22 @@ parse and plan in PostgreSQL). On PostgreSQL :func:`fetch` therefore compiles a 
 into SQL whose ``IN`` lists are ``= ANY($n)`` arrays (one text whatever the lengths, prepared
 once per connection) and runs it on the asyncpg connection under the session, so it shares
 the session's transaction when one is open (and starts none when it is not, like any read).
-Elsewhere (SQLite) the statement goes through the session as usual: the same statement object,
-the same answer.
+On SQLite (aiosqlite) :func:`fetch` does the same with ``IN (SELECT value FROM json_each(?))``
+for the lists, and runs the statement with one ``execute_fetchall`` on the session's aiosqlite
+connection — one hand-off to its thread instead of four (cursor, execute, fetch, close) — then
+applies the columns' result processors, so the rows are what the session would have returned.
+:func:`fetch_dicts` (row-cache misses, with JSON and time columns) goes through the session
+there.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +32,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 _POSTCOMPILE = re.compile(r"(NOT )?IN \(__\[POSTCOMPILE_(\w+)\]\)")
 _NUMBERED = re.compile(r"\$(\d+)")
+_IN_JSON = "IN (SELECT value FROM json_each(?))"  # SQLite: one list parameter as a JSON array
+_NOT_IN_JSON = "NOT " + _IN_JSON
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ def _prepare(stmt: Executable, dialect: Dialect) -> _Prepared:
     return prepared
 
 
-def _value(prepared: _Prepared, name: str, params: Mapping[str, Any]) -> Any:
+def _value(prepared: _Prepared | _SqlitePrepared, name: str, params: Mapping[str, Any]) -> Any:
     value = params[name] if name in params else prepared.defaults[name]
     processor = prepared.processors.get(name)
     if processor is None or value is None:
@@ -94,14 +101,78 @@ async def _on_driver(
     return await driver.fetch(prepared.sql, *args)  # type: ignore[no-any-return]
 
 
+@dataclass(frozen=True)
+class _SqlitePrepared:
+    sql: str
+    names: tuple[str, ...]  # the parameter behind each ``?``, in order
+    lists: frozenset[str]  # those bound as a JSON array (an ``IN`` list)
+    defaults: Mapping[str, Any]
+    processors: Mapping[str, Any]
+    results: tuple[Any, ...]  # a result processor per column, or None
+
+
+@lru_cache(maxsize=512)  # statements built once: keyed by the object itself
+def _prepare_sqlite(stmt: Executable, dialect: Dialect) -> _SqlitePrepared:
+    assert isinstance(stmt, ClauseElement)
+    compiled = stmt.compile(dialect=dialect)
+    assert isinstance(compiled, SQLCompiler)
+    names = tuple(compiled.positiontup or ())
+    lists = frozenset(name for name in names if f"__[POSTCOMPILE_{name}]" in compiled.string)
+
+    def as_json_list(match: re.Match[str]) -> str:
+        return _NOT_IN_JSON if match.group(1) else _IN_JSON
+
+    sql = _POSTCOMPILE.sub(as_json_list, compiled.string)
+    if "__[POSTCOMPILE_" in sql or sql.count("?") != len(names):
+        raise ValueError(f"a statement this module cannot rewrite: {sql!r}")
+    return _SqlitePrepared(
+        sql=sql,
+        names=names,
+        lists=lists,
+        defaults={name: compiled.binds[name].value for name in names},
+        processors=dict(compiled._bind_processors),
+        results=tuple(
+            column[3]._cached_result_processor(dialect, None) for column in compiled._result_columns
+        ),
+    )
+
+
+async def _on_sqlite(
+    session: AsyncSession, stmt: Executable, params: Mapping[str, Any]
+) -> list[tuple[Any, ...]] | None:
+    """The rows from the session's aiosqlite connection, or None when it is not on aiosqlite."""
+    dialect = session.get_bind().dialect
+    if dialect.name != "sqlite" or dialect.driver != "aiosqlite":
+        return None
+    prepared = _prepare_sqlite(stmt, dialect)
+    connection = await session.connection()  # begins the session's transaction if need be
+    driver = cast(Any, (await connection.get_raw_connection()).driver_connection)
+    args = [
+        json.dumps(value) if name in prepared.lists else value
+        for name in prepared.names
+        for value in (_value(prepared, name, params),)
+    ]
+    rows = await driver.execute_fetchall(prepared.sql, args)
+    results = prepared.results
+    if not any(results):
+        return [tuple(row) for row in rows]
+    return [
+        tuple(value if fn is None else fn(value) for fn, value in zip(results, row, strict=True))
+        for row in rows
+    ]
+
+
 async def fetch(
     session: AsyncSession, stmt: Executable, params: Mapping[str, Any]
 ) -> Sequence[Sequence[Any]]:
     """The rows of ``stmt`` (a statement built once, with bound parameters) as tuples."""
     records = await _on_driver(session, stmt, params)
-    if records is None:
-        return (await session.execute(stmt, params)).all()
-    return records
+    if records is not None:
+        return records
+    rows = await _on_sqlite(session, stmt, params)
+    if rows is not None:
+        return rows
+    return (await session.execute(stmt, params)).all()
 
 
 async def fetch_dicts(

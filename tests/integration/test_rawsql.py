@@ -1,0 +1,63 @@
+"""Hot statements on the driver (tidings.core.rawsql) answer exactly what the session answers:
+``IN`` and ``NOT IN`` lists of any length (none included), booleans, times and NULLs, inside
+the session's transaction — on asyncpg and on aiosqlite."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import BigInteger, Integer, bindparam, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.accounts.models import User
+from tidings.core import rawsql
+from tidings.core.container import Container
+
+IDS = bindparam("ids", type_=BigInteger, expanding=True)
+NOT_IDS = bindparam("not_ids", type_=BigInteger, expanding=True)
+STATEMENT = (
+    select(User.id, User.suspended, User.created_at, User.avatar_url, User.follower_count)
+    .where(User.id.in_(IDS), User.id.not_in(NOT_IDS))
+    .where(User.follower_count >= bindparam("min", type_=Integer))
+    .order_by(User.id)
+)
+START = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+
+
+async def _same(session: AsyncSession, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    expected = [tuple(row) for row in (await session.execute(STATEMENT, params)).all()]
+    got = [tuple(row) for row in await rawsql.fetch(session, STATEMENT, params)]
+    assert got == expected, params
+    return got
+
+
+async def test_the_driver_path_answers_what_the_session_answers(container: Container) -> None:
+    rows = [
+        {
+            "id": 100 + i,
+            "username": f"r{i}",
+            "username_key": f"r{i}",
+            "email": f"r{i}@x.test",
+            "suspended": i % 2 == 1,
+            "created_at": START + timedelta(days=i),
+            "avatar_url": None if i % 3 else f"https://example.com/{i}.png",
+            "follower_count": i,
+        }
+        for i in range(6)
+    ]
+    async with container.db.unit_of_work() as session:
+        await session.execute(insert(User), rows)
+        # inside the same (uncommitted) transaction: the driver sees the session's writes
+        got = await _same(session, {"ids": [100, 101, 102, 105, 999], "not_ids": [102], "min": 0})
+        assert [row[0] for row in got] == [100, 101, 105]
+    async with container.db.unit_of_work(write=False) as session:
+        for ids, not_ids in ([[], [101]], [[100, 101, 102, 103, 104, 105], []], [[103], [103]]):
+            await _same(session, {"ids": ids, "not_ids": not_ids, "min": 0})
+        got = await _same(session, {"ids": list(range(100, 106)), "not_ids": [], "min": 4})
+    assert got == [
+        (104, False, START + timedelta(days=4), None, 4),
+        (105, True, START + timedelta(days=5), None, 5),
+    ]
+    assert all(type(row[1]) is bool for row in got)  # not SQLite's 0 and 1
+    assert all(isinstance(row[2], datetime) and row[2].tzinfo is not None for row in got)
