@@ -157,7 +157,7 @@ async def test_the_seed_copied_to_sqlite_serves_the_same_feeds(
                         posts, cursor = await timelines.home_feed(
                             session, viewer, params, TimelineFilters()
                         )
-                    bodies += [post.model_dump(mode="json") for post in posts]
+                    bodies += posts  # as the API writes them (JSON-ready)
                     if cursor is None:
                         break
                 pages.append(bodies)

@@ -146,7 +146,7 @@ async def _page(container: Container, viewer: int, limit: int, counts: Counts) -
             session, principal, PageParams(limit=limit, cursor=None), TimelineFilters()
         )
     assert len(posts) == limit
-    assert len({post.author.id for post in posts}) == limit
+    assert len({post["author"]["id"] for post in posts}) == limit
     return Counts(counts.sql - before.sql, counts.redis - before.redis, list(counts.statements))
 
 

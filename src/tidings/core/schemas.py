@@ -53,14 +53,16 @@ IdIn = Annotated[
     WithJsonSchema({"type": "string", "pattern": "^[0-9]{1,19}$"}),
 ]
 
+
 # RFC 3339 UTC, always with a "Z".
+def format_timestamp(value: datetime) -> str:
+    """A stored (UTC) time as the API writes it: ``2026-11-30T04:05:06.789Z``."""
+    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
 Timestamp = Annotated[
     datetime,
-    PlainSerializer(
-        lambda v: v.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z",
-        return_type=str,
-        when_used="json",
-    ),
+    PlainSerializer(format_timestamp, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 

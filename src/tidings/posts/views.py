@@ -9,22 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
 from tidings.auth.policy import Permission, Principal
+from tidings.core.schemas import format_timestamp
 from tidings.posts import parsing
 from tidings.posts.cache import posts_by_ids, profiles_by_ids
 from tidings.posts.models import Post
 from tidings.posts.repository import BLOCKED, FOLLOWING, LIKED, SHARED, PostRepository
-from tidings.posts.schemas import (
-    AuthorOut,
-    CountsOut,
-    MediaOut,
-    PostOut,
-    ViewerStateOut,
-)
+from tidings.posts.schemas import PostOut
 
 
 @dataclass
@@ -100,63 +96,73 @@ async def load_context(
     return ctx
 
 
-def _author(user: User) -> AuthorOut:
-    return AuthorOut.model_construct(
-        id=user.id,
-        username=user.username,
-        display_name=user.display_name,
-        avatar_url=user.avatar_url,
-    )
+def _author(user: User) -> dict[str, Any]:
+    return {
+        "id": str(user.id),
+        "username": user.username,
+        "display_name": user.display_name,
+        "avatar_url": user.avatar_url,
+    }
 
 
-def render(ctx: ViewContext, post: Post, depth: int = 0) -> PostOut | None:
-    """The API body of ``post`` for this viewer, or None when they may not see it."""
+def _media(item: dict[str, Any]) -> dict[str, Any]:
+    return {"url": item["url"], "type": item["type"], "alt_text": item.get("alt_text", "")}
+
+
+def render_json(ctx: ViewContext, post: Post, depth: int = 0) -> dict[str, Any] | None:
+    """The API body of ``post`` for this viewer as JSON-ready values — exactly what
+    :class:`PostOut` serialises to (ids as strings, times as ``format_timestamp``) — or None
+    when they may not see it. Pages are written from these with orjson: building and
+    serialising the response models cost about a sixth of a feed page's CPU."""
     if not ctx.can_see(post):
         return None
-    author = ctx.authors[post.author_id]
     shared_post = None
     if post.kind == "share":
-        shared_post = render(ctx, ctx.posts[post.share_of_id or 0], depth + 1)
+        shared_post = render_json(ctx, ctx.posts[post.share_of_id or 0], depth + 1)
         if shared_post is None:
             return None
     quoted = None
     if post.quote_of_id and depth < 2 and post.quote_of_id in ctx.posts:
-        quoted = render(ctx, ctx.posts[post.quote_of_id], depth + 1)
+        quoted = render_json(ctx, ctx.posts[post.quote_of_id], depth + 1)
     subject = ctx.posts[post.share_of_id] if post.share_of_id else post
-    # model_construct: the values come from our own rows, already valid; validating them again
-    # cost about a tenth of a feed page's CPU (the response model still serialises them)
-    return PostOut.model_construct(
-        id=post.id,
-        kind="share" if post.kind == "share" else "post",
-        author=_author(author),
-        text=post.text,
-        visibility=post.visibility,  # type: ignore[arg-type]
-        hashtags=parsing.hashtags(post.text),
-        mentions=parsing.mentions(post.text),
-        links=list(post.links or []),
-        media=[MediaOut.model_construct(**m) for m in (post.media or [])],
-        quote_post_id=post.quote_of_id,
-        quoted_post=quoted,
-        shared_post=shared_post,
-        counts=CountsOut.model_construct(
-            likes=subject.like_count,
-            shares=subject.share_count,
-            comments=subject.comment_count,
-            quotes=subject.quote_count,
-        ),
-        viewer=ViewerStateOut.model_construct(
-            liked=subject.id in ctx.liked, shared=subject.id in ctx.shared
-        )
+    edited_at = post.edited_at
+    return {
+        "id": str(post.id),
+        "kind": "share" if post.kind == "share" else "post",
+        "author": _author(ctx.authors[post.author_id]),
+        "text": post.text,
+        "visibility": post.visibility,
+        "hashtags": parsing.hashtags(post.text),
+        "mentions": parsing.mentions(post.text),
+        "links": list(post.links or []),
+        "media": [_media(m) for m in post.media or []],
+        "quote_post_id": str(post.quote_of_id) if post.quote_of_id is not None else None,
+        "quoted_post": quoted,
+        "shared_post": shared_post,
+        "counts": {
+            "likes": subject.like_count,
+            "shares": subject.share_count,
+            "comments": subject.comment_count,
+            "quotes": subject.quote_count,
+        },
+        "viewer": {"liked": subject.id in ctx.liked, "shared": subject.id in ctx.shared}
         if ctx.viewer
         else None,
-        version=post.version,
-        created_at=post.created_at,
-        edited_at=post.edited_at,
-    )
+        "version": post.version,
+        "created_at": format_timestamp(post.created_at),
+        "edited_at": format_timestamp(edited_at) if edited_at is not None else None,
+    }
+
+
+def render(ctx: ViewContext, post: Post) -> PostOut | None:
+    """:func:`render_json` as a response model (single posts)."""
+    body = render_json(ctx, post)
+    return None if body is None else PostOut.model_validate(body)
 
 
 async def render_page(
     session: AsyncSession, viewer: Principal | None, posts: Sequence[Post]
-) -> list[PostOut]:
+) -> list[dict[str, Any]]:
+    """The bodies of the posts the viewer may see (:func:`render_json`), in order."""
     ctx = await load_context(session, viewer, posts)
-    return [out for post in posts if (out := render(ctx, post)) is not None]
+    return [out for post in posts if (out := render_json(ctx, post)) is not None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from tidings.accounts.api import UsernamePath
@@ -14,6 +15,7 @@ from tidings.core.pagination import Page, PageParams, page_params, set_next_link
 from tidings.posts.schemas import PostOut
 from tidings.timelines import service
 from tidings.timelines.schemas import TimelineFilters
+from tidings.timelines.service import PostPage
 
 router = APIRouter(prefix="/api/v1", tags=["timelines"])
 Reader = Annotated[Principal, Depends(require(Permission.SELF_READ))]
@@ -38,12 +40,14 @@ async def timeline_filters(
 Filters = Annotated[TimelineFilters, Depends(timeline_filters)]
 
 
-def _page(
-    request: Request, response: Response, result: tuple[list[PostOut], str | None]
-) -> Page[PostOut]:
+def _page(request: Request, result: PostPage) -> Response:
+    """The page as ``Page[PostOut]`` JSON, written with orjson from bodies already shaped like
+    it (``response_model`` documents it; FastAPI does not re-serialise a returned Response)."""
     posts, cursor = result
+    body = orjson.dumps({"data": posts, "next_cursor": cursor})
+    response = Response(body, media_type="application/json")
     set_next_link(request, response, cursor)
-    return Page[PostOut](data=posts, next_cursor=cursor)
+    return response
 
 
 @router.get(
@@ -53,13 +57,12 @@ def _page(
 )
 async def home_feed(
     request: Request,
-    response: Response,
     reader: Reader,
     session: DbSession,
     page: PageDep,
     filters: Filters,
-) -> Page[PostOut]:
-    return _page(request, response, await service.home_feed(session, reader, page, filters))
+) -> Response:
+    return _page(request, await service.home_feed(session, reader, page, filters))
 
 
 @router.get(
@@ -69,15 +72,14 @@ async def home_feed(
 )
 async def user_posts(
     request: Request,
-    response: Response,
     username: UsernamePath,
     viewer: Viewer,
     session: DbSession,
     page: PageDep,
     filters: Filters,
-) -> Page[PostOut]:
+) -> Response:
     result = await service.user_posts(session, viewer, username, page, filters)
-    return _page(request, response, result)
+    return _page(request, result)
 
 
 @router.get(
@@ -87,12 +89,11 @@ async def user_posts(
 )
 async def tag_posts(
     request: Request,
-    response: Response,
     tag: TagPath,
     viewer: Viewer,
     session: DbSession,
     page: PageDep,
     has_media: HasMedia = None,
-) -> Page[PostOut]:
+) -> Response:
     filters = TimelineFilters(has_media=has_media)
-    return _page(request, response, await service.tag_posts(session, viewer, tag, page, filters))
+    return _page(request, await service.tag_posts(session, viewer, tag, page, filters))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.auth.policy import Permission, Principal
@@ -12,7 +14,6 @@ from tidings.graph.repository import GraphRepository
 from tidings.graph.service import visible_user_and_relationship
 from tidings.posts import parsing
 from tidings.posts.models import Post
-from tidings.posts.schemas import PostOut
 from tidings.posts.views import render_page
 from tidings.timelines.repository import (
     ALL_VISIBILITIES,
@@ -22,7 +23,7 @@ from tidings.timelines.repository import (
 )
 from tidings.timelines.schemas import TimelineFilters
 
-PostPage = tuple[list[PostOut], str | None]
+PostPage = tuple[list[dict[str, Any]], str | None]  # bodies as PostOut serialises them
 
 
 def _before(params: PageParams) -> int | None:
