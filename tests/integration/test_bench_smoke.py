@@ -66,12 +66,24 @@ async def test_seed_small_then_a_short_run_has_no_errors(
         await conn.close()
     assert await build_timelines(bench_settings, scale.active) == scale.active
 
-    config = RunConfig(concurrency=(4,), duration=2.0, baseline_duration=1.0, workers=1, warmup=0.0)
+    from tidings.bench.to_sqlite import copy_to_sqlite
+
+    copy = tmp_path / "embedded.db"  # the embedded default on the same seed (--sqlite)
+    await copy_to_sqlite(dsn, f"sqlite+aiosqlite:///{copy}")
+    config = RunConfig(
+        concurrency=(4,),
+        duration=2.0,
+        baseline_duration=1.0,
+        workers=1,
+        warmup=0.0,
+        sqlite=copy,
+    )
     report = await run_benchmark(bench_settings, config)
     assert report["errors"] == 0, report["error_samples"]
     rows = report["levels"]["4"]["rows"]
     measured = {"json", "pk", "feed", "timeline", "feed (redis)", "feed (pull)"}
     measured |= {"timeline (alone)", "like (alone)", "follow (alone)"}
+    measured |= {"feed (embedded)", "timeline (embedded)"}
     assert measured <= set(rows), set(rows)
     assert all(row["errors"] == 0 and row["requests"] > 0 for row in rows.values())
     assert report["generator"]["name"] == ("wrk" if shutil.which("wrk") else "python")
@@ -103,6 +115,7 @@ async def test_seed_small_then_a_short_run_has_no_errors(
 
     statuses = {entry["target"]: entry["status"] for entry in report["targets"]}
     assert statuses["zero errors"] == "met"
+    assert statuses["embedded home feed ≥ 1,000 req/s @4"] in ("met", "missed")  # measured
     assert set(statuses.values()) <= {"met", "missed", "not measured"}
     assert len(statuses) >= 14
 
@@ -112,6 +125,7 @@ async def test_seed_small_then_a_short_run_has_no_errors(
     assert markdown.startswith("# Benchmark")
     for section in ("## Targets", "## 4 connections", "## pgbench", "## Fan-out", "## Time to"):
         assert section in markdown
+    assert "Embedded default: `" in markdown
     assert (tmp_path / "results" / "latest.png").read_bytes().startswith(b"\x89PNG")
 
 

@@ -148,12 +148,21 @@ def run(
     results: Annotated[Path, typer.Option(help="Where to write JSON, Markdown and PNG.")] = Path(
         "bench/results"
     ),
+    sqlite: Annotated[
+        Path | None,
+        typer.Option(
+            help="A SQLite copy of this seed (`tidings bench to-sqlite`): also measure the "
+            "embedded default on it (one process; feed and timeline alone)."
+        ),
+    ] = None,
 ) -> None:
     """Drive the API on loopback (mix and single endpoints) beside its baselines, pgbench,
     fan-out and time-to-visible; writes the results and checks the issue's targets."""
     settings = _settings()
     if generator not in ("auto", "wrk", "python"):
         raise typer.BadParameter("--generator: wrk, python or auto")
+    if sqlite is not None and not sqlite.is_file():
+        raise typer.BadParameter(f"--sqlite: no such file {sqlite} (see `tidings bench to-sqlite`)")
     small = scale == "small"
     config = RunConfig(
         concurrency=_levels(concurrency, small),
@@ -161,6 +170,7 @@ def run(
         baseline_duration=baseline_duration or min(10.0, duration or (3.0 if small else 10.0)),
         workers=workers,
         results_dir=results,
+        sqlite=sqlite,
         generator=generator,
         wrk_threads=wrk_threads,
         pgbench=pgbench,

@@ -9,6 +9,8 @@ Rows (per concurrency level; ``phase`` says how they were measured):
 * ``feed``, ``timeline``, ``compose``, ``like``, ``follow`` (``mix``): the 60/30/7/2/1 mix.
 * ``feed (redis)`` / ``feed (pull)``, ``timeline (alone)``, ``like (alone)``,
   ``follow (alone)`` (``alone``): one endpoint by itself, for the throughput targets.
+* ``feed (embedded)`` / ``timeline (embedded)`` (``alone``, with ``--sqlite``): the embedded
+  default — one process on the SQLite copy of the seed, pull feed, in-memory row cache.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ FEED_P99 = {16: 15.0, 64: 60.0}
 COMPOSE_P99 = {16: 30.0}
 WRITE_P99 = {64: 50.0}
 FANOUT_MIN = 100_000
+EMBEDDED_FEED_MIN = 1_000  # req/s, the embedded default's home feed
 VISIBLE_NEAR_10K = 0.5
 VISIBLE_MOST = 2.0
 
@@ -196,6 +199,17 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                     source=f"{endpoint} (alone), c={c}",
                 )
             )
+    for level in levels:
+        out.append(
+            _target(
+                f"embedded home feed ≥ {EMBEDDED_FEED_MIN:,} req/s @{level}",
+                row(level, "feed (embedded)").get("rps"),
+                EMBEDDED_FEED_MIN,
+                at_least=True,
+                unit="req/s",
+                source=f"feed (embedded), c={level} (SQLite copy, one process)",
+            )
+        )
     out.append(
         {
             "target": "zero errors",
@@ -277,6 +291,16 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['duration_s']} s, baselines and single endpoints {report['baseline_duration_s']}"
         f" s each. Generator: {gen['name']} ({gen['detail']}).",
         "",
+        *(
+            [
+                f"Embedded default: `{report['embedded']}` (SQLite copy of the seed), one "
+                "process with its defaults (pull feed, in-memory row cache), after the "
+                "PostgreSQL servers stopped.",
+                "",
+            ]
+            if report.get("embedded")
+            else []
+        ),
         "## Targets (issue 5)",
         "",
         "| target | measured | from | result |",

@@ -72,6 +72,9 @@ class RunConfig:
     # consumers (fan-out, notifications, webhooks) in a separate `tidings worker` on the Redis
     # broker, as in production; False: in the API processes (the embedded in-memory broker)
     worker: bool = False
+    # a SQLite copy of the seed (`tidings bench to-sqlite`): the embedded default, as `make run`
+    # starts it (one process, pull feed, in-memory row cache), serves the feed and timelines
+    sqlite: Path | None = None
 
 
 def free_port() -> int:
@@ -370,6 +373,8 @@ async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]
                     results.add(c, tally, "alone", {"feed": "feed (pull)"}, expect="feed")
                 _stop(pull)
                 results.lap("pull feed")
+            if config.sqlite is not None:
+                await _embedded(config, env, directory, generator, results, servers)
         finally:
             for server in servers:
                 _stop(server)
@@ -395,6 +400,44 @@ async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]
     add_ratios(report["levels"], pgbench)
     report["targets"] = targets(report)
     return report
+
+
+EMBEDDED = ("feed", "timeline")  # what the embedded default serves alone
+
+
+async def _embedded(
+    config: RunConfig,
+    env: dict[str, str],
+    directory: Path,
+    generator: Generator,
+    results: _Results,
+    servers: list[Server],
+) -> None:
+    """The embedded default on the SQLite copy: one process with its defaults (pull feed, the
+    in-memory row cache, the in-process broker); the feed and timelines alone per level."""
+    assert config.sqlite is not None
+    embedded_env = {
+        name: value
+        for name, value in env.items()
+        if name not in ("TIDINGS_BROKER_URL", "TIDINGS_REDIS_URL", "TIDINGS_FEED_KEY_PREFIX")
+    }
+    embedded_env |= {
+        "TIDINGS_DATABASE_URL": f"sqlite+aiosqlite:///{config.sqlite.resolve()}",
+        "TIDINGS_FEED_STORE": "none",
+        "TIDINGS_ROW_CACHE": "auto",
+        "TIDINGS_BROKER": "memory",
+    }
+    server = _api(embedded_env, 1, directory, "embedded")
+    servers.append(server)
+    await _wait_ready(server, "/livez")
+    if config.warmup:
+        await generator.run(server.port, "feed", max(config.concurrency), config.warmup)
+    for c in config.concurrency:
+        for mode in EMBEDDED:
+            tally = await generator.run(server.port, mode, c, config.baseline_duration)
+            results.add(c, tally, "alone", {mode: f"{mode} (embedded)"}, expect=mode)
+    _stop(server)
+    results.lap("embedded")
 
 
 def _generator_note(name: str, report: dict[str, Any]) -> str:
@@ -471,6 +514,7 @@ def _report(
         "baseline_duration_s": config.baseline_duration,
         "workers": config.workers,
         "consumers": "tidings worker (Redis broker)" if config.worker else "in the API processes",
+        "embedded": str(config.sqlite) if config.sqlite is not None else None,
         "levels": results.levels,
         "errors": errors,
         "error_samples": results.samples,
