@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from tidings.core.cache import TOMBSTONE, Row, RowCache
+from tests.support.rowcache import Loader
+from tidings.core.cache import TOMBSTONE, RowCache
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -23,20 +24,6 @@ async def cache() -> AsyncIterator[RowCache]:
     if keys:
         await redis.delete(*keys)
     await redis.aclose()
-
-
-class Loader:
-    """A stand-in for the database: records which ids each call asked for."""
-
-    def __init__(self, rows: dict[int, Row], delay: float = 0.0) -> None:
-        self.rows = rows
-        self.delay = delay
-        self.calls: list[list[int]] = []
-
-    async def __call__(self, ids: list[int]) -> dict[int, Row]:
-        self.calls.append(ids)
-        await asyncio.sleep(self.delay)
-        return {i: self.rows[i] for i in ids if i in self.rows}
 
 
 async def test_misses_are_loaded_in_one_call_then_served_from_redis(cache: RowCache) -> None:

@@ -5,21 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.support.rowcache import Loader
 from tidings.core.cache import MemoryRowCache, Row
-
-
-class Loader:
-    """A stand-in for the database: records which ids each call asked for."""
-
-    def __init__(self, rows: dict[int, Row], delay: float = 0.0) -> None:
-        self.rows = rows
-        self.delay = delay
-        self.calls: list[list[int]] = []
-
-    async def __call__(self, ids: list[int]) -> dict[int, Row]:
-        self.calls.append(ids)
-        await asyncio.sleep(self.delay)
-        return {i: dict(self.rows[i]) for i in ids if i in self.rows}
 
 
 class Clock:

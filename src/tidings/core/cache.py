@@ -125,6 +125,12 @@ class RowCache:
         missing = [i for i in wanted if i not in found]
         if not missing:
             return found
+        return await self._load_missing(kind, missing, load, found)
+
+    async def _load_missing(
+        self, kind: str, missing: list[int], load: Loader, found: dict[int, Row]
+    ) -> dict[int, Row]:
+        """Fill ``found`` with the ``missing`` rows: one reader per key loads and fills."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for row_id in missing:
                 pipe.set(f"{self.key(kind, row_id)}:lock", "1", nx=True, px=self.lock_ms)
@@ -224,14 +230,9 @@ class MemoryRowCache(RowCache):
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
-    async def _get_many(
-        self, kind: str, wanted: list[int], load: Loader, found: dict[int, Row] | None = None
+    async def _load_missing(
+        self, kind: str, missing: list[int], load: Loader, found: dict[int, Row]
     ) -> dict[int, Row]:
-        if found is None:
-            found = await self._read(kind, wanted)
-        missing = [i for i in wanted if i not in found]
-        if not missing:
-            return found
         theirs = [i for i in missing if (kind, i) in self._loading]
         mine = [i for i in missing if (kind, i) not in self._loading]
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()

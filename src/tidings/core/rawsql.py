@@ -44,11 +44,16 @@ class _Prepared:
     processors: Mapping[str, Any]
 
 
-@lru_cache(maxsize=512)  # statements built once: keyed by the object itself
-def _prepare(stmt: Executable, dialect: Dialect) -> _Prepared:
+def _compile(stmt: Executable, dialect: Dialect) -> SQLCompiler:
     assert isinstance(stmt, ClauseElement)
     compiled = stmt.compile(dialect=dialect)
     assert isinstance(compiled, SQLCompiler)
+    return compiled
+
+
+@lru_cache(maxsize=512)  # statements built once: keyed by the object itself
+def _prepare(stmt: Executable, dialect: Dialect) -> _Prepared:
+    compiled = _compile(stmt, dialect)
     positions = list(compiled.positiontup or ())
     expanding = {name for name in positions if f"__[POSTCOMPILE_{name}]" in compiled.string}
     names = [name for name in positions if name not in expanding]
@@ -113,9 +118,7 @@ class _SqlitePrepared:
 
 @lru_cache(maxsize=512)  # statements built once: keyed by the object itself
 def _prepare_sqlite(stmt: Executable, dialect: Dialect) -> _SqlitePrepared:
-    assert isinstance(stmt, ClauseElement)
-    compiled = stmt.compile(dialect=dialect)
-    assert isinstance(compiled, SQLCompiler)
+    compiled = _compile(stmt, dialect)
     names = tuple(compiled.positiontup or ())
     lists = frozenset(name for name in names if f"__[POSTCOMPILE_{name}]" in compiled.string)
 
