@@ -217,6 +217,17 @@ class Settings(BaseSettings):
                 raise ValueError("TIDINGS_TOKEN_ENCRYPTION_KEYS is required with sign-in providers")
         return self
 
+    @model_validator(mode="after")
+    def _memory_cache_in_one_process(self) -> Settings:
+        # its evictions reach only this process: another process relaying and consuming the
+        # events (a separate `tidings worker`) is another writer it would not hear of
+        if self.row_cache == "memory" and not self.runs_relay_in_api:
+            raise ValueError(
+                "TIDINGS_ROW_CACHE=memory serves one process that also relays and consumes its "
+                "events (TIDINGS_BROKER=memory); with a separate worker use redis or none"
+            )
+        return self
+
     @field_validator("webhook_allowed_hosts", mode="before")
     @classmethod
     def _split_webhook_hosts(cls, value: object) -> object:

@@ -233,3 +233,22 @@ async def test_a_block_removes_each_from_the_others_notifications(container: Con
     assert not await _apply(container, registry, block)  # redelivered: applied once only
     async with container.db.unit_of_work() as session:  # and running it again finds nothing
         assert await forget_pair(session, alice, bob) == 0
+
+
+async def test_a_block_event_consumed_after_the_unblock_removes_nothing(
+    container: Container,
+) -> None:
+    """A backlog or a replayed dead letter can deliver the block late: if the two are no
+    longer blocked by then, what arrived since stays."""
+    alice, bob = await _users(container, "alice", "bob")
+    registry = build_registry()
+    async with container.db.unit_of_work() as session:
+        await GraphRepository(session).add_block(alice, bob)
+    block = await _emit(container, domain.UserBlocked(user_id=alice, target_user_id=bob))
+    async with container.db.unit_of_work() as session:
+        await GraphRepository(session).remove_block(alice, bob)
+    follow = domain.UserFollowed(user_id=bob, target_user_id=alice)
+    assert await _apply(container, registry, await _emit(container, follow))
+    assert await _apply(container, registry, block)  # consumed (and marked) all the same
+    [group] = await _groups(container, alice)
+    assert (group.kind, group.actor_count, group.latest_actor_ids) == ("follow", 1, [bob])

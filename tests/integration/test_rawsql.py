@@ -61,3 +61,14 @@ async def test_the_driver_path_answers_what_the_session_answers(container: Conta
     ]
     assert all(type(row[1]) is bool for row in got)  # not SQLite's 0 and 1
     assert all(isinstance(row[2], datetime) and row[2].tzinfo is not None for row in got)
+
+
+async def test_pending_objects_are_flushed_first_and_sets_are_lists(
+    container: Container,
+) -> None:
+    """Like ``session.execute``: an object added but not flushed is seen; any iterable works
+    as an ``IN`` list."""
+    async with container.db.unit_of_work() as session:
+        session.add(User(id=700, username="p", username_key="p", email="p@x.test"))
+        params = {"ids": {700, 701}, "not_ids": (), "min": 0}
+        assert [row[0] for row in await rawsql.fetch(session, STATEMENT, params)] == [700]

@@ -127,3 +127,17 @@ async def test_several_kinds_are_read_together_and_misses_loaded_per_kind() -> N
     await cache.evict([("user", 7)])
     fresh = Loader({7: {"id": 7, "name": "bo"}})
     assert await cache.get_groups([("user", [7], fresh)]) == [{7: {"id": 7, "name": "bo"}}]
+
+
+async def test_the_bound_never_drops_a_live_tombstone() -> None:
+    """A reader that loaded a row before a write must not put it back, however many rows
+    arrive while the tombstone lives."""
+    cache = _cache(max_entries=100)
+    old = Loader({1: {"id": 1, "v": "old"}})
+    await cache.get_many("post", [1], old)
+    await cache.evict([("post", 1)])
+    await cache.get_many("post", range(2, 400), Loader({i: {"id": i} for i in range(2, 400)}))
+    await cache.get_many("post", [1], old)  # the stale version tries to fill
+    new = Loader({1: {"id": 1, "v": "new"}})
+    assert await cache.get_many("post", [1], new) == {1: {"id": 1, "v": "new"}}
+    assert new.calls == [[1]]

@@ -17,7 +17,7 @@ from tidings.app import create_app
 from tidings.auth.api import router as auth_router
 from tidings.auth.deps import policy_of, public, require
 from tidings.auth.policy import Permission
-from tidings.core.deps import DbSession
+from tidings.core.deps import DbSession, get_session
 from tidings.core.health import router as health_router
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
@@ -123,6 +123,19 @@ def test_expected_policies_on_key_routes(app: FastAPI) -> None:
     assert declared[("/api/v1/me", "PATCH")] == {"require:self:write"}
     assert declared[("/api/v1/admin/users", "GET")] == {"require:users:manage"}
     assert declared[("/api/v1/admin/users/{username}", "PATCH")] == {"require:users:manage"}
+
+
+def test_the_oauth_callback_opens_no_session_of_its_own(app: FastAPI) -> None:
+    """It opens its two units of work itself around the provider's requests: nothing in its
+    dependencies (policy included) may hold a request session across them."""
+    [route] = [r for r in schema_routes(app) if r.path == "/api/v1/auth/{provider}/callback"]
+    stack, calls = [route.dependant], set()
+    while stack:
+        node = stack.pop()
+        calls.add(node.call)
+        stack.extend(node.dependencies)
+    assert get_session not in calls
+    assert policies(route.dependant) == {"public"}
 
 
 # --- the check itself can fail ----------------------------------------------------------------

@@ -288,3 +288,25 @@ def test_rotate_keep_two(tmp_path: Path) -> None:
     second = rotate_signing_keys(settings, keep=2)
     third = rotate_signing_keys(settings, keep=2)
     assert _kids(tmp_path / "signing-keys.json") == [third, second]
+
+
+# --- the row cache -----------------------------------------------------------------------------
+
+
+def test_the_row_cache_default_is_memory_only_for_the_embedded_default(tmp_path: Path) -> None:
+    embedded = Settings(data_dir=tmp_path)
+    assert (embedded.row_cache, embedded.effective_row_cache) == ("auto", "memory")
+    pg = Settings(data_dir=tmp_path, database_url="postgresql+asyncpg://u@h/db")
+    assert pg.effective_row_cache == "none"
+    separate_worker = Settings(data_dir=tmp_path, broker="redis")
+    assert separate_worker.effective_row_cache == "none"
+    assert Settings(data_dir=tmp_path, row_cache="redis").effective_row_cache == "redis"
+
+
+def test_an_in_memory_row_cache_with_a_separate_worker_is_refused(tmp_path: Path) -> None:
+    """Its evictions reach only its own process; a separate worker is another writer."""
+    with pytest.raises(ValidationError, match="TIDINGS_ROW_CACHE=memory serves one process"):
+        Settings(data_dir=tmp_path, row_cache="memory", broker="redis")
+    with pytest.raises(ValidationError, match="TIDINGS_ROW_CACHE=memory"):
+        Settings(data_dir=tmp_path, row_cache="memory", relay_in_api=False)
+    assert Settings(data_dir=tmp_path, row_cache="memory").effective_row_cache == "memory"

@@ -77,6 +77,16 @@ async def public(
 setattr(public, POLICY_ATTR, "public")
 
 
+async def public_unauthenticated(request: Request, container: ContainerDep) -> None:
+    """Anyone may call, and credentials are not even read: for a browser coming back from a
+    sign-in provider (who it is comes from the flow). Rate limited per IP like any anonymous
+    call; no database session, so the route owns every transaction it opens."""
+    await _limit(request, container, "anonymous", client_key())
+
+
+setattr(public_unauthenticated, POLICY_ATTR, "public")
+
+
 def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
     """A signed-in principal whose role grants ``permission``; 401 without one, 403 without it."""
 

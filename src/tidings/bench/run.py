@@ -426,6 +426,7 @@ async def _embedded(
         "TIDINGS_FEED_STORE": "none",
         "TIDINGS_ROW_CACHE": "auto",
         "TIDINGS_BROKER": "memory",
+        "TIDINGS_RELAY_IN_API": "true",  # what makes `auto` the in-memory cache
     }
     server = _api(embedded_env, 1, directory, "embedded")
     servers.append(server)

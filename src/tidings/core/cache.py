@@ -198,19 +198,28 @@ class MemoryRowCache(RowCache):
         self.max_entries = max_entries
         self.outage = Outage("row_cache_unavailable")  # never trips: nothing to be down
         self._clock = clock
-        # (kind, id) -> (expires at, serialised row or None for a tombstone)
-        self._entries: OrderedDict[tuple[str, int], tuple[float, bytes | None]] = OrderedDict()
+        # (kind, id) -> (expires at, serialised row); least recently used first
+        self._entries: OrderedDict[tuple[str, int], tuple[float, bytes]] = OrderedDict()
+        # (kind, id) -> expires at: tombstones live apart, so the bound never drops a live one
+        self._tombstones: dict[tuple[str, int], float] = {}
         self._loading: dict[tuple[str, int], asyncio.Future[None]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _live(self, key: tuple[str, int]) -> tuple[float, bytes | None] | None:
+    def _live(self, key: tuple[str, int]) -> tuple[float, bytes] | None:
         entry = self._entries.get(key)
         if entry is not None and entry[0] <= self._clock():
             del self._entries[key]
             return None
         return entry
+
+    def _tombstoned(self, key: tuple[str, int]) -> bool:
+        until = self._tombstones.get(key)
+        if until is not None and until <= self._clock():
+            del self._tombstones[key]
+            return False
+        return until is not None
 
     async def _read_groups(self, groups: list[tuple[str, list[int]]]) -> list[dict[int, Row]]:
         out: list[dict[int, Row]] = []
@@ -218,14 +227,14 @@ class MemoryRowCache(RowCache):
             found: dict[int, Row] = {}
             for row_id in ids:
                 entry = self._live((kind, row_id))
-                if entry is not None and entry[1] is not None:
+                if entry is not None:
                     self._entries.move_to_end((kind, row_id))
                     found[row_id] = orjson.loads(entry[1])
             out.append(found)
         return out
 
-    def _put(self, key: tuple[str, int], value: bytes | None, ttl_ms: int) -> None:
-        self._entries[key] = (self._clock() + ttl_ms / 1000, value)
+    def _put(self, key: tuple[str, int], value: bytes) -> None:
+        self._entries[key] = (self._clock() + self.ttl_ms / 1000, value)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
@@ -251,8 +260,9 @@ class MemoryRowCache(RowCache):
             found.update(loaded)
             for row_id in mine:
                 # like SET NX: a live entry (a tombstone above all) is never overwritten
-                if row_id in loaded and self._live((kind, row_id)) is None:
-                    self._put((kind, row_id), orjson.dumps(loaded[row_id]), self.ttl_ms)
+                key = (kind, row_id)
+                if row_id in loaded and not self._tombstoned(key) and self._live(key) is None:
+                    self._put(key, orjson.dumps(loaded[row_id]))
             return found
         finally:
             for row_id in mine:
@@ -260,8 +270,12 @@ class MemoryRowCache(RowCache):
             done.set_result(None)
 
     async def evict(self, keys: Iterable[tuple[str, int]]) -> None:
+        now = self._clock()
+        if len(self._tombstones) > self.max_entries:  # expired ones go (live ones stay)
+            self._tombstones = {k: t for k, t in self._tombstones.items() if t > now}
         for key in set(keys):
-            self._put(key, None, self.tombstone_ms)
+            self._entries.pop(key, None)
+            self._tombstones[key] = now + self.tombstone_ms / 1000
 
 
 def attach(sessions: async_sessionmaker[AsyncSession], cache: RowCache) -> None:

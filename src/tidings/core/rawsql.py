@@ -91,6 +91,13 @@ def _value(prepared: _Prepared | _SqlitePrepared, name: str, params: Mapping[str
     return processor(value)
 
 
+async def _autoflush(session: AsyncSession) -> None:
+    """What ``session.execute`` does first, so pending objects are visible to the statement
+    (checked cheaply first: a flush with nothing to do still costs a greenlet hop)."""
+    if session.autoflush and (session.new or session.dirty or session.deleted):
+        await session.flush()
+
+
 async def _on_driver(
     session: AsyncSession, stmt: Executable, params: Mapping[str, Any]
 ) -> list[Any] | None:
@@ -99,6 +106,7 @@ async def _on_driver(
     if dialect.name != "postgresql" or dialect.driver != "asyncpg":
         return None
     prepared = _prepare(stmt, dialect)
+    await _autoflush(session)
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None
@@ -148,10 +156,11 @@ async def _on_sqlite(
     if dialect.name != "sqlite" or dialect.driver != "aiosqlite":
         return None
     prepared = _prepare_sqlite(stmt, dialect)
+    await _autoflush(session)
     connection = await session.connection()  # begins the session's transaction if need be
     driver = cast(Any, (await connection.get_raw_connection()).driver_connection)
     args = [
-        json.dumps(value) if name in prepared.lists else value
+        json.dumps(list(value)) if name in prepared.lists else value
         for name in prepared.names
         for value in (_value(prepared, name, params),)
     ]

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.events import domain
 from tidings.events.consumers import ConsumerRegistry, Envelope
+from tidings.graph.repository import GraphRepository
 from tidings.notifications.repository import NotificationRepository
 from tidings.notifications.schemas import Kind
 from tidings.notifications.service import Notice, forget_pair, notify
@@ -113,11 +114,17 @@ BUILDERS: dict[str, Builder] = {
 FORGET = domain.UserBlocked.event_type
 
 
+async def _still_blocked(session: AsyncSession, user_id: int, other_id: int) -> bool:
+    return bool(await GraphRepository(session).blocked_any_way(user_id, [other_id]))
+
+
 async def handle(session: AsyncSession, env: Envelope, _context: Any) -> None:
     actor_id = env.int_field("user_id")
     if env.event_type == FORGET:
         target_id = env.int_field("target_user_id")
-        if actor_id and target_id:
+        # only while the block stands: a late event (backlog, replayed dead letter) after an
+        # unblock must not remove what arrived since
+        if actor_id and target_id and await _still_blocked(session, actor_id, target_id):
             await forget_pair(session, actor_id, target_id)
         return
     builder = BUILDERS.get(env.event_type)

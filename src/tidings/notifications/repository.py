@@ -165,18 +165,31 @@ class NotificationRepository:
         return int((await self.session.execute(stmt)).scalar_one())
 
     async def mark_read(self, recipient_id: int, up_to_sort_key: int | None, at: datetime) -> int:
-        """Close unread groups (all, or those at or below a sort key); returns how many."""
+        """Close unread groups (all, or those at or below a sort key); returns how many.
+
+        On PostgreSQL the groups are first locked in id order, the order every other writer
+        of several of one recipient's groups uses (:meth:`groups_with_actor`), so the two
+        never deadlock; SQLite serialises writers anyway."""
+        unread = [
+            NotificationGroup.recipient_id == recipient_id,
+            NotificationGroup.read_at.is_(None),
+        ]
+        if up_to_sort_key is not None:
+            unread.append(NotificationGroup.sort_key <= up_to_sort_key)
+        if self.session.get_bind().dialect.name == "postgresql":
+            locked = (
+                select(NotificationGroup.id)
+                .where(*unread)
+                .order_by(NotificationGroup.id)
+                .with_for_update()
+            )
+            await self.session.execute(locked)
         stmt = (
             update(NotificationGroup)
-            .where(
-                NotificationGroup.recipient_id == recipient_id,
-                NotificationGroup.read_at.is_(None),
-            )
+            .where(*unread)
             .values(read_at=at, group_key=None)
             .execution_options(synchronize_session=False)
         )
-        if up_to_sort_key is not None:
-            stmt = stmt.where(NotificationGroup.sort_key <= up_to_sort_key)
         result: Any = await self.session.execute(stmt)
         return int(result.rowcount or 0)
 

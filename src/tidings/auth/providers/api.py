@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from tidings.auth.deps import public as public_policy
-from tidings.auth.deps import require
+from tidings.auth.deps import public_unauthenticated, require
 from tidings.auth.policy import Permission, Principal
 from tidings.auth.providers import linking, service
 from tidings.auth.providers.crypto import STATE_COOKIE
@@ -131,7 +131,7 @@ async def authorize(
     summary="Where the provider sends the browser back (register this URL at the provider)",
     responses=_FLOW_DOC,
     response_class=RedirectResponse,
-    dependencies=[Depends(public_policy)],
+    dependencies=[Depends(public_unauthenticated)],
 )
 async def callback(
     provider: ProviderName,

@@ -82,7 +82,7 @@ async def redeem_login_code(
     if row is None:
         raise OAuthError("invalid_grant", BAD_CODE)
     if row.used_at is not None:
-        await _replayed(session, row)
+        await _replayed(session, row, now)
     if row.expires_at <= now:
         raise OAuthError("invalid_grant", BAD_CODE)
     if redirect_uri is not None and redirect_uri != row.redirect_uri:
@@ -90,7 +90,7 @@ async def redeem_login_code(
     _check_pkce(row, code_verifier)
     if not await repo.claim_login_code(row.id, now):
         await session.refresh(row)
-        await _replayed(session, row)
+        await _replayed(session, row, now)
     user = await UserRepository(session).get(row.user_id)
     if user is None or user.suspended:
         raise OAuthError("invalid_grant", BAD_CODE)
@@ -107,12 +107,15 @@ async def redeem_login_code(
     return pair
 
 
-async def _replayed(session: AsyncSession, row: OAuthLoginCode) -> NoReturn:
+async def _replayed(session: AsyncSession, row: OAuthLoginCode, now: datetime) -> NoReturn:
     """A used code came back: whoever holds it now may have stolen it. The session the first
-    exchange started is revoked and the attempt audited, both committed though the request
-    fails (as for a reused refresh token)."""
+    exchange started is revoked and, while the code was still live, the attempt audited; both
+    are committed though the request fails (as for a reused refresh token). Replays of an
+    expired code are refused like unknown ones, unaudited, so they cannot flood the trail."""
     if row.session_id is not None:
         await AuthRepository(session).revoke_session(row.session_id, "code_reuse")
+    if row.expires_at <= now:
+        raise OAuthError("invalid_grant", BAD_CODE, keep_changes=True)
     await record_audit(
         session,
         AuditAction.LOGIN_CODE_REUSE,
