@@ -192,7 +192,7 @@ class MemoryRowCache(RowCache):
         tombstone_ms: int = 5_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.prefix = ""
+        # no RowCache.__init__: nothing here talks to Redis (no client, key prefix or locks)
         self.ttl_ms = ttl_seconds * 1000
         self.tombstone_ms = tombstone_ms
         self.max_entries = max_entries

@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -91,25 +91,21 @@ def _value(prepared: _Prepared | _SqlitePrepared, name: str, params: Mapping[str
     return processor(value)
 
 
-async def _autoflush(session: AsyncSession) -> None:
-    """What ``session.execute`` does first, so pending objects are visible to the statement
-    (checked cheaply first: a flush with nothing to do still costs a greenlet hop)."""
+async def _driver_connection(session: AsyncSession) -> Any:
+    """The driver's own connection under the session, as ``session.execute`` would use it:
+    pending objects flushed first (checked cheaply: a flush with nothing to do still costs a
+    greenlet hop), the session's transaction begun if need be."""
     if session.autoflush and (session.new or session.dirty or session.deleted):
         await session.flush()
-
-
-async def _on_driver(
-    session: AsyncSession, stmt: Executable, params: Mapping[str, Any]
-) -> list[Any] | None:
-    """asyncpg records, or None when the session is not on asyncpg (run it there)."""
-    dialect = session.get_bind().dialect
-    if dialect.name != "postgresql" or dialect.driver != "asyncpg":
-        return None
-    prepared = _prepare(stmt, dialect)
-    await _autoflush(session)
     connection = await session.connection()
-    driver = (await connection.get_raw_connection()).driver_connection
-    assert driver is not None
+    return (await connection.get_raw_connection()).driver_connection
+
+
+async def _on_asyncpg(
+    session: AsyncSession, dialect: Dialect, stmt: Executable, params: Mapping[str, Any]
+) -> list[Any]:
+    prepared = _prepare(stmt, dialect)
+    driver = await _driver_connection(session)
     args = [_value(prepared, name, params) for name in prepared.names]
     return await driver.fetch(prepared.sql, *args)  # type: ignore[no-any-return]
 
@@ -148,17 +144,11 @@ def _prepare_sqlite(stmt: Executable, dialect: Dialect) -> _SqlitePrepared:
     )
 
 
-async def _on_sqlite(
-    session: AsyncSession, stmt: Executable, params: Mapping[str, Any]
-) -> list[tuple[Any, ...]] | None:
-    """The rows from the session's aiosqlite connection, or None when it is not on aiosqlite."""
-    dialect = session.get_bind().dialect
-    if dialect.name != "sqlite" or dialect.driver != "aiosqlite":
-        return None
+async def _on_aiosqlite(
+    session: AsyncSession, dialect: Dialect, stmt: Executable, params: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
     prepared = _prepare_sqlite(stmt, dialect)
-    await _autoflush(session)
-    connection = await session.connection()  # begins the session's transaction if need be
-    driver = cast(Any, (await connection.get_raw_connection()).driver_connection)
+    driver = await _driver_connection(session)
     args = [
         json.dumps(list(value)) if name in prepared.lists else value
         for name in prepared.names
@@ -178,22 +168,22 @@ async def fetch(
     session: AsyncSession, stmt: Executable, params: Mapping[str, Any]
 ) -> Sequence[Sequence[Any]]:
     """The rows of ``stmt`` (a statement built once, with bound parameters) as tuples."""
-    records = await _on_driver(session, stmt, params)
-    if records is not None:
-        return records
-    rows = await _on_sqlite(session, stmt, params)
-    if rows is not None:
-        return rows
+    dialect = session.get_bind().dialect
+    if dialect.driver == "asyncpg":
+        return await _on_asyncpg(session, dialect, stmt, params)
+    if dialect.driver == "aiosqlite":
+        return await _on_aiosqlite(session, dialect, stmt, params)
     return (await session.execute(stmt, params)).all()
 
 
 async def fetch_dicts(
     session: AsyncSession, stmt: Executable, params: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
-    """The rows of ``stmt`` as ``{column name: value}``. On the driver, values are what asyncpg
+    """The rows of ``stmt`` as ``{column name: value}``. On asyncpg, values are what asyncpg
     decodes (JSON decoded by the engine's codec, ``timestamptz`` as aware UTC datetimes): use
-    it for plain columns, not for types whose result processing matters."""
-    records = await _on_driver(session, stmt, params)
-    if records is None:
-        return [dict(row._mapping) for row in (await session.execute(stmt, params)).all()]
-    return [dict(record) for record in records]
+    it for plain columns, not for types whose result processing matters. Elsewhere through the
+    session."""
+    dialect = session.get_bind().dialect
+    if dialect.driver == "asyncpg":
+        return [dict(record) for record in await _on_asyncpg(session, dialect, stmt, params)]
+    return [dict(row._mapping) for row in (await session.execute(stmt, params)).all()]

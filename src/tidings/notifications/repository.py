@@ -110,10 +110,8 @@ class NotificationRepository:
         if left == 0:
             await self.session.delete(group)
         else:
-            newest = list((await self.session.execute(latest)).scalars())
-            # keep the stored order (newest activity first) for those still there
-            kept = [a for a in group.latest_actor_ids or [] if a != actor_id and a in newest]
-            group.latest_actor_ids = [*kept, *(a for a in newest if a not in kept)]
+            # newest first, as add_actor keeps them (an actor is added once, when first seen)
+            group.latest_actor_ids = list((await self.session.execute(latest)).scalars())
             group.actor_count = left
         await self.session.flush()
 

@@ -11,7 +11,7 @@ came from.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, UOWTransaction
 
 from tidings.accounts.models import User
 from tidings.core.cache import (
+    Loader,
     MemoryRowCache,
     Row,
     RowCache,
@@ -89,25 +90,32 @@ def _prefetched(session: AsyncSession | Session) -> dict[str, dict[int, Any]]:
     return memo
 
 
+async def _through_cache(
+    session: AsyncSession,
+    cache: RowCache,
+    kind: str,
+    wanted: set[int],
+    load: Loader,
+    build: Callable[[Row], Any],
+) -> dict[int, Any]:
+    """What this unit of work prefetched, the rest from the row cache (built with ``build``)."""
+    memo = _prefetched(session)[kind]
+    found = {row_id: memo[row_id] for row_id in wanted if row_id in memo}
+    if len(found) < len(wanted):
+        rows = await cache.get_many(kind, wanted - found.keys(), load)
+        found.update((row_id, build(row)) for row_id, row in rows.items())
+    return found
+
+
 async def posts_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, Post]:
     wanted = set(ids)
     if not wanted:
         return {}
-
     repo = PostRepository(session)
-
-    async def load(missing: list[int]) -> dict[int, Row]:
-        return await repo.post_rows(missing)
-
     cache = cache_of(session)
     if cache is None:  # the session's own objects, no round trip through dicts
         return await repo.by_ids(wanted)
-    memo = _prefetched(session)[POST]
-    found: dict[int, Post] = {pid: memo[pid] for pid in wanted if pid in memo}
-    if len(found) < len(wanted):
-        rows = await cache.get_many(POST, wanted - found.keys(), load)
-        found.update((pid, _post(row)) for pid, row in rows.items())
-    return found
+    return await _through_cache(session, cache, POST, wanted, repo.post_rows, _post)
 
 
 async def profiles_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, User]:
@@ -122,12 +130,9 @@ async def profiles_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int
     async def load(missing: list[int]) -> dict[int, Row]:
         return await repo.profile_rows(missing, PROFILE_COLUMNS)
 
-    memo = _prefetched(session)[PROFILE]
-    found: dict[int, User] = {uid: memo[uid] for uid in wanted if uid in memo}
-    if len(found) < len(wanted):
-        rows = await cache.get_many(PROFILE, wanted - found.keys(), load)
-        found.update((uid, _transient(User, row)) for uid, row in rows.items())
-    return found
+    return await _through_cache(
+        session, cache, PROFILE, wanted, load, lambda row: _transient(User, row)
+    )
 
 
 def _record_changes(session: Session, _flush: UOWTransaction) -> None:

@@ -215,7 +215,7 @@ async def claim(
 ) -> OAuthAuthorization:
     """The callback's first unit of work: the state matches this browser's cookie and is used
     up, whatever follows (committed before the provider is asked anything)."""
-    registry.get(provider_name)
+    registry.get(provider_name)  # 404 for a provider that is not enabled
     expected = registry.cookie.state_from(cookie, provider_name)
     if not callback.state:
         raise BadRequest("The state parameter is missing.")
