@@ -16,6 +16,7 @@ attempts run out, dead-lettered (replay it once Redis is back).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,14 +47,19 @@ async def fan_out(store: FeedStore, session: AsyncSession, post_id: int, author_
         else:
             await store.store_author(author_id, await repo.author_ids(author_id, store.cap))
         return written + 1
-    after = 0
-    while True:  # bounded: at most threshold / batch rounds
-        batch = await repo.followers_after(author_id, after, store.batch)
-        if batch:
-            written += await store.add_to_timelines([u for _, u in batch], [post_id])
-            after = batch[-1][0]
+    # Bounded: at most threshold / batch rounds. Each batch's Redis write runs while the next
+    # batch is read from PostgreSQL (the two wait on different servers).
+    batch = await repo.followers_after(author_id, 0, store.batch)
+    while batch:
+        write = store.add_to_timelines([u for _, u in batch], [post_id])
         if len(batch) < store.batch:
-            return written
+            return written + await write
+        async with asyncio.TaskGroup() as group:  # one failing cancels the other
+            writing = group.create_task(write)
+            reading = group.create_task(repo.followers_after(author_id, batch[-1][0], store.batch))
+        written += writing.result()
+        batch = reading.result()
+    return written
 
 
 async def merge_followee(
