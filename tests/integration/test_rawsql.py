@@ -72,3 +72,33 @@ async def test_pending_objects_are_flushed_first_and_sets_are_lists(
         session.add(User(id=700, username="p", username_key="p", email="p@x.test"))
         params = {"ids": {700, 701}, "not_ids": (), "min": 0}
         assert [row[0] for row in await rawsql.fetch(session, STATEMENT, params)] == [700]
+
+
+async def test_the_driver_connection_follows_the_sessions_transaction(
+    container: Container,
+) -> None:
+    """The driver connection is looked up once per transaction: within one it is the same,
+    and after a commit the next statement runs on the new transaction's connection (never on
+    the one handed back to the pool, which another session may hold by then)."""
+    statement = select(User.id).where(User.id.in_(IDS))
+
+    async def current(session: AsyncSession) -> Any:
+        return (await (await session.connection()).get_raw_connection()).driver_connection
+
+    def remembered(session: AsyncSession) -> Any:
+        return session.info[rawsql._DRIVER][0]
+
+    async with container.db.unit_of_work(write=False) as session:
+        await rawsql.fetch(session, statement, {"ids": [1]})
+        first = await rawsql._driver_connection(session)
+        assert first is await current(session)
+        assert await rawsql._driver_connection(session) is first
+        assert remembered(session) is session.sync_session.get_transaction()
+        await session.commit()
+        async with container.db.unit_of_work(write=False) as other:  # holds a connection meanwhile
+            await rawsql.fetch(other, statement, {"ids": [1]})
+            assert await rawsql._driver_connection(other) is await current(other)
+            assert await rawsql.fetch(session, statement, {"ids": [1]}) == []
+            assert remembered(session) is session.sync_session.get_transaction()
+            assert await rawsql._driver_connection(session) is await current(session)
+            assert await current(session) is not await current(other)

@@ -239,3 +239,11 @@ def test_a_realistic_post() -> None:
 
 def test_module_limits_are_sane() -> None:
     assert (parsing.MAX_TAGS, parsing.MAX_MENTIONS, parsing.MAX_LINKS) == (30, 30, 20)
+
+
+def test_repeated_parses_hand_out_their_own_lists() -> None:
+    """Tags are memoised per text: a caller changing its list changes no later answer."""
+    first = hashtags("cached #Once #twice")
+    first.append("intruder")
+    assert hashtags("cached #Once #twice") == ["once", "twice"]
+    assert hashtags("no tags at all") == []

@@ -34,6 +34,7 @@ _POSTCOMPILE = re.compile(r"(NOT )?IN \(__\[POSTCOMPILE_(\w+)\]\)")
 _NUMBERED = re.compile(r"\$(\d+)")
 _IN_JSON = "IN (SELECT value FROM json_each(?))"  # SQLite: one list parameter as a JSON array
 _NOT_IN_JSON = "NOT " + _IN_JSON
+_DRIVER = "tidings.rawsql.driver"  # session.info: (the transaction, its driver connection)
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,14 @@ async def _driver_connection(session: AsyncSession) -> Any:
     greenlet hop), the session's transaction begun if need be."""
     if session.autoflush and (session.new or session.dirty or session.deleted):
         await session.flush()
+    transaction = session.sync_session.get_transaction()
+    cached = session.info.get(_DRIVER)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return cached[1]  # the same transaction holds the same connection: no greenlet hop
     connection = await session.connection()
-    return (await connection.get_raw_connection()).driver_connection
+    driver = (await connection.get_raw_connection()).driver_connection
+    session.info[_DRIVER] = (session.sync_session.get_transaction(), driver)
+    return driver
 
 
 async def _on_asyncpg(

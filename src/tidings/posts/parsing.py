@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 MAX_TAGS = 30
 MAX_MENTIONS = 30
@@ -34,6 +35,13 @@ def _tag_char(char: str) -> bool:
 
 def hashtags(text: str) -> list[str]:
     """Case-folded, unique, in order of appearance; a tag of only digits is not a tag."""
+    if "#" not in text:  # NFC never composes a '#': the common case costs one scan
+        return []
+    return list(_hashtags(text))
+
+
+@lru_cache(maxsize=4096)  # every rendered post asks again (a feed page is 20 of them)
+def _hashtags(text: str) -> tuple[str, ...]:
     text = unicodedata.normalize("NFC", text)
     found: list[str] = []
     for match in _TAG_START.finditer(text):
@@ -43,10 +51,12 @@ def hashtags(text: str) -> list[str]:
         tag = text[match.end() : end]
         if tag and not tag.isdigit() and _tag_char(tag[0]):
             found.append(unicodedata.normalize("NFC", tag.casefold()))
-    return _unique(found, MAX_TAGS)
+    return tuple(_unique(found, MAX_TAGS))
 
 
 def mentions(text: str) -> list[str]:
+    if "@" not in text:
+        return []
     return _unique([m.lower() for m in _MENTION.findall(text)], MAX_MENTIONS)
 
 
