@@ -9,6 +9,11 @@ from pathlib import Path
 import httpx2
 import pytest
 
+# Server processes tune the garbage collector at startup (freeze + high thresholds,
+# tidings.core.collector); the suite starts hundreds of apps in one process, so it does not,
+# except where tests/e2e/test_collector.py checks exactly that.
+os.environ.setdefault("TIDINGS_GC_TUNING", "false")
+
 from tests.support.databases import (
     PostgresTemplates,
     SqliteTemplates,

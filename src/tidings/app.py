@@ -21,6 +21,7 @@ from tidings.auth.providers.api import router as providers_router
 from tidings.auth.schemas import RevokeRequest, TokenRequest
 from tidings.comments.api import router as comments_router
 from tidings.core.clientip import parse_networks
+from tidings.core.collector import tune_collector
 from tidings.core.container import Container
 from tidings.core.headers import SecurityHeadersMiddleware
 from tidings.core.health import router as health_router
@@ -52,6 +53,8 @@ def _lifespan(container: Container) -> Any:
         if container.settings.runs_relay_in_api:
             events = container.events or container.build_events()
             await events.start(relay=True, consume=True)
+        if container.settings.gc_tuning:
+            tune_collector()
         try:
             yield
         finally:

@@ -111,6 +111,10 @@ async def _run_worker(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await events.start(relay=True, consume=True)
+    if settings.gc_tuning:
+        from tidings.core.collector import tune_collector
+
+        tune_collector()
     console.print(f"Tidings worker: broker {settings.broker}, relay and consumers running")
     try:
         await stop.wait()

@@ -155,6 +155,8 @@ class Settings(BaseSettings):
     cache_max_entries: int = Field(default=50_000, ge=100, le=10_000_000)  # memory: rows kept
     cache_ttl_seconds: int = Field(default=60, ge=1, le=86_400)
     cache_key_prefix: str = Field(default="tidings:cache:", min_length=1, max_length=100)
+    # freeze the startup heap and collect young objects rarely (src/tidings/core/collector.py)
+    gc_tuning: bool = True
 
     rate_limit_enabled: bool = True
     rate_limit_storage: Literal["memory", "redis"] = "memory"
