@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str | None = None
-    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_pool_size: int = Field(default=20, ge=1, le=200)
     db_echo: bool = False
     auto_migrate: bool | None = None
 
