@@ -296,16 +296,18 @@ async def test_liking_a_post_of_someone_who_blocked_you_is_404(
 async def test_following_blocking_or_muting_yourself_is_422(
     client: httpx2.AsyncClient, container: Container, scene: Scene
 ) -> None:
-    for action in ("follow", "block", "mute"):
-        for who in ("alice", "ALICE"):  # usernames are case-insensitive
-            await assert_rejected(
-                client,
-                container,
-                422,
-                "PUT",
-                f"/api/v1/users/{who}/{action}",
-                headers=scene.alice.headers,
-            )
+    """And so is undoing it (DELETE): there is no such relationship to end."""
+    for method in ("PUT", "DELETE"):
+        for action in ("follow", "block", "mute"):
+            for who in ("alice", "ALICE"):  # usernames are case-insensitive
+                await assert_rejected(
+                    client,
+                    container,
+                    422,
+                    method,
+                    f"/api/v1/users/{who}/{action}",
+                    headers=scene.alice.headers,
+                )
 
 
 async def test_acting_on_a_missing_user_is_404(

@@ -68,6 +68,8 @@ WFC_AUTH = Path(__file__).with_name("schemathesis-auth.json")
 # - a body that names another object (the post to quote, the comment to reply to) or the
 #   caller's current password: one that does not exist or qualify, or a wrong password, is a
 #   422, as test_post_bad_input.py, test_comments.py and test_sessions.py pin down.
+# - a username that is the caller's own: following, muting or blocking yourself, or undoing it,
+#   is a 422 (test_post_bad_input.py).
 # (The token endpoint needs nothing here: the document names it as the OAuth 2.0 `tokenUrl`, and
 # schemathesis itself expects a 400 for credentials it cannot know.)
 DEFAULT_POSITIVE = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
@@ -79,6 +81,11 @@ SEMANTIC_OPERATIONS = {
     "POST /api/v1/posts": "422",
     "POST /api/v1/posts/{post_id}/comments": "422",
     "POST /api/v1/me/password": "422",
+    **{
+        f"{method} /api/v1/users/{{username}}/{relation}": "422"
+        for method in ("PUT", "DELETE")
+        for relation in ("follow", "block", "mute")
+    },
 }
 PLACEHOLDER = "@"  # `Authorization: Bearer @alice` stands for alice's real access token
 
