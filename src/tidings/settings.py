@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str | None = None
     db_pool_size: int = Field(default=20, ge=1, le=200)
+    db_pool_timeout_seconds: float = Field(default=30, gt=0, le=600)  # then a 503
     db_echo: bool = False
     auto_migrate: bool | None = None
 

@@ -5,11 +5,17 @@ PostgreSQL backend forked and torn down."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import httpx2
 import pytest
 from sqlalchemy import text
 
+from tests.conftest import make_settings
+from tests.support.api import assert_problem, sign_up
 from tests.support.databases import PostgresTemplates, pg_url
+from tidings.app import create_app
+from tidings.core.container import Container
 from tidings.core.db import Database
 
 pytestmark = pytest.mark.postgres
@@ -46,3 +52,29 @@ async def test_bursts_past_the_pool_reuse_its_connections(
         await postgres_templates.drop_clone(name)
     assert most == POOL  # the pool was full: the rest waited
     assert len(backends) == POOL  # and no burst opened a connection of its own
+
+
+async def test_a_request_that_finds_every_connection_busy_is_a_503(
+    postgres_templates: PostgresTemplates, tmp_path: Path
+) -> None:
+    """The pool's wait runs out: 503 problem+json with Retry-After, not a 500."""
+    name = await postgres_templates.clone()
+    settings = make_settings(
+        tmp_path / "data", pg_url(name), db_pool_size=1, db_pool_timeout_seconds=0.3
+    )
+    container = Container.build(settings)
+    app = create_app(settings, container)
+    transport = httpx2.ASGITransport(app=app)
+    try:
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            alice = await sign_up(http, "alice")
+            async with container.db.unit_of_work(write=False) as held:
+                await held.execute(text("SELECT 1"))  # the only connection, held
+                response = await http.get("/api/v1/me", headers=alice.headers)
+            problem = assert_problem(response, 503)
+            assert problem["type"].endswith("/busy")
+            assert response.headers["Retry-After"] == "1"
+            assert (await http.get("/api/v1/me", headers=alice.headers)).status_code == 200
+    finally:
+        await container.close()
+        await postgres_templates.drop_clone(name)

@@ -55,6 +55,7 @@ class Container:
                 settings.effective_database_url,
                 pool_size=settings.db_pool_size,
                 echo=settings.db_echo,
+                pool_timeout=settings.db_pool_timeout_seconds,
             ),
             keys=keys,
             hasher=PasswordHasher.from_settings(settings),

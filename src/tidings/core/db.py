@@ -87,7 +87,9 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if _write_intent.get() else "BEGIN")
 
 
-def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, echo: bool = False, pool_timeout: float = 30
+) -> AsyncEngine:
     if is_sqlite(url):
         engine = create_async_engine(
             url, echo=echo, pool_size=pool_size, max_overflow=0, pool_timeout=60
@@ -109,7 +111,7 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         # viewer with many follows read them all). Both settings are per connection.
         connect_args={"server_settings": {"jit": "off", "plan_cache_mode": "force_custom_plan"}},
         pool_pre_ping=True,
-        pool_timeout=30,
+        pool_timeout=pool_timeout,  # then sqlalchemy.exc.TimeoutError: a 503 (core.problems)
     )
 
 
@@ -140,9 +142,11 @@ async def rollback(session: AsyncSession) -> None:
 class Database:
     """Owns the engine and hands out units of work."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, echo: bool = False, pool_timeout: float = 30
+    ) -> None:
         self.url = url
-        self.engine = create_engine(url, pool_size=pool_size, echo=echo)
+        self.engine = create_engine(url, pool_size=pool_size, echo=echo, pool_timeout=pool_timeout)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
 
     @property

@@ -9,6 +9,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
@@ -186,6 +187,19 @@ def _database_unavailable(request: Request) -> Response:
     )
 
 
+async def _pool_timeout(request: Request, exc: Exception) -> Response:
+    """Every pooled connection stayed busy for the pool's whole timeout: overload, a 503."""
+    log.warning("database_pool_exhausted", detail=str(exc))
+    return problem_response(
+        request,
+        503,
+        "Service busy",
+        "busy",
+        "Every database connection is busy; retry shortly.",
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _connection_error(request: Request, exc: Exception) -> Response:
     """A socket-level failure reaching a backing service (a refused or reset connection, a
     connect timeout): the database restarting, typically. Transient, so 503."""
@@ -200,3 +214,4 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(ConnectionError, _connection_error)
     app.add_exception_handler(TimeoutError, _connection_error)
+    app.add_exception_handler(PoolTimeout, _pool_timeout)
