@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from tests.support.rowcache import Loader
+from tests.support.rowcache import Loader, check_misses_load_once_then_hit
 from tidings.core.cache import TOMBSTONE, RowCache
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -27,13 +27,7 @@ async def cache() -> AsyncIterator[RowCache]:
 
 
 async def test_misses_are_loaded_in_one_call_then_served_from_redis(cache: RowCache) -> None:
-    load = Loader({i: {"id": i, "text": f"row {i}"} for i in range(1, 6)})
-    first = await cache.get_many("post", [1, 2, 3, 99], load)
-    assert first == {i: {"id": i, "text": f"row {i}"} for i in (1, 2, 3)}  # 99 does not exist
-    assert load.calls == [[1, 2, 3, 99]]
-    again = await cache.get_many("post", [3, 2, 1, 4], load)
-    assert again == {i: {"id": i, "text": f"row {i}"} for i in (1, 2, 3, 4)}
-    assert load.calls[1:] == [[4]]  # only the new miss
+    await check_misses_load_once_then_hit(cache)
 
 
 async def test_a_cold_hot_key_is_loaded_once_by_concurrent_readers(cache: RowCache) -> None:

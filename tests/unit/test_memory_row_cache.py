@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.support.rowcache import Loader
+from tests.support.rowcache import Loader, check_misses_load_once_then_hit
 from tidings.core.cache import MemoryRowCache, Row
 
 
@@ -23,13 +23,7 @@ def _cache(clock: Clock | None = None, max_entries: int = 1000) -> MemoryRowCach
 
 async def test_misses_are_loaded_in_one_call_then_served_from_memory() -> None:
     cache = _cache()
-    load = Loader({i: {"id": i, "text": f"row {i}"} for i in range(1, 6)})
-    first = await cache.get_many("post", [1, 2, 3, 99], load)
-    assert first == {i: {"id": i, "text": f"row {i}"} for i in (1, 2, 3)}  # 99 does not exist
-    assert load.calls == [[1, 2, 3, 99]]
-    again = await cache.get_many("post", [3, 2, 1, 4], load)
-    assert again == {i: {"id": i, "text": f"row {i}"} for i in (1, 2, 3, 4)}
-    assert load.calls[1:] == [[4]]  # only the new miss
+    await check_misses_load_once_then_hit(cache)
 
 
 async def test_a_caller_cannot_change_a_cached_row_through_what_it_was_given() -> None:

@@ -139,6 +139,15 @@ async def rollback(session: AsyncSession) -> None:
     after_rollback(session)
 
 
+class _Session(AsyncSession):
+    async def close(self) -> None:
+        await super().close()
+        # A session is a reference cycle (with its transactions and event dispatch): it waits
+        # for the cyclic GC, and so would every row left in its ``info`` (a feed page's cached
+        # posts and authors, tidings.core.collector). Emptied, they go at once.
+        self.info.clear()
+
+
 class Database:
     """Owns the engine and hands out units of work."""
 
@@ -147,7 +156,9 @@ class Database:
     ) -> None:
         self.url = url
         self.engine = create_engine(url, pool_size=pool_size, echo=echo, pool_timeout=pool_timeout)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+        self.sessions = async_sessionmaker[AsyncSession](
+            self.engine, class_=_Session, expire_on_commit=False, autoflush=True
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -157,7 +168,6 @@ class Database:
     async def unit_of_work(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
         """A session in one transaction: committed on success, rolled back on any error."""
         token = _write_intent.set(write)
-        session: AsyncSession | None = None
         try:
             async with self.sessions() as session:
                 try:
@@ -168,11 +178,6 @@ class Database:
                 await commit(session)
         finally:
             _write_intent.reset(token)
-            if session is not None:
-                # A session is a reference cycle (with its transactions and event dispatch):
-                # it waits for the cyclic GC, and so would every row left in its ``info``
-                # (a feed page's cached posts and authors). Emptied, they go at once.
-                session.info.clear()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

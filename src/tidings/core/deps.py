@@ -51,7 +51,6 @@ async def unit_of_work(container: Container, *, write: bool = True) -> AsyncIter
             container.events.wake()
     finally:
         await session.close()
-        session.info.clear()  # rows left there would wait for the cyclic GC (see core.db)
         _write_intent.reset(token)
 
 

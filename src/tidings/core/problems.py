@@ -154,14 +154,7 @@ async def _database_error(request: Request, exc: Exception) -> Response:
             headers={"Retry-After": "1"},
         )
     if isinstance(exc, OperationalError) and "database is locked" in str(exc.orig):
-        return problem_response(
-            request,
-            503,
-            "Service busy",
-            "busy",
-            "The database is busy; retry shortly.",
-            headers={"Retry-After": "1"},
-        )
+        return _busy(request, "The database is busy; retry shortly.")
     state = _sqlstate(exc) or ""
     if (
         exc.connection_invalidated  # a pooled connection died (restart, failover, network)
@@ -187,17 +180,16 @@ def _database_unavailable(request: Request) -> Response:
     )
 
 
+def _busy(request: Request, detail: str) -> Response:
+    return problem_response(
+        request, 503, "Service busy", "busy", detail, headers={"Retry-After": "1"}
+    )
+
+
 async def _pool_timeout(request: Request, exc: Exception) -> Response:
     """Every pooled connection stayed busy for the pool's whole timeout: overload, a 503."""
     log.warning("database_pool_exhausted", detail=str(exc))
-    return problem_response(
-        request,
-        503,
-        "Service busy",
-        "busy",
-        "Every database connection is busy; retry shortly.",
-        headers={"Retry-After": "1"},
-    )
+    return _busy(request, "Every database connection is busy; retry shortly.")
 
 
 async def _connection_error(request: Request, exc: Exception) -> Response:
