@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from tests.conftest import make_settings
 from tests.support.api import assert_problem, sign_up
-from tests.support.databases import PostgresTemplates, pg_url
+from tests.support.databases import PostgresTemplates, admin_sql, pg_url
 from tidings.app import create_app
 from tidings.core.container import Container
 from tidings.core.db import Database
@@ -52,6 +52,47 @@ async def test_bursts_past_the_pool_reuse_its_connections(
         await postgres_templates.drop_clone(name)
     assert most == POOL  # the pool was full: the rest waited
     assert len(backends) == POOL  # and no burst opened a connection of its own
+
+
+async def test_dead_pooled_connections_are_replaced_at_checkout(
+    postgres_templates: PostgresTemplates,
+) -> None:
+    """Every pooled connection dies between two units of work (as in a restart of the
+    server): the checkout's ping finds out, and the pool opens fresh ones, so no unit of work
+    sees a dead connection. The ping is one statement, not SQLAlchemy's three."""
+    name = await postgres_templates.clone()
+    db = Database(pg_url(name), pool_size=POOL)
+    pings: list[str] = []
+
+    async def unit() -> int:
+        async with db.unit_of_work(write=False) as session:
+            pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            await asyncio.sleep(0.02)  # every unit holds its own connection
+            return int(pid)
+
+    async def checkout(log: bool) -> None:
+        async with db.engine.connect() as connection:  # checked out, nothing executed
+            raw = await connection.get_raw_connection()
+            if log:
+                raw.driver_connection.add_query_logger(lambda record: pings.append(record.query))
+            await asyncio.sleep(0.02)
+
+    try:
+        before = set(await asyncio.gather(*(unit() for _ in range(POOL))))
+        assert len(before) == POOL
+        await asyncio.gather(*(checkout(log=True) for _ in range(POOL)))
+        pings.clear()
+        await asyncio.gather(*(checkout(log=False) for _ in range(POOL)))  # pooled, alive
+        assert pings == ["SELECT 1"] * POOL
+        await admin_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        after = set(await asyncio.gather(*(unit() for _ in range(POOL))))
+    finally:
+        await db.dispose()
+        await postgres_templates.drop_clone(name)
+    assert len(after) == POOL
+    assert not after & before  # all replaced
 
 
 async def test_a_request_that_finds_every_connection_busy_is_a_503(

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, MetaData, event, inspect, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util import await_
 
 from tidings.core.cache import after_commit, after_rollback
 
@@ -96,7 +98,7 @@ def create_engine(
         )
         _install_sqlite_hooks(engine)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         echo=echo,
         pool_size=pool_size,
@@ -110,9 +112,25 @@ def create_engine(
         # on the feed), and generic plans for prepared statements ignore the bound values (a
         # viewer with many follows read them all). Both settings are per connection.
         connect_args={"server_settings": {"jit": "off", "plan_cache_mode": "force_custom_plan"}},
-        pool_pre_ping=True,
         pool_timeout=pool_timeout,  # then sqlalchemy.exc.TimeoutError: a 503 (core.problems)
     )
+    event.listen(engine.sync_engine, "checkout", _ping_on_checkout)
+    return engine
+
+
+def _ping_on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """Pessimistic disconnect handling in one round trip. SQLAlchemy's ``pool_pre_ping`` on
+    asyncpg costs three per checkout (``BEGIN``, ``;``, ``ROLLBACK``, for pgbouncer's
+    transaction mode); a simple-protocol ``SELECT 1`` is one, and prepares nothing, so it is as
+    safe behind pgbouncer. A connection the server closed (a restart) is known without asking.
+    ``DisconnectionError`` makes the pool drop the connection and check out a fresh one."""
+    driver = dbapi_conn.driver_connection
+    if driver.is_closed():
+        raise DisconnectionError("connection closed by the server")
+    try:
+        await_(driver.execute("SELECT 1"))
+    except Exception as exc:  # any failure means: do not use this connection
+        raise DisconnectionError(str(exc)) from exc
 
 
 OUTBOX_CHANNEL = "tidings_outbox"
