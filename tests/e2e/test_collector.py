@@ -19,6 +19,7 @@ from tidings.accounts.models import User
 from tidings.app import create_app
 from tidings.core.collector import YOUNG_THRESHOLD
 from tidings.core.container import Container
+from tidings.posts.cache import CachedPost, CachedProfile
 from tidings.posts.models import Post
 from tidings.settings import Settings
 
@@ -55,7 +56,8 @@ async def test_feed_pages_leave_no_rows_to_the_cyclic_collector(
             response = await client.get("/api/v1/feed", headers=alice.headers)
             assert len(response.json()["data"]) == 5
         gc.collect()
-        rows = [o for o in gc.garbage if isinstance(o, Post | User | InstanceState)]
+        kinds = Post | User | InstanceState | CachedPost | CachedProfile
+        rows = [o for o in gc.garbage if isinstance(o, kinds)]
     finally:
         gc.set_debug(0)
         gc.garbage.clear()

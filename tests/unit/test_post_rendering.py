@@ -15,7 +15,8 @@ import tidings.models  # noqa: F401 (every mapper, for configure_mappers)
 from tidings.accounts.models import User
 from tidings.auth.policy import Principal, Role
 from tidings.core.pagination import Page
-from tidings.posts.cache import _post, _transient
+from tidings.posts.cache import AuthorView, CachedPost, CachedProfile, PostView
+from tidings.posts.models import Post
 from tidings.posts.schemas import PostOut
 from tidings.posts.views import ViewContext, render, render_json
 
@@ -27,10 +28,15 @@ def _mappers() -> None:
     configure_mappers()
 
 
-def _user(uid: int, avatar: str | None = None) -> User:
+def _user(uid: int, avatar: str | None = None, *, cached: bool = True) -> AuthorView:
     values = {"id": uid, "username": f"u{uid}", "display_name": f"U {uid}", "avatar_url": avatar}
-    user: User = _transient(User, {**values, "suspended": False, "role": "user"})
-    return user
+    values |= {"suspended": False, "role": "user"}
+    return CachedProfile(orjson.loads(orjson.dumps(values))) if cached else User(**values)
+
+
+def _post(row: dict[str, Any], *, cached: bool = True) -> PostView:
+    """As the row cache gives it back (through JSON), or as the session's ORM instance."""
+    return CachedPost(orjson.loads(orjson.dumps(row))) if cached else Post(**row)
 
 
 def _row(pid: int, author: int, **more: Any) -> dict[str, Any]:
@@ -57,10 +63,11 @@ def _row(pid: int, author: int, **more: Any) -> dict[str, Any]:
     return row | more
 
 
-def _context(viewer: Principal | None) -> ViewContext:
+def _context(viewer: Principal | None, *, cached: bool = True) -> ViewContext:
     ctx = ViewContext(viewer)
     ctx.authors = {
-        uid: _user(uid, "https://example.com/a.png" if uid == 11 else None) for uid in (10, 11, 12)
+        uid: _user(uid, "https://example.com/a.png" if uid == 11 else None, cached=cached)
+        for uid in (10, 11, 12)
     }
     rows = [
         _row(1, 10),
@@ -82,7 +89,7 @@ def _context(viewer: Principal | None) -> ViewContext:
         _row(5, 10, text="quoting a quote", quote_of_id=4),
         _row(6, 11, text="quoting what is gone", quote_of_id=999),
     ]
-    ctx.posts = {row["id"]: _post(row) for row in rows}
+    ctx.posts = {row["id"]: _post(row, cached=cached) for row in rows}
     if viewer is not None:  # what load_context finds for a signed-in viewer only
         ctx.following = {10, 11, 12}
         ctx.liked, ctx.shared = {1, 4}, {2}
@@ -126,3 +133,16 @@ def test_render_is_the_same_body_as_a_model() -> None:
         model = render(ctx, post)
         assert model is not None
         assert model.model_dump(mode="json") == render_json(ctx, post)
+
+
+@pytest.mark.parametrize("signed_in", [True, False], ids=["viewer", "anonymous"])
+def test_cached_rows_render_as_the_sessions_rows_do(signed_in: bool) -> None:
+    """The row cache's plain objects carry every attribute rendering reads, with the same
+    values once through JSON (times included)."""
+    viewer = Principal(user_id=12, username="u12", role=Role.USER, session_id=1)
+    cached = _context(viewer if signed_in else None, cached=True)
+    orm = _context(viewer if signed_in else None, cached=False)
+    assert all(isinstance(post, CachedPost) for post in cached.posts.values())
+    assert all(isinstance(post, Post) for post in orm.posts.values())
+    for post_id, post in orm.posts.items():
+        assert render_json(cached, cached.posts[post_id]) == render_json(orm, post)

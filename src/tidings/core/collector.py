@@ -6,8 +6,9 @@ about 200,000 long-lived objects after startup (modules, the ORM's mappers, pyda
 FastAPI's models and routes), and the requests in flight keep enough young objects alive to
 trigger a full collection about once a second under load: measured on the full-scale feed,
 each one cost 130-200 ms and the collector took about a fifth of the process's CPU. Request
-code leaves no cyclic garbage of its own (:func:`tidings.posts.cache._transient`, sessions
-emptying their ``info`` on close, :mod:`tidings.core.db`), so collecting rarely loses nothing.
+code leaves no cyclic garbage of its own (cached rows are plain objects,
+:class:`tidings.posts.cache.CachedPost`; sessions empty their ``info`` on close,
+:mod:`tidings.core.db`), so collecting rarely loses nothing.
 
 :func:`tune_collector` therefore collects once, moves everything alive at startup into the
 permanent generation (``gc.freeze``: never scanned again), and raises the thresholds. Called by

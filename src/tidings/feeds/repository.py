@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.accounts.models import User
 from tidings.core import rawsql
 from tidings.graph.models import Follow
-from tidings.posts.cache import PageRow
+from tidings.posts.cache import PageRow, PostView
 from tidings.posts.models import Post
 from tidings.timelines.repository import (
     FOLLOWER_VISIBILITIES,
@@ -77,7 +77,7 @@ class FeedRepository:
 
     async def filter_feed(
         self, viewer_id: int, ids: Sequence[int], filters: TimelineFilters
-    ) -> list[Post]:
+    ) -> list[PostView]:
         """Which of ``ids`` the home feed shows, newest first: the pull query's own conditions
         (follows, mutes, blocks, suspensions, visibility, deleted posts, shares, filters),
         restricted to the candidates (primary-key probes)."""

@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.core.cache import cache_of
 from tidings.feeds.repository import FeedRepository
 from tidings.feeds.store import FeedStore, RedisError, log
-from tidings.posts.cache import page_bodies
-from tidings.posts.models import Post
+from tidings.posts.cache import PostView, page_bodies
 from tidings.timelines.repository import TimelineRepository
 from tidings.timelines.schemas import TimelineFilters
 
@@ -30,7 +29,7 @@ async def feed_rows(
     fetch: int,
     before: int | None,
     filters: TimelineFilters,
-) -> list[Post]:
+) -> list[PostView]:
     """Up to ``fetch`` feed posts below ``before``, newest first (the pull query's answer)."""
     if store.available:
         try:
@@ -63,7 +62,7 @@ async def _filtered(
     viewer_id: int,
     ids: list[int],
     filters: TimelineFilters,
-) -> list[Post]:
+) -> list[PostView]:
     """The candidates the feed shows, newest first; with a row cache, the query returns ids
     and the bodies come from the cache (the warm path reads no post row from the database)."""
     if cache_of(session) is None:
@@ -78,7 +77,7 @@ async def _stored(
     fetch: int,
     before: int | None,
     filters: TimelineFilters,
-) -> list[Post] | None:
+) -> list[PostView] | None:
     """None when the store cannot answer this page (the caller pulls)."""
     complete, celebs = await store.touch(viewer_id)
     if not complete:  # new or inactive user: pull now, and have a timeline next time
@@ -87,7 +86,7 @@ async def _stored(
     repo = FeedRepository(session)
     others = [c for c in celebs if c != viewer_id]
     authors = await repo.followed_among(viewer_id, others) if others else []
-    rows: list[Post] = []
+    rows: list[PostView] = []
     cursor = before
     scan = min(MAX_SCAN, max(fetch, 20))
     for _ in range(MAX_ROUNDS):

@@ -17,7 +17,7 @@ from tidings.accounts.models import User
 from tidings.auth.policy import Permission, Principal
 from tidings.core.schemas import format_timestamp
 from tidings.posts import parsing
-from tidings.posts.cache import posts_by_ids, profiles_by_ids
+from tidings.posts.cache import AuthorView, PostView, posts_by_ids, profiles_by_ids
 from tidings.posts.models import Post
 from tidings.posts.repository import BLOCKED, FOLLOWING, LIKED, SHARED, PostRepository
 from tidings.posts.schemas import PostOut
@@ -26,8 +26,8 @@ from tidings.posts.schemas import PostOut
 @dataclass
 class ViewContext:
     viewer: Principal | None
-    posts: dict[int, Post] = field(default_factory=dict)
-    authors: dict[int, User] = field(default_factory=dict)
+    posts: dict[int, PostView] = field(default_factory=dict)
+    authors: dict[int, AuthorView] = field(default_factory=dict)
     following: set[int] = field(default_factory=set)
     blocked: set[int] = field(default_factory=set)
     liked: set[int] = field(default_factory=set)
@@ -41,7 +41,7 @@ class ViewContext:
     def moderator(self) -> bool:
         return self.viewer is not None and self.viewer.can(Permission.CONTENT_MODERATE)
 
-    def can_see(self, post: Post) -> bool:
+    def can_see(self, post: PostView) -> bool:
         if post.deleted_at is not None:
             return False
         if post.author_id == self.viewer_id or self.moderator:
@@ -77,7 +77,7 @@ def can_see_with(
 
 
 async def load_context(
-    session: AsyncSession, viewer: Principal | None, posts: Sequence[Post]
+    session: AsyncSession, viewer: Principal | None, posts: Sequence[PostView]
 ) -> ViewContext:
     repo = PostRepository(session)
     ctx = ViewContext(viewer=viewer, posts={p.id: p for p in posts})
@@ -96,7 +96,7 @@ async def load_context(
     return ctx
 
 
-def _author(user: User) -> dict[str, Any]:
+def _author(user: AuthorView) -> dict[str, Any]:
     return {
         "id": str(user.id),
         "username": user.username,
@@ -109,7 +109,7 @@ def _media(item: dict[str, Any]) -> dict[str, Any]:
     return {"url": item["url"], "type": item["type"], "alt_text": item.get("alt_text", "")}
 
 
-def render_json(ctx: ViewContext, post: Post, depth: int = 0) -> dict[str, Any] | None:
+def render_json(ctx: ViewContext, post: PostView, depth: int = 0) -> dict[str, Any] | None:
     """The API body of ``post`` for this viewer as JSON-ready values — exactly what
     :class:`PostOut` serialises to (ids as strings, times as ``format_timestamp``) — or None
     when they may not see it. Pages are written from these with orjson: building and
@@ -154,14 +154,14 @@ def render_json(ctx: ViewContext, post: Post, depth: int = 0) -> dict[str, Any] 
     }
 
 
-def render(ctx: ViewContext, post: Post) -> PostOut | None:
+def render(ctx: ViewContext, post: PostView) -> PostOut | None:
     """:func:`render_json` as a response model (single posts)."""
     body = render_json(ctx, post)
     return None if body is None else PostOut.model_validate(body)
 
 
 async def render_page(
-    session: AsyncSession, viewer: Principal | None, posts: Sequence[Post]
+    session: AsyncSession, viewer: Principal | None, posts: Sequence[PostView]
 ) -> list[dict[str, Any]]:
     """The bodies of the posts the viewer may see (:func:`render_json`), in order."""
     ctx = await load_context(session, viewer, posts)

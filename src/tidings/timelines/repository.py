@@ -43,7 +43,7 @@ from tidings.accounts.models import User
 from tidings.core import rawsql
 from tidings.core.cache import cache_of
 from tidings.graph.models import Block, Follow, Mute
-from tidings.posts.cache import page_bodies
+from tidings.posts.cache import PostView, page_bodies
 from tidings.posts.models import Post, PostTag
 from tidings.timelines.schemas import TimelineFilters
 
@@ -412,7 +412,7 @@ class TimelineRepository:
     def _lateral(self) -> bool:
         return self.session.get_bind().dialect.name == "postgresql"
 
-    async def _posts(self, stmt: Select[Post], params: dict[str, object]) -> list[Post]:
+    async def _posts(self, stmt: Select[Post], params: dict[str, object]) -> list[PostView]:
         """The page's posts; with a row cache, the statement returns ids (on the driver, see
         :mod:`tidings.core.rawsql`) and the bodies come from the cache."""
         if cache_of(self.session) is None:
@@ -425,7 +425,7 @@ class TimelineRepository:
 
     async def home_feed(
         self, viewer_id: int, fetch: int, before: int | None, filters: TimelineFilters
-    ) -> list[Post]:
+    ) -> list[PostView]:
         # On PostgreSQL the LATERAL merge; JIT is off for every PostgreSQL connection
         # (core.db.create_engine): the merge's estimated cost grows with the follow count and
         # would otherwise trigger compilation.
@@ -444,7 +444,7 @@ class TimelineRepository:
         viewer_id: int | None,
         visibilities: tuple[str, ...],
         moderator: bool,
-    ) -> list[Post]:
+    ) -> list[PostView]:
         stmt = _cached_user_posts(
             before is not None,
             filters.include_shares,
@@ -463,7 +463,7 @@ class TimelineRepository:
         filters: TimelineFilters,
         *,
         viewer_id: int | None,
-    ) -> list[Post]:
+    ) -> list[PostView]:
         stmt = _cached_tag_posts(
             before is not None, filters.include_shares, filters.has_media, viewer_id is not None
         )

@@ -13,7 +13,7 @@ from tidings.feeds.store import store_of
 from tidings.graph.repository import GraphRepository
 from tidings.graph.service import visible_user_and_relationship
 from tidings.posts import parsing
-from tidings.posts.models import Post
+from tidings.posts.cache import PostView
 from tidings.posts.views import render_page
 from tidings.timelines.repository import (
     ALL_VISIBILITIES,
@@ -33,7 +33,7 @@ def _before(params: PageParams) -> int | None:
 
 
 async def _render(
-    session: AsyncSession, viewer: Principal | None, rows: list[Post], params: PageParams
+    session: AsyncSession, viewer: Principal | None, rows: list[PostView], params: PageParams
 ) -> PostPage:
     page, cursor = paginate(rows, params.limit, lambda post: {"id": post.id})
     return await render_page(session, viewer, page), cursor
