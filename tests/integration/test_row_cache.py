@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.support.rowcache import Loader, check_misses_load_once_then_hit
-from tidings.core.cache import TOMBSTONE, RowCache
+from tidings.core.cache import TOMBSTONE, TTL_JITTER, RowCache
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -28,6 +28,19 @@ async def cache() -> AsyncIterator[RowCache]:
 
 async def test_misses_are_loaded_in_one_call_then_served_from_redis(cache: RowCache) -> None:
     await check_misses_load_once_then_hit(cache)
+
+
+async def test_rows_filled_together_do_not_expire_together(cache: RowCache) -> None:
+    ids = list(range(100))
+    await cache.get_many("post", ids, Loader({i: {"id": i} for i in ids}))
+    async with cache.redis.pipeline(transaction=False) as pipe:
+        for i in ids:
+            pipe.pttl(cache.key("post", i))
+        lifetimes = sorted(await pipe.execute())
+    # within the TTL, no shorter than (1 - TTL_JITTER) of it (less the test's own time)
+    assert lifetimes[0] >= 60_000 * (1 - TTL_JITTER) - 5_000
+    assert lifetimes[-1] <= 60_000
+    assert lifetimes[-1] - lifetimes[0] > 60_000 * TTL_JITTER / 2  # spread, not one instant
 
 
 async def test_a_cold_hot_key_is_loaded_once_by_concurrent_readers(cache: RowCache) -> None:

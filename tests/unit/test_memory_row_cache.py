@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.support.rowcache import Loader, check_misses_load_once_then_hit
-from tidings.core.cache import MemoryRowCache, Row
+from tidings.core.cache import TTL_JITTER, MemoryRowCache, Row
 
 
 class Clock:
@@ -88,12 +88,22 @@ async def test_rows_expire_after_the_ttl() -> None:
     cache = _cache(clock)
     load = Loader({1: {"id": 1}})
     await cache.get_many("post", [1], load)
-    clock.now += 59
+    clock.now += 60 * (1 - TTL_JITTER) - 1  # the shortest a row lives
     await cache.get_many("post", [1], load)
     assert len(load.calls) == 1
-    clock.now += 2
+    clock.now += 60 * TTL_JITTER + 2  # past the TTL
     await cache.get_many("post", [1], load)
     assert len(load.calls) == 2
+
+
+async def test_rows_filled_together_do_not_expire_together() -> None:
+    clock = Clock()
+    cache = _cache(clock)
+    await cache.get_many("post", range(200), Loader({i: {"id": i} for i in range(200)}))
+    lifetimes = sorted(expires - clock.now for expires, _row in cache._entries.values())
+    assert lifetimes[0] >= 60 * (1 - TTL_JITTER)
+    assert lifetimes[-1] <= 60
+    assert lifetimes[-1] - lifetimes[0] > 60 * TTL_JITTER / 2  # spread, not one instant
 
 
 async def test_the_least_recently_used_rows_go_first_beyond_the_bound() -> None:

@@ -22,6 +22,7 @@ misses), which decorator-style caches do not do, and it needs write-side tombsto
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Iterable
@@ -41,6 +42,9 @@ EVICT_KEY = "tidings.row_cache.evict"
 TOMBSTONE = "~"
 WAIT_ROUNDS = 10  # polls for keys another request is loading (50 ms in all)
 WAIT_SECONDS = 0.005
+# A row lives between (1 - TTL_JITTER) x TTL and TTL: rows filled together (a cold start, a
+# burst of new readers) do not all expire together and come back as one wave of misses.
+TTL_JITTER = 0.2
 
 Row = dict[str, Any]
 Loader = Callable[[list[int]], Awaitable[dict[int, Row]]]
@@ -65,6 +69,10 @@ class RowCache:
 
     def key(self, kind: str, row_id: int) -> str:
         return f"{self.prefix}{kind}:{row_id}"
+
+    def lifetime_ms(self) -> int:
+        """A fill's lifetime: the TTL less a random part of up to ``TTL_JITTER`` of it."""
+        return self.ttl_ms - random.randrange(int(self.ttl_ms * TTL_JITTER) + 1)  # noqa: S311
 
     @property
     def available(self) -> bool:
@@ -154,7 +162,7 @@ class RowCache:
             for row_id in mine:
                 key = self.key(kind, row_id)
                 if row_id in loaded:
-                    pipe.set(key, orjson.dumps(loaded[row_id]), nx=True, px=self.ttl_ms)
+                    pipe.set(key, orjson.dumps(loaded[row_id]), nx=True, px=self.lifetime_ms())
                 pipe.delete(f"{key}:lock")
             await pipe.execute()
         return found
@@ -234,7 +242,7 @@ class MemoryRowCache(RowCache):
         return out
 
     def _put(self, key: tuple[str, int], value: bytes) -> None:
-        self._entries[key] = (self._clock() + self.ttl_ms / 1000, value)
+        self._entries[key] = (self._clock() + self.lifetime_ms() / 1000, value)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
