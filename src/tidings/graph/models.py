@@ -40,7 +40,10 @@ class Block(Base):
 
 class Mute(Base):
     __tablename__ = "mutes"
-    __table_args__ = (UniqueConstraint("muter_id", "muted_id", name="uq_mutes_muter_id_muted_id"),)
+    __table_args__ = (
+        UniqueConstraint("muter_id", "muted_id", name="uq_mutes_muter_id_muted_id"),
+        Index("ix_mutes_muted_id", "muted_id"),  # deleting a user cascades here
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, default=new_id, autoincrement=False)
     muter_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

@@ -69,9 +69,12 @@ class Post(Base):
 
 
 class PostTag(Base):
-    """Hashtag index: ``(tag, post_id)`` serves "newest public posts with #tag"."""
+    """Hashtag index: ``(tag, post_id)`` serves "newest public posts with #tag"; the index on
+    ``post_id`` serves an edit's replacement of a post's tags and a post's deletion (the
+    cascade), which otherwise scan the table."""
 
     __tablename__ = "post_tags"
+    __table_args__ = (Index("ix_post_tags_post_id", "post_id"),)
 
     tag: Mapped[str] = mapped_column(String(100), primary_key=True)
     post_id: Mapped[int] = mapped_column(

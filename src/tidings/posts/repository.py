@@ -121,13 +121,16 @@ class PostRepository:
         await self.session.flush()
         return post
 
-    async def set_tags(self, post_id: int, tags: list[str]) -> None:
-        await self.session.execute(delete(PostTag).where(PostTag.post_id == post_id))
+    async def set_tags(self, post_id: int, tags: list[str], *, new: bool = False) -> None:
+        """The post's hashtags become ``tags`` (``new``: a post just created has none to drop)."""
+        if not new:
+            await self.session.execute(delete(PostTag).where(PostTag.post_id == post_id))
         if tags:
             self.session.add_all(PostTag(tag=tag, post_id=post_id) for tag in tags)
 
-    async def set_mentions(self, post_id: int, user_ids: list[int]) -> None:
-        await self.session.execute(delete(PostMention).where(PostMention.post_id == post_id))
+    async def set_mentions(self, post_id: int, user_ids: list[int], *, new: bool = False) -> None:
+        if not new:
+            await self.session.execute(delete(PostMention).where(PostMention.post_id == post_id))
         if user_ids:
             self.session.add_all(PostMention(post_id=post_id, user_id=u) for u in user_ids)
 
