@@ -183,6 +183,37 @@ async def test_warm_page_with_the_row_cache_reads_no_post_or_author_row(
     assert small.redis == 3  # touch + window + one MGET of posts and authors
 
 
+@pytest.mark.parametrize("row_cache", ["redis"])
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_warm_user_timeline_opens_no_transaction(
+    container: Container, counts: Counts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's posts with the row cache warm, on PostgreSQL: four statements on the driver
+    (the user by name, the viewer's relationship with them, the page's ids, the viewer's
+    likes and shares among them) and no
+    transaction (no ``BEGIN``/``COMMIT`` round trips) for a read-only page."""
+    viewer = await _seed(container)
+    begun: list[str] = []
+    driver_execute = asyncpg.Connection.execute
+
+    async def noting_execute(self: asyncpg.Connection, query: str, *args: Any, **kw: Any) -> Any:
+        begun.append(query)
+        return await driver_execute(self, query, *args, **kw)
+
+    monkeypatch.setattr(asyncpg.Connection, "execute", noting_execute)
+    principal = Principal(user_id=viewer, username="u0", role=Role.USER, session_id=0)
+    for _ in range(2):  # the first fills the cache
+        begun.clear()
+        counts.statements.clear()
+        async with container.db.unit_of_work(write=False) as session:
+            posts, _ = await timelines.user_posts(
+                session, principal, "u1", PageParams(limit=20, cursor=None), TimelineFilters()
+            )
+        assert len(posts) == 1
+    assert [q for q in begun if q != "SELECT 1"] == []  # the checkout's ping aside
+    assert len(counts.statements) == 4, counts.statements
+
+
 async def test_fan_out_writes_one_round_trip_per_batch(
     container: Container, counts: Counts
 ) -> None:

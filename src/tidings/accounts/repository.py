@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from functools import cache
+from typing import NamedTuple
+
+from sqlalchemy import Select, String, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
+from tidings.core import rawsql
 from tidings.core.errors import Conflict
+
+
+class UserRef(NamedTuple):
+    """What deciding whether someone may be seen needs of them (a read-only page's lookup)."""
+
+    id: int
+    suspended: bool
+
+
+@cache
+def _ref_by_username() -> Select[int, bool]:
+    key = bindparam("key", type_=String)
+    return select(User.id, User.suspended).where(User.username_key == key)
 
 
 class UserRepository:
@@ -20,6 +37,12 @@ class UserRepository:
     async def by_username(self, username: str) -> User | None:
         stmt = select(User).where(User.username_key == username.lower())
         return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def ref_by_username(self, username: str) -> UserRef | None:
+        """:meth:`by_username`'s id and suspension, on the driver (:mod:`tidings.core.rawsql`):
+        no ORM object, and no transaction opened for a read-only page."""
+        rows = await rawsql.fetch(self.session, _ref_by_username(), {"key": username.lower()})
+        return UserRef(int(rows[0][0]), bool(rows[0][1])) if rows else None
 
     async def by_login(self, login: str) -> User | None:
         """A user by username or email, both case-insensitive."""

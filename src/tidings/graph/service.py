@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
-from tidings.accounts.repository import UserRepository
+from tidings.accounts.repository import UserRef, UserRepository
 from tidings.auth.policy import Principal, Role
 from tidings.core.errors import Conflict, NotFound, ValidationFailed
 from tidings.core.pagination import PageParams, paginate
@@ -17,15 +19,26 @@ from tidings.graph.repository import GraphRepository, Relationship
 async def visible_user(session: AsyncSession, username: str, viewer: Principal | None) -> User:
     """The user named ``username`` as the viewer may see them: suspended accounts and accounts
     that block the viewer answer 404, exactly like accounts that do not exist."""
-    return (await visible_user_and_relationship(session, username, viewer))[0]
+    user = await UserRepository(session).by_username(username)
+    return (await _visible(session, username, viewer, user))[0]
 
 
 async def visible_user_and_relationship(
     session: AsyncSession, username: str, viewer: Principal | None
-) -> tuple[User, Relationship | None]:
-    """:func:`visible_user`, and the viewer's relationship with them when it was needed to
-    decide (a signed-in viewer other than the user, not a moderator)."""
-    user = await UserRepository(session).by_username(username)
+) -> tuple[UserRef, Relationship | None]:
+    """:func:`visible_user`'s decision for a read-only page (the user's id and suspension, read
+    on the driver), and the viewer's relationship with them when it was needed to decide (a
+    signed-in viewer other than the user, not a moderator)."""
+    ref = await UserRepository(session).ref_by_username(username)
+    return await _visible(session, username, viewer, ref)
+
+
+U = TypeVar("U", User, UserRef)
+
+
+async def _visible(
+    session: AsyncSession, username: str, viewer: Principal | None, user: U | None
+) -> tuple[U, Relationship | None]:
     missing = NotFound(f"No user named '{username}'.")
     if user is None:
         raise missing
