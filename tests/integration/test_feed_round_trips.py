@@ -162,6 +162,28 @@ async def test_feed_page_cost_does_not_grow_with_size_or_authors(
     assert small.sql <= 10  # followed merged authors (when any), filter, hydration (≤ 7)
 
 
+async def test_a_page_without_the_row_cache_builds_no_orm_instances(
+    container: Container, counts: Counts
+) -> None:
+    """Without the row cache the page's posts, the posts they refer to and the authors are
+    read on the driver as plain objects: a page only rendered fills no identity map."""
+    viewer = await _seed(container)
+    await _page(container, viewer, 5, counts)
+    loaded: list[object] = []
+
+    def on_load(target: object, _context: object) -> None:
+        loaded.append(target)
+
+    for model in (Post, User):
+        event.listen(model, "load", on_load)
+    try:
+        await _page(container, viewer, AUTHORS, counts)
+    finally:
+        for model in (Post, User):
+            event.remove(model, "load", on_load)
+    assert loaded == []
+
+
 @pytest.mark.parametrize("row_cache", ["redis"])
 async def test_warm_page_with_the_row_cache_reads_no_post_or_author_row(
     container: Container, counts: Counts

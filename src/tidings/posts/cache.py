@@ -146,8 +146,8 @@ async def posts_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, P
         return {}
     repo = PostRepository(session)
     cache = cache_of(session)
-    if cache is None:  # the session's own objects, no round trip through dicts
-        return dict[int, PostView](await repo.by_ids(wanted))
+    if cache is None:  # rows on the driver, as plain objects (no identity map to fill)
+        return {pid: CachedPost(row) for pid, row in (await repo.post_rows(wanted)).items()}
     return await _through_cache(session, cache, POST, wanted, repo.post_rows, CachedPost)
 
 
@@ -157,11 +157,12 @@ async def profiles_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int
         return {}
     repo = PostRepository(session)
     cache = cache_of(session)
-    if cache is None:
-        return dict[int, AuthorView](await repo.users_by_ids(wanted))
 
     async def load(missing: list[int]) -> dict[int, Row]:
         return await repo.profile_rows(missing, PROFILE_COLUMNS)
+
+    if cache is None:
+        return {uid: CachedProfile(row) for uid, row in (await load(list(wanted))).items()}
 
     return await _through_cache(session, cache, PROFILE, wanted, load, CachedProfile)
 

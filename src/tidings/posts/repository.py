@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -64,6 +64,12 @@ def _post_rows() -> Select[Any]:
     return select(*Post.__table__.columns).where(Post.__table__.c.id.in_(ids))
 
 
+@lru_cache(maxsize=256)  # keyed by the statement object, itself built once
+def _whole_rows(stmt: Select[Any]) -> Select[Any]:
+    """``stmt`` (selecting a post entity) returning that entity's columns."""
+    return stmt.with_only_columns(*stmt.selected_columns)
+
+
 @cache
 def _profile_rows(columns: tuple[str, ...]) -> Select[Any]:
     """``columns`` must include ``id``."""
@@ -82,24 +88,18 @@ class PostRepository:
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def by_ids(self, ids: Iterable[int]) -> dict[int, Post]:
-        wanted = list(set(ids))
-        if not wanted:
-            return {}
-        rows = (await self.session.execute(select(Post).where(Post.id.in_(wanted)))).scalars()
-        return {post.id: post for post in rows}
+    async def rows_of(self, stmt: Select[Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The whole post rows a statement selecting post entities returns, as dicts, on the
+        driver (:mod:`tidings.core.rawsql`): no ORM instances for a page only rendered."""
+        columns = _whole_rows(stmt)
+        names = [str(column.key) for column in columns.selected_columns]
+        rows = await rawsql.fetch(self.session, columns, params)
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     async def post_rows(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         """Whole post rows as dicts (what the row cache stores), on the driver."""
         rows = await rawsql.fetch_dicts(self.session, _post_rows(), {"ids": list(set(ids))})
         return {int(row["id"]): row for row in rows}
-
-    async def users_by_ids(self, ids: Iterable[int]) -> dict[int, User]:
-        wanted = list(set(ids))
-        if not wanted:
-            return {}
-        rows = (await self.session.execute(select(User).where(User.id.in_(wanted)))).scalars()
-        return {user.id: user for user in rows}
 
     async def profile_rows(self, ids: Iterable[int], columns: tuple[str, ...]) -> dict[int, Any]:
         """Some columns of some users, as dicts (what the row cache stores), on the driver."""
