@@ -603,7 +603,7 @@ async def test_listing_costs_the_same_queries_whatever_the_page_holds(
     await _like(client, fans[0], posts[0])
     await _wait_for(client, alice, 1)
     few = await queries_for_listing()
-    assert few >= 3, statements  # the principal, the page, its actors
+    assert few >= 2, statements  # the page, its actors (the principal is read on the driver)
     for fan in fans:
         for post_id in posts[1:]:
             await _like(client, fan, post_id)

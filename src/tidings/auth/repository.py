@@ -4,34 +4,54 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import BigInteger, Select, bindparam, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
 from tidings.auth.models import AuthSession, RefreshToken
+from tidings.core import rawsql
 from tidings.core.cache import record_eviction
 from tidings.core.db import utcnow
 
 SESSION = "session"  # the row-cache kind of a sign-in session's state (see auth.service)
 
 
+@cache
+def _sign_in_state(columns: tuple[str, ...]) -> Select[Any]:
+    users, sessions = User.__table__, AuthSession.__table__
+    user_id = bindparam("user_id", type_=BigInteger)
+    session_id = bindparam("session_id", type_=BigInteger)
+    return (
+        select(
+            *(users.c[name] for name in columns),
+            sessions.c.revoked_at.label("session_revoked_at"),
+        )
+        .join_from(users, sessions, sessions.c.user_id == users.c.id)
+        .where(users.c.id == user_id, sessions.c.id == session_id)
+    )
+
+
 class AuthRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def user_and_session(
-        self, user_id: int, session_id: int
-    ) -> tuple[User, AuthSession] | None:
-        stmt = (
-            select(User, AuthSession)
-            .join(AuthSession, AuthSession.user_id == User.id)
-            .where(User.id == user_id, AuthSession.id == session_id)
-        )
-        row = (await self.session.execute(stmt)).first()
-        return (row[0], row[1]) if row else None
+    async def sign_in_state(
+        self, user_id: int, session_id: int, columns: tuple[str, ...]
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """Some columns of the user and their sign-in session's state (the row cache's two
+        rows), in one statement on the driver: no ORM objects, and no transaction opened for
+        a read-only request."""
+        params = {"user_id": user_id, "session_id": session_id}
+        rows = await rawsql.fetch_dicts(self.session, _sign_in_state(columns), params)
+        if not rows:
+            return None
+        row = rows[0]
+        revoked = row.pop("session_revoked_at") is not None
+        return row, {"user_id": user_id, "revoked": revoked}
 
     async def session_rows(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         """What the access-token check needs of some sign-in sessions (the row cache's rows)."""

@@ -68,12 +68,8 @@ async def _sign_in_state(
     repo = AuthRepository(session)
     cache = cache_of(session)
     if cache is None:
-        found = await repo.user_and_session(user_id, session_id)
-        if found is None:
-            return None, None
-        user, auth_session = found
-        profile = {name: getattr(user, name) for name in PROFILE_COLUMNS}
-        return profile, {"user_id": user.id, "revoked": auth_session.revoked_at is not None}
+        found = await repo.sign_in_state(user_id, session_id, PROFILE_COLUMNS)
+        return found if found is not None else (None, None)
 
     async def profiles(ids: list[int]) -> dict[int, Row]:
         return await PostRepository(session).profile_rows(ids, PROFILE_COLUMNS)
