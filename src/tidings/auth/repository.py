@@ -20,6 +20,11 @@ from tidings.core.db import utcnow
 SESSION = "session"  # the row-cache kind of a sign-in session's state (see auth.service)
 
 
+def _session_state(user_id: int, revoked_at: datetime | None) -> dict[str, Any]:
+    """A sign-in session's state as the access-token check reads it (a row-cache row)."""
+    return {"user_id": user_id, "revoked": revoked_at is not None}
+
+
 @cache
 def _sign_in_state(columns: tuple[str, ...]) -> Select[Any]:
     users, sessions = User.__table__, AuthSession.__table__
@@ -50,8 +55,7 @@ class AuthRepository:
         if not rows:
             return None
         row = rows[0]
-        revoked = row.pop("session_revoked_at") is not None
-        return row, {"user_id": user_id, "revoked": revoked}
+        return row, _session_state(user_id, row.pop("session_revoked_at"))
 
     async def session_rows(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         """What the access-token check needs of some sign-in sessions (the row cache's rows)."""
@@ -59,7 +63,7 @@ class AuthRepository:
             AuthSession.id.in_(list(ids))
         )
         return {
-            row.id: {"user_id": row.user_id, "revoked": row.revoked_at is not None}
+            row.id: _session_state(row.user_id, row.revoked_at)
             for row in (await self.session.execute(stmt)).all()
         }
 

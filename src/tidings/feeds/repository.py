@@ -23,9 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.accounts.models import User
 from tidings.core import rawsql
 from tidings.graph.models import Follow
-from tidings.posts.cache import CachedPost, PageRow, PostView
+from tidings.posts.cache import PageRow, PostView, plain_posts
 from tidings.posts.models import Post
-from tidings.posts.repository import PostRepository
 from tidings.timelines.repository import (
     FOLLOWER_VISIBILITIES,
     cached_feed_filter,
@@ -86,7 +85,7 @@ class FeedRepository:
             return []
         stmt = cached_feed_filter(filters.include_shares, filters.has_media)
         params = {"viewer_id": viewer_id, "fetch": len(ids), "candidates": list(ids)}
-        return [CachedPost(row) for row in await PostRepository(self.session).rows_of(stmt, params)]
+        return await plain_posts(self.session, stmt, params)
 
     async def filter_feed_refs(
         self, viewer_id: int, ids: Sequence[int], filters: TimelineFilters

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import event
+from sqlalchemy import Select, event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, UOWTransaction
 
@@ -124,14 +124,17 @@ def _prefetched(session: AsyncSession | Session) -> dict[str, dict[int, Any]]:
 
 
 async def _through_cache(
-    session: AsyncSession,
-    cache: RowCache,
-    kind: str,
-    wanted: set[int],
-    load: Loader,
-    build: Callable[[Row], Any],
+    session: AsyncSession, kind: str, ids: Iterable[int], load: Loader, build: Callable[[Row], Any]
 ) -> dict[int, Any]:
-    """What this unit of work prefetched, the rest from the row cache (built with ``build``)."""
+    """The rows of ``ids`` built with ``build``: what this unit of work prefetched, the rest from
+    the row cache; without one, from ``load`` (the database, on the driver: no ORM instances,
+    no identity map to fill)."""
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    cache = cache_of(session)
+    if cache is None:
+        return {row_id: build(row) for row_id, row in (await load(list(wanted))).items()}
     memo = _prefetched(session)[kind]
     found = {row_id: memo[row_id] for row_id in wanted if row_id in memo}
     if len(found) < len(wanted):
@@ -141,30 +144,24 @@ async def _through_cache(
 
 
 async def posts_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, PostView]:
-    wanted = set(ids)
-    if not wanted:
-        return {}
-    repo = PostRepository(session)
-    cache = cache_of(session)
-    if cache is None:  # rows on the driver, as plain objects (no identity map to fill)
-        return {pid: CachedPost(row) for pid, row in (await repo.post_rows(wanted)).items()}
-    return await _through_cache(session, cache, POST, wanted, repo.post_rows, CachedPost)
+    return await _through_cache(session, POST, ids, PostRepository(session).post_rows, CachedPost)
 
 
 async def profiles_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, AuthorView]:
-    wanted = set(ids)
-    if not wanted:
-        return {}
     repo = PostRepository(session)
-    cache = cache_of(session)
 
     async def load(missing: list[int]) -> dict[int, Row]:
         return await repo.profile_rows(missing, PROFILE_COLUMNS)
 
-    if cache is None:
-        return {uid: CachedProfile(row) for uid, row in (await load(list(wanted))).items()}
+    return await _through_cache(session, PROFILE, ids, load, CachedProfile)
 
-    return await _through_cache(session, cache, PROFILE, wanted, load, CachedProfile)
+
+async def plain_posts(
+    session: AsyncSession, stmt: Select[Any], params: dict[str, Any]
+) -> list[PostView]:
+    """The posts a statement selecting post entities returns, whole rows on the driver as
+    :class:`CachedPost` (the pages served without a row cache)."""
+    return [CachedPost(row) for row in await PostRepository(session).rows_of(stmt, params)]
 
 
 def _record_changes(session: Session, _flush: UOWTransaction) -> None:

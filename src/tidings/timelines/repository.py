@@ -43,9 +43,8 @@ from tidings.accounts.models import User
 from tidings.core import rawsql
 from tidings.core.cache import cache_of
 from tidings.graph.models import Block, Follow, Mute
-from tidings.posts.cache import CachedPost, PostView, page_bodies
+from tidings.posts.cache import PostView, page_bodies, plain_posts
 from tidings.posts.models import Post, PostTag
-from tidings.posts.repository import PostRepository
 from tidings.timelines.schemas import TimelineFilters
 
 ALL_VISIBILITIES = ("public", "followers", "private")
@@ -417,8 +416,7 @@ class TimelineRepository:
         """The page's posts; with a row cache, the statement returns ids (on the driver, see
         :mod:`tidings.core.rawsql`) and the bodies come from the cache."""
         if cache_of(self.session) is None:
-            bodies = await PostRepository(self.session).rows_of(stmt, params)
-            return [CachedPost(row) for row in bodies]
+            return await plain_posts(self.session, stmt, params)
         rows = await rawsql.fetch(self.session, _refs_only(stmt), params)
         return await page_bodies(
             self.session,
