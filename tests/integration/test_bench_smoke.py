@@ -34,7 +34,11 @@ async def bench_settings(
     name = await postgres_templates.clone()
     prefix = f"test:bench:{secrets.token_hex(6)}:"
     settings = make_settings(
-        tmp_path / "data", pg_url(name), feed_store="redis", feed_key_prefix=prefix
+        tmp_path / "data",
+        pg_url(name),
+        feed_store="redis",
+        feed_key_prefix=prefix,
+        row_cache="redis",  # as the full runs: the feed's bodies from the row cache
     )
     try:
         yield settings
@@ -77,9 +81,19 @@ async def test_seed_small_then_a_short_run_has_no_errors(
         workers=1,
         warmup=0.0,
         sqlite=copy,
+        seed=4242,
     )
     report = await run_benchmark(bench_settings, config)
     assert report["errors"] == 0, report["error_samples"]
+    assert report["seed"] == 4242
+    redis = Redis.from_url(bench_settings.redis_url)
+    try:  # the run's row cache lived under keys of its own (it started cold)
+        run_prefix = f"{bench_settings.cache_key_prefix}bench4242:"
+        own = [key async for key in redis.scan_iter(match=f"{run_prefix}*", count=1000)]
+        assert own, "no row cache entries under the run's prefix"
+        await redis.delete(*own)
+    finally:
+        await redis.aclose()
     rows = report["levels"]["4"]["rows"]
     measured = {"json", "pk", "feed", "timeline", "feed (redis)", "feed (pull)"}
     measured |= {"timeline (alone)", "like (alone)", "follow (alone)"}

@@ -155,6 +155,14 @@ def run(
             "embedded default on it (one process; feed and timeline alone)."
         ),
     ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=10**6,
+            help="Seed of the request sequence (reported); default: a new one per run.",
+        ),
+    ] = None,
 ) -> None:
     """Drive the API on loopback (mix and single endpoints) beside its baselines, pgbench,
     fan-out and time-to-visible; writes the results and checks the issue's targets."""
@@ -175,6 +183,7 @@ def run(
         wrk_threads=wrk_threads,
         pgbench=pgbench,
         worker=worker,
+        seed=seed,
     )
     try:
         report = asyncio.run(run_benchmark(settings, config))

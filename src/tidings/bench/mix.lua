@@ -1,13 +1,14 @@
 -- Tidings benchmark workloads for wrk (src/tidings/bench/wrk.py runs it; see bench/README.md).
 --
---   wrk -t1 -c64 -d30s -s mix.lua http://127.0.0.1:PORT/ -- DATA_FILE MODE
+--   wrk -t1 -c64 -d30s -s mix.lua http://127.0.0.1:PORT/ -- DATA_FILE MODE [SEED]
 --
 -- DATA_FILE (written by tidings.bench.workload.Workload.write), one record per line:
 --   U <users> <prefix>    targets <prefix>1 .. <prefix><users> (timelines, follows)
 --   T <token> <username>  an access token of a seeded sign-in session
 --   P <post id>           a recent public post (like targets)
 -- MODE: mix (60 % home feed, 30 % a user's timeline, 7 % compose, 2 % like, 1 % follow), one
--- endpoint alone (feed, timeline, compose, like, follow), or a baseline path (json, pk).
+-- endpoint alone (feed, timeline, compose, like, follow), or a baseline path (json, pk). SEED
+-- (default 1) with the thread number seeds the PRNG: the same seed, the same request sequence.
 --
 -- wrk's own latency statistics are aggregate. Per endpoint, every request carries
 -- X-Request-ID: <thread>.<seq> (the API and the baseline echo it); request() notes the label and
@@ -80,7 +81,7 @@ local users, prefix, seq = 0, "bu", 0
 local pending, started = {}, {}
 
 function init(args)
-  local path, mode = args[1], args[2]
+  local path, mode, seed = args[1], args[2], tonumber(args[3] or "1")
   for line in io.lines(path) do
     local kind, a, b = string.match(line, "^(%u) (%S+) ?(%S*)$")
     if kind == "U" then
@@ -108,7 +109,7 @@ function init(args)
     _G["inflight_" .. label] = 0 -- sent, no response yet (numbers only: thread:get copies them)
   end
   unmatched = 0
-  math.randomseed(tid or 1)
+  math.randomseed(seed * 1000 + (tid or 1)) -- the run's seed: a sequence of its own per run
 end
 
 function request()

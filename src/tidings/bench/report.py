@@ -289,7 +289,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"workers; event consumers {report.get('consumers', 'in the API processes')}; "
         f"concurrency {', '.join(str(c) for c in report['concurrency'])}; mix "
         f"{report['duration_s']} s, baselines and single endpoints {report['baseline_duration_s']}"
-        f" s each. Generator: {gen['name']} ({gen['detail']}).",
+        f" s each. Generator: {gen['name']} ({gen['detail']}); request sequence seed "
+        f"{report.get('seed', 'not recorded')}, row cache keys of this run only (it starts "
+        "cold).",
         "",
         *(
             [

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import random
 import re
 import shutil
 import socket
@@ -75,6 +76,9 @@ class RunConfig:
     # a SQLite copy of the seed (`tidings bench to-sqlite`): the embedded default, as `make run`
     # starts it (one process, pull feed, in-memory row cache), serves the feed and timelines
     sqlite: Path | None = None
+    # the request sequence: each generator run draws from seed + its ordinal (so no two phases
+    # ask for the same clients in the same order); None draws a seed for this run
+    seed: int | None = None
 
 
 def free_port() -> int:
@@ -90,15 +94,26 @@ def asyncpg_dsn(url: str) -> str:
 # --- generators ---------------------------------------------------------------------------------
 
 
-def _python_process(mode: str, port: int, concurrency: int, duration: float, w: Workload) -> Tally:
+def _python_process(
+    mode: str, port: int, concurrency: int, duration: float, w: Workload, seed: int
+) -> Tally:
     """Runs in the load-generator process."""
     return asyncio.run(
-        drive("127.0.0.1", port, requests_for(mode, w), concurrency=concurrency, duration=duration)
+        drive(
+            "127.0.0.1",
+            port,
+            requests_for(mode, w),
+            concurrency=concurrency,
+            duration=duration,
+            seed=seed,
+        )
     )
 
 
 class Generator:
-    def __init__(self, config: RunConfig, workload: Workload, directory: Path) -> None:
+    def __init__(
+        self, config: RunConfig, workload: Workload, directory: Path, seed: int = 1
+    ) -> None:
         wanted = config.generator
         self.wrk = wrk_path() if wanted in ("auto", "wrk") else None
         if wanted == "wrk" and self.wrk is None:
@@ -109,6 +124,8 @@ class Generator:
         self.data = directory / "workload.txt"
         workload.write(self.data)
         self.pool = ProcessPoolExecutor(max_workers=1) if self.wrk is None else None
+        self.seed = seed
+        self.runs = 0  # each run draws its requests from seed + its ordinal
 
     def detail(self, levels: tuple[int, ...]) -> str:
         if self.wrk:
@@ -120,6 +137,8 @@ class Generator:
         return f"Python asyncio closed loop in one process, Python {platform.python_version()}"
 
     async def run(self, port: int, mode: str, concurrency: int, duration: float) -> Tally:
+        self.runs += 1
+        seed = self.seed + self.runs
         if self.wrk:
             return await drive_wrk(
                 self.wrk,
@@ -129,11 +148,12 @@ class Generator:
                 concurrency=concurrency,
                 duration=duration,
                 threads=self.threads,
+                seed=seed,
             )
         assert self.pool is not None
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self.pool, _python_process, mode, port, concurrency, duration, self.workload
+            self.pool, _python_process, mode, port, concurrency, duration, self.workload, seed
         )
 
     def close(self) -> None:
@@ -282,6 +302,7 @@ async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]
     if not workload.clients:
         raise RuntimeError("no seeded sign-in sessions: run `tidings bench seed` first")
     store = settings.feed_store
+    seed = config.seed if config.seed is not None else random.SystemRandom().randrange(1, 10**6)
     env = {
         **os.environ,
         "TIDINGS_RATE_LIMIT_ENABLED": "false",  # the benchmark measures the API, not the limiter
@@ -291,6 +312,9 @@ async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]
         "TIDINGS_FEED_STORE": store,
         "TIDINGS_ROW_CACHE": settings.row_cache,
         "TIDINGS_FEED_KEY_PREFIX": settings.feed_key_prefix,
+        # a row cache of its own: every run starts cold, whatever earlier runs (or servers
+        # started by hand) left in Redis
+        "TIDINGS_CACHE_KEY_PREFIX": f"{settings.cache_key_prefix}bench{seed}:",
         "TIDINGS_REDIS_URL": settings.redis_url,
         "TIDINGS_BENCH_DSN": asyncpg_dsn(settings.effective_database_url),
     }
@@ -301,7 +325,7 @@ async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]
     servers: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="tidings-bench-") as tmp:
         directory = Path(tmp)
-        generator = Generator(config, workload, directory)
+        generator = Generator(config, workload, directory, seed)
         try:
             api = _api(env, config.workers, directory, "api")
             servers.append(api)
@@ -394,6 +418,7 @@ async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]
     fanout = await fanout_throughput(settings)
     results.lap("fan-out")
     report = _report(settings, config, workload, results)
+    report["seed"] = seed
     report |= {"pgbench": pgbench, "fanout": fanout, "visibility": visibility}
     report["server_errors"] = server_errors
     report["generator"] = {"name": name, "detail": detail, "note": _generator_note(name, report)}

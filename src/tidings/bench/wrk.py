@@ -91,6 +91,7 @@ async def drive_wrk(
     concurrency: int,
     duration: float,
     threads: int = 1,
+    seed: int = 1,
 ) -> Tally:
     """One wrk run (bounded: ``-d`` seconds, killed after ``-d`` + 120 s)."""
     seconds = max(1, math.ceil(duration))
@@ -112,6 +113,7 @@ async def drive_wrk(
             "--",
             str(data_file),
             mode,
+            str(seed),
         ]
         env = {**os.environ, "TIDINGS_WRK_OUT": str(out)}
         done = await asyncio.to_thread(
