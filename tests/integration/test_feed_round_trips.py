@@ -206,6 +206,34 @@ async def test_warm_page_with_the_row_cache_reads_no_post_or_author_row(
 
 
 @pytest.mark.parametrize("row_cache", ["redis"])
+async def test_cold_page_costs_one_more_redis_round_trip_than_a_warm_one(
+    container: Container, counts: Counts
+) -> None:
+    """With the row cache cold, the bodies cost two Redis round trips whatever the page: one
+    script reads every key and takes the lock of each miss, one pipeline fills them (posts and
+    authors together); the misses are loaded with one statement per kind."""
+    viewer = await _seed(container)
+    await _page(container, viewer, AUTHORS, counts)  # the scripts are loaded on Redis
+    prefix = container.settings.cache_key_prefix
+
+    async def cold_page(limit: int) -> Counts:
+        redis = Redis.from_url(container.settings.redis_url)
+        try:
+            keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]
+            await redis.delete(*keys)
+        finally:
+            await redis.aclose()
+        return await _page(container, viewer, limit, counts)
+
+    small = await cold_page(5)
+    large = await cold_page(AUTHORS)
+    assert large == small, f"5 posts: {small}; {AUTHORS} posts: {large}"
+    assert small.redis == 4  # touch + window + read-or-lock + fill
+    queries = [q for q in small.statements if not q.startswith("BEGIN")]  # SQLite's BEGIN
+    assert len(queries) == 4, queries  # the filter, the posts, the authors, the relations
+
+
+@pytest.mark.parametrize("row_cache", ["redis"])
 @pytest.mark.parametrize("backend", ["postgres"])
 async def test_warm_user_timeline_opens_no_transaction(
     container: Container, counts: Counts, monkeypatch: pytest.MonkeyPatch

@@ -25,6 +25,12 @@ def _session_state(user_id: int, revoked_at: datetime | None) -> dict[str, Any]:
     return {"user_id": user_id, "revoked": revoked_at is not None}
 
 
+# the row cache's misses, on the driver (tidings.core.rawsql): each new session's first request
+_SESSION_ROWS = select(AuthSession.id, AuthSession.user_id, AuthSession.revoked_at).where(
+    AuthSession.id.in_(bindparam("ids", expanding=True))
+)
+
+
 @cache
 def _sign_in_state(columns: tuple[str, ...]) -> Select[Any]:
     users, sessions = User.__table__, AuthSession.__table__
@@ -59,13 +65,8 @@ class AuthRepository:
 
     async def session_rows(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         """What the access-token check needs of some sign-in sessions (the row cache's rows)."""
-        stmt = select(AuthSession.id, AuthSession.user_id, AuthSession.revoked_at).where(
-            AuthSession.id.in_(list(ids))
-        )
-        return {
-            row.id: _session_state(row.user_id, row.revoked_at)
-            for row in (await self.session.execute(stmt)).all()
-        }
+        rows = await rawsql.fetch(self.session, _SESSION_ROWS, {"ids": list(ids)})
+        return {row[0]: _session_state(row[1], row[2]) for row in rows}
 
     async def token_by_hash(self, token_hash: str) -> tuple[RefreshToken, AuthSession] | None:
         stmt = (
