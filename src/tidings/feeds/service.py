@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.core.cache import cache_of
 from tidings.feeds.repository import FeedRepository
-from tidings.feeds.store import FeedStore, RedisError, log
+from tidings.feeds.store import INCOMPLETE, FeedStore, RedisError, log
 from tidings.posts.cache import PostView, page_bodies
 from tidings.timelines.repository import TimelineRepository
 from tidings.timelines.schemas import TimelineFilters
@@ -79,18 +79,17 @@ async def _stored(
     filters: TimelineFilters,
 ) -> list[PostView] | None:
     """None when the store cannot answer this page (the caller pulls)."""
-    complete, celebs = await store.touch(viewer_id)
-    if not complete:  # new or inactive user: pull now, and have a timeline next time
-        await rebuild_timeline(store, session, viewer_id)
-        return None
     repo = FeedRepository(session)
-    others = [c for c in celebs if c != viewer_id]
+    others = [c for c in await store.celebs() if c != viewer_id]
     authors = await repo.followed_among(viewer_id, others) if others else []
     rows: list[PostView] = []
     cursor = before
     scan = min(MAX_SCAN, max(fetch, 20))
-    for _ in range(MAX_ROUNDS):
-        window = await store.window(viewer_id, authors, cursor, scan)
+    for round_ in range(MAX_ROUNDS):
+        window = await store.window(viewer_id, authors, cursor, scan, touch=round_ == 0)
+        if window is INCOMPLETE:  # new or inactive user: pull now, and have a timeline next
+            await rebuild_timeline(store, session, viewer_id)
+            return None
         if window is None:  # an author list is missing (or the timeline just expired)
             await build_author_lists(store, session, authors)
             window = await store.window(viewer_id, authors, cursor, scan)

@@ -21,6 +21,7 @@ nothing, and their next read rebuilds the timeline from the database.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -76,6 +77,30 @@ return written
 """
 
 
+# A page's first look at the store, in one round trip: renew the timeline's TTL (ARGV[1] s),
+# then, when it is complete, per list in KEYS (the timeline, then the merged author lists):
+# {complete, up to ARGV[3] ids below ARGV[2] newest first, its lowest id}. Returns {} when
+# the timeline is missing or still being built. Where a pipeline of three commands per list
+# made redis-py parse each reply, this is one command and one reply.
+_WINDOW = """
+if ARGV[4] == '1' then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  if not redis.call('ZSCORE', KEYS[1], '~') then
+    return {}
+  end
+end
+local out = {}
+for i, key in ipairs(KEYS) do
+  local complete = redis.call('ZSCORE', key, '~') and 1 or 0
+  local ids = redis.call('ZREVRANGEBYLEX', key, ARGV[2], '[0', 'LIMIT', 0, tonumber(ARGV[3]))
+  local low = redis.call('ZRANGEBYLEX', key, '[0', '(~', 'LIMIT', 0, 1)
+  out[i] = {complete, ids, low}
+end
+return out
+"""
+CELEBS_SECONDS = 1.0  # how long a process trusts its copy of the set of merged authors
+
+
 def member(post_id: int) -> str:
     return f"{post_id:019d}"
 
@@ -106,6 +131,9 @@ class Window:
     complete: bool
 
 
+INCOMPLETE = Window(ids=[], floor=-1, complete=False)  # the timeline must be (re)built first
+
+
 class FeedStore:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
@@ -115,6 +143,8 @@ class FeedStore:
         self.threshold = settings.fanout_threshold
         self.batch = settings.fanout_batch
         self._add = redis.register_script(_ADD)
+        self._window = redis.register_script(_WINDOW)
+        self._celebs: tuple[float, list[int]] | None = None  # (read at, ids)
         # after a Redis error, reads skip Redis (pull only) for a few seconds
         self.outage = Outage("feed_store_unavailable")
 
@@ -161,6 +191,7 @@ class FeedStore:
             )
             pipe.sadd(self.celebs_key, str(author_id))
             await pipe.execute()
+        self._celebs = None
 
     async def author_list_exists(self, author_id: int) -> bool:
         return bool(await self.redis.zscore(self.author_key(author_id), COMPLETE) is not None)
@@ -170,6 +201,7 @@ class FeedStore:
         anything fan-out wrote meanwhile) and mark it complete."""
         await self._store(self.author_key(author_id), post_ids, ttl=None)
         await self.redis.sadd(self.celebs_key, str(author_id))
+        self._celebs = None
 
     async def begin_timeline(self, user_id: int) -> None:
         """Make the timeline exist (without the complete mark) before reading the database,
@@ -206,36 +238,38 @@ class FeedStore:
 
     # --- reads -----------------------------------------------------------------------------
 
-    async def touch(self, user_id: int) -> tuple[bool, list[int]]:
-        """One round trip: is the viewer's timeline complete (renewing its TTL), and which
-        authors are merged at read time."""
-        key = self.timeline_key(user_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zscore(key, COMPLETE)
-            pipe.expire(key, self.ttl)
-            pipe.smembers(self.celebs_key)
-            complete, _, celebs = await pipe.execute()
-        return complete is not None, sorted(int(c) for c in celebs)
+    async def celebs(self) -> list[int]:
+        """The authors merged at read time: this process reads the set at most once every
+        :data:`CELEBS_SECONDS` (a new one is seen that much later at worst, as fan-out is)."""
+        now = time.monotonic()
+        if self._celebs is None or now - self._celebs[0] > CELEBS_SECONDS:
+            members = await self.redis.smembers(self.celebs_key)
+            self._celebs = (now, sorted(int(c) for c in members))
+        return self._celebs[1]
 
     async def window(
-        self, user_id: int, authors: Sequence[int], before: int | None, count: int
+        self,
+        user_id: int,
+        authors: Sequence[int],
+        before: int | None,
+        count: int,
+        *,
+        touch: bool = False,
     ) -> Window | None:
         """Up to ``count`` candidate ids below ``before`` from the timeline and each author
-        list (one round trip). None when a list is missing or not complete."""
+        list (one round trip). None when a list is missing or not complete. ``touch``: the
+        page's first look, which also renews the timeline's TTL, and returns
+        :data:`INCOMPLETE` when the timeline is missing or still being built."""
         keys = [self.timeline_key(user_id), *(self.author_key(a) for a in authors)]
         top = f"({member(before)}" if before is not None else HIGHEST
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.zscore(key, COMPLETE)
-                pipe.zrevrangebylex(key, top, LOWEST, start=0, num=count)
-                pipe.zrangebylex(key, LOWEST, HIGHEST, start=0, num=1)
-            replies = await pipe.execute()
+        replies = await self._window(keys=keys, args=[self.ttl, top, count, "1" if touch else "0"])
+        if not replies:
+            return INCOMPLETE
         floor = 0
         merged: set[int] = set()
         exhausted = True
-        for i in range(len(keys)):
-            complete, ids, low = replies[3 * i : 3 * i + 3]
-            if complete is None:
+        for complete, ids, low in replies:
+            if not complete:
                 return None
             if low:
                 floor = max(floor, int(low[0]))
