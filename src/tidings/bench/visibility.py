@@ -7,8 +7,9 @@ Authors: the most-followed account, and the benchmark client whose follower coun
 10,000 among those still fanned out (``TIDINGS_FANOUT_THRESHOLD``): at small scale nobody has
 10,000 followers, and the report names the count actually used. Each is measured
 :data:`TRIALS` times; the follower reads their feed once first (their timeline exists, as an
-active user's does). The relay is left to catch up (at most :data:`DRAIN` seconds) first, so
-the figure is for a quiet system rather than the backlog of the load phases.
+active user's does). The relay and the consumers are left to catch up (at most :data:`DRAIN`
+seconds) first, so the figure is for a quiet system rather than the backlog of the load
+phases.
 """
 
 from __future__ import annotations
@@ -28,18 +29,28 @@ DRAIN = 30.0
 NEAR = 10_000
 
 
+QUIET = 3  # polls in a row without a new applied event: the consumers are idle
+
+
 async def _drain(conn: asyncpg.Connection) -> int:
-    """Wait until the relay has picked up every event of the load phases, then a second for
-    the consumers; returns how many were waiting at the start. (A relayed row keeps
-    ``published_at`` empty until the relay looks again after the redelivery timeout, so only
-    never-relayed rows, ``attempts = 0``, say the relay is behind.)"""
-    query = "SELECT count(*) FROM outbox WHERE published_at IS NULL AND attempts = 0"
-    pending = first = int(await conn.fetchval(query))
+    """Wait until the relay has picked up every event of the load phases and the consumers
+    have applied them (no new ``processed_events`` row for :data:`QUIET` polls in a row), at
+    most :data:`DRAIN` seconds; returns how many events were waiting for the relay at the
+    start. (A relayed row keeps ``published_at`` empty until the relay looks again after the
+    redelivery timeout, so only never-relayed rows, ``attempts = 0``, say the relay is behind;
+    the consumers' queue is only seen through what they apply.)"""
+    waiting = "SELECT count(*) FROM outbox WHERE published_at IS NULL AND attempts = 0"
+    applied = "SELECT count(*) FROM processed_events WHERE processed_at >= $1"
+    since = await conn.fetchval("SELECT now()")
+    first = int(await conn.fetchval(waiting))
+    last, quiet = -1, 0
     deadline = time.monotonic() + DRAIN
-    while pending and time.monotonic() < deadline:
+    while quiet < QUIET and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-        pending = int(await conn.fetchval(query))
-    await asyncio.sleep(1.0)
+        done = int(await conn.fetchval(applied, since))
+        idle = done == last and not int(await conn.fetchval(waiting))
+        quiet = quiet + 1 if idle else 0
+        last = done
     return first
 
 
