@@ -134,19 +134,22 @@ class PostRepository:
         if user_ids:
             self.session.add_all(PostMention(post_id=post_id, user_id=u) for u in user_ids)
 
-    async def bump(self, post_id: int, **deltas: int) -> None:
-        """Atomic counter changes, e.g. ``bump(id, like_count=+1)`` (the cached row is evicted
-        at commit)."""
+    async def bump(self, post_id: int, **deltas: int) -> dict[str, int]:
+        """Atomic counter changes, e.g. ``bump(id, like_count=+1)``; returns the counters'
+        new values (the cached row is evicted at commit)."""
         record_eviction(self.session.info, "post", [post_id])
         values: dict[str, Any] = {
             name: getattr(Post, name) + delta for name, delta in deltas.items()
         }
-        await self.session.execute(
+        result = await self.session.execute(
             update(Post)
             .where(Post.id == post_id)
             .values(**values)
+            .returning(*(getattr(Post, name) for name in deltas))
             .execution_options(synchronize_session=False)
         )
+        row = result.first()
+        return dict(zip(deltas, row, strict=True)) if row is not None else {}
 
     async def bump_user(self, user_id: int, **deltas: int) -> None:
         values: dict[str, Any] = {
@@ -159,13 +162,14 @@ class PostRepository:
             .execution_options(synchronize_session=False)
         )
 
-    async def add_like(self, post_id: int, user_id: int) -> bool:
+    async def add_like(self, post_id: int, user_id: int) -> int | None:
+        """The post's like count with this like, or None when the user already liked it."""
         added = await insert_ignore(
             self.session, Like, {"post_id": post_id, "user_id": user_id}, ["post_id", "user_id"]
         )
-        if added:
-            await self.bump(post_id, like_count=+1)
-        return added
+        if not added:
+            return None
+        return (await self.bump(post_id, like_count=+1)).get("like_count")
 
     async def remove_like(self, post_id: int, user_id: int) -> bool:
         result = await self.session.execute(

@@ -202,16 +202,14 @@ async def delete_post(session: AsyncSession, viewer: Principal, post_id: int) ->
 
 async def like(session: AsyncSession, viewer: Principal, post_id: int) -> LikeStateOut:
     post, _ = await _subject(session, viewer, post_id)
-    repo = PostRepository(session)
-    if await repo.add_like(post.id, viewer.user_id):
-        record(
-            session,
-            domain.PostLiked(
-                post_id=post.id, user_id=viewer.user_id, post_author_id=post.author_id
-            ),
-        )
-    await session.refresh(post, ["like_count"])
-    return LikeStateOut(liked=True, likes=post.like_count)
+    likes = await PostRepository(session).add_like(post.id, viewer.user_id)
+    if likes is None:  # liked before: the count as this transaction read the post
+        return LikeStateOut(liked=True, likes=post.like_count)
+    record(
+        session,
+        domain.PostLiked(post_id=post.id, user_id=viewer.user_id, post_author_id=post.author_id),
+    )
+    return LikeStateOut(liked=True, likes=likes)
 
 
 async def unlike(session: AsyncSession, viewer: Principal, post_id: int) -> None:
