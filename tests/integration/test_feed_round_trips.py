@@ -27,9 +27,9 @@ from tidings.auth.policy import Principal, Role
 from tidings.core.container import Container
 from tidings.core.ids import new_id
 from tidings.core.pagination import PageParams
+from tidings.feeds import store as feed_store
 from tidings.feeds.fanout import fan_out
 from tidings.feeds.service import rebuild_timeline
-from tidings.feeds import store as feed_store
 from tidings.feeds.store import store_of
 from tidings.graph.models import Follow
 from tidings.posts.models import Post
@@ -323,3 +323,4 @@ async def test_fan_out_in_batches_reaches_every_existing_timeline(
         assert window is not None
         assert post in window.ids, uid
     assert not await store.redis.exists(store.timeline_key(followers[-1]))
+
