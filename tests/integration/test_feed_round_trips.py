@@ -323,4 +323,3 @@ async def test_fan_out_in_batches_reaches_every_existing_timeline(
         assert window is not None
         assert post in window.ids, uid
     assert not await store.redis.exists(store.timeline_key(followers[-1]))
-
