@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from tests.conftest import make_settings
 from tests.support.databases import PostgresTemplates, pg_url
 from tidings.bench.cli import build_timelines
+from tidings.bench.report import markdown as report_markdown
 from tidings.bench.report import write_results
 from tidings.bench.run import RunConfig, asyncpg_dsn, run_benchmark
 from tidings.bench.seed import SCALES, seed_database
@@ -86,6 +87,10 @@ async def test_seed_small_then_a_short_run_has_no_errors(
     report = await run_benchmark(bench_settings, config)
     assert report["errors"] == 0, report["error_samples"]
     assert report["seed"] == 4242
+    assert report["outbox_backlog_at_start"] == 0  # the seed leaves no event to relay
+    assert "Warning: the outbox held" not in report_markdown(report)
+    busy = report_markdown({**report, "outbox_backlog_at_start": 51_916})
+    assert "Warning: the outbox held 51,916 events no relay had picked up" in busy
     redis = Redis.from_url(bench_settings.redis_url)
     try:  # the run's row cache lived under keys of its own (it started cold)
         run_prefix = f"{bench_settings.cache_key_prefix}bench4242:"

@@ -303,6 +303,19 @@ def markdown(report: dict[str, Any]) -> str:
             if report.get("embedded")
             else []
         ),
+        *(
+            [
+                f"**Warning: the outbox held {report['outbox_backlog_at_start']:,} events no "
+                "relay had picked up when this run started** (left by servers run without a "
+                "relay or worker). The relay and the consumers worked through them during the "
+                "run, on the same CPUs: every figure below is lower than on a quiet system, and "
+                "the time to visible may be the backlog's. Let `tidings worker` apply them "
+                "first.",
+                "",
+            ]
+            if report.get("outbox_backlog_at_start")
+            else []
+        ),
         "## Targets (issue 5)",
         "",
         "| target | measured | from | result |",

@@ -238,6 +238,17 @@ def _server_errors(servers: list[Server], limit: int = 12) -> list[str]:
 # --- data ---------------------------------------------------------------------------------------
 
 
+async def outbox_backlog(settings: Settings) -> int:
+    """Events no relay has picked up yet (``attempts = 0``): a run that starts with many
+    shares the CPUs with the work of applying them."""
+    conn = await asyncpg.connect(asyncpg_dsn(settings.effective_database_url), timeout=10)
+    try:
+        query = "SELECT count(*) FROM outbox WHERE published_at IS NULL AND attempts = 0"
+        return int(await conn.fetchval(query))
+    finally:
+        await conn.close()
+
+
 async def load_workload(settings: Settings) -> tuple[Workload, dict[int, str]]:
     """The workload, and user id -> token of the clients."""
     conn = await asyncpg.connect(asyncpg_dsn(settings.effective_database_url), timeout=10)
@@ -299,6 +310,7 @@ class _Results:
 
 async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]:
     workload, tokens = await load_workload(settings)
+    backlog = await outbox_backlog(settings)
     if not workload.clients:
         raise RuntimeError("no seeded sign-in sessions: run `tidings bench seed` first")
     store = settings.feed_store
@@ -419,6 +431,7 @@ async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]
     results.lap("fan-out")
     report = _report(settings, config, workload, results)
     report["seed"] = seed
+    report["outbox_backlog_at_start"] = backlog
     report |= {"pgbench": pgbench, "fanout": fanout, "visibility": visibility}
     report["server_errors"] = server_errors
     report["generator"] = {"name": name, "detail": detail, "note": _generator_note(name, report)}
