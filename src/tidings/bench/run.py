@@ -238,13 +238,18 @@ def _server_errors(servers: list[Server], limit: int = 12) -> list[str]:
 # --- data ---------------------------------------------------------------------------------------
 
 
-async def outbox_backlog(settings: Settings) -> int:
-    """Events no relay has picked up yet (``attempts = 0``): a run that starts with many
-    shares the CPUs with the work of applying them."""
+async def outbox_state(settings: Settings) -> tuple[int, int]:
+    """(events no relay has picked up yet, the newest event's id). A run that starts with many
+    of the first shares the CPUs with the work of applying them; the second tells this run's
+    events from earlier ones."""
     conn = await asyncpg.connect(asyncpg_dsn(settings.effective_database_url), timeout=10)
     try:
-        query = "SELECT count(*) FROM outbox WHERE published_at IS NULL AND attempts = 0"
-        return int(await conn.fetchval(query))
+        row = await conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE published_at IS NULL AND attempts = 0),"
+            " coalesce(max(id), 0) FROM outbox"
+        )
+        assert row is not None
+        return int(row[0]), int(row[1])
     finally:
         await conn.close()
 
@@ -310,7 +315,7 @@ class _Results:
 
 async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]:
     workload, tokens = await load_workload(settings)
-    backlog = await outbox_backlog(settings)
+    backlog, last_event = await outbox_state(settings)
     if not workload.clients:
         raise RuntimeError("no seeded sign-in sessions: run `tidings bench seed` first")
     store = settings.feed_store
@@ -383,7 +388,7 @@ async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]
                 results.lap("baselines")
                 results.add(c, await generator.run(api.port, "mix", c, config.duration), "mix")
                 results.lap("mix")
-                await settle(asyncpg_dsn(settings.effective_database_url))  # the mix's fan-out
+                await settle(asyncpg_dsn(settings.effective_database_url), last_event)
                 results.lap("settle")
                 for mode in config.phases:
                     tally = await generator.run(api.port, mode, c, config.baseline_duration)

@@ -57,20 +57,21 @@ async def _drain(conn: asyncpg.Connection) -> int:
 FEED_EVENTS = ("post.created", "post.updated", "post.shared", "user.followed")
 
 
-async def settle(dsn: str, within: float = DRAIN) -> float:
-    """Wait (at most ``within`` s) until the relay has picked up every event and the feeds
-    consumer has applied every feed event, so the next phase does not share the CPUs with the
-    previous one's fan-out; returns the seconds waited."""
+async def settle(dsn: str, after: int = 0, within: float = DRAIN) -> float:
+    """Wait (at most ``within`` s) until the relay has picked up every event newer than
+    ``after`` (this run's) and the feeds consumer has applied every feed event among them, so
+    the next phase does not share the CPUs with the previous one's fan-out; returns the
+    seconds waited."""
     started = time.monotonic()
     conn = await asyncpg.connect(dsn, timeout=10)
     try:
         query = """
             SELECT count(*) FROM outbox o
-            WHERE o.event_type = ANY($1::text[]) AND NOT EXISTS (
+            WHERE o.id > $2 AND o.event_type = ANY($1::text[]) AND NOT EXISTS (
                 SELECT 1 FROM processed_events p WHERE p.consumer = 'feeds' AND p.event_id = o.id
             )"""
         while time.monotonic() - started < within:
-            if not int(await conn.fetchval(query, list(FEED_EVENTS))):
+            if not int(await conn.fetchval(query, list(FEED_EVENTS), after)):
                 break
             await asyncio.sleep(0.2)
     finally:
