@@ -88,6 +88,10 @@ class OutboxRelay:
     async def run(self, stop: asyncio.Event, poll_interval: float = 0.5) -> None:
         """Loop until ``stop`` is set; a wake-up (after a commit with events) skips the wait."""
         while not stop.is_set():
+            # Cleared before the pass, not after it: a wake-up that arrives while the pass
+            # runs (an event committed after its look at the outbox) is kept, and the wait
+            # below returns at once instead of sleeping through it.
+            self.wake.clear()
             try:
                 busy = await self.run_once()
             except Exception as exc:
@@ -95,7 +99,6 @@ class OutboxRelay:
                 busy = 0
             if busy:
                 continue
-            self.wake.clear()
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
             try:
                 await asyncio.wait(
