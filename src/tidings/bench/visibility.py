@@ -25,7 +25,10 @@ import httpx2
 POLL = 0.02
 TIMEOUT = 10.0
 TRIALS = 3
-DRAIN = 30.0
+# The load phases leave thousands of likes and follows for one worker process to apply (about
+# 10 ms of its CPU each); 30 s was not always enough, and a probe then waited behind them.
+DRAIN = 120.0
+SETTLE = 30.0  # after each level's mix: the feeds consumer only
 NEAR = 10_000
 
 
@@ -57,7 +60,7 @@ async def _drain(conn: asyncpg.Connection) -> int:
 FEED_EVENTS = ("post.created", "post.updated", "post.shared", "user.followed")
 
 
-async def settle(dsn: str, after: int = 0, within: float = DRAIN) -> float:
+async def settle(dsn: str, after: int = 0, within: float = SETTLE) -> float:
     """Wait (at most ``within`` s) until the relay has picked up every event newer than
     ``after`` (this run's) and the feeds consumer has applied every feed event among them, so
     the next phase does not share the CPUs with the previous one's fan-out; returns the
