@@ -54,11 +54,11 @@ TTL_JITTER = 0.2
 # Each key's value; for a key without one, 1 when this call took its lock (``:lock``, SET NX PX
 # ARGV[1] ms: the caller loads and fills it), 0 when another reader holds it, -1 for a
 # tombstone (load, never fill). One round trip where MGET and a lock pipeline took two.
-_READ_OR_LOCK = """
-local out = {}
+_READ_OR_LOCK = f"""
+local out = {{}}
 for i, key in ipairs(KEYS) do
   local value = redis.call('GET', key)
-  if value == '~' then
+  if value == '{TOMBSTONE}' then
     out[i] = -1
   elseif value then
     out[i] = value
