@@ -23,6 +23,7 @@ from tidings.comments.api import router as comments_router
 from tidings.core.clientip import parse_networks
 from tidings.core.collector import tune_collector
 from tidings.core.container import Container
+from tidings.core.errors import ConfigurationError
 from tidings.core.headers import SecurityHeadersMiddleware
 from tidings.core.health import router as health_router
 from tidings.core.ids import configure_ids
@@ -31,6 +32,7 @@ from tidings.core.logging import configure_logging
 from tidings.core.openapi import document_errors
 from tidings.core.problems import install_problem_handlers
 from tidings.core.requestid import RequestIdMiddleware
+from tidings.core.writers import hold_server_lock
 from tidings.events.api import router as dead_letters_router
 from tidings.graph.api import router as graph_router
 from tidings.notifications.api import router as notifications_router
@@ -50,17 +52,24 @@ def _lifespan(container: Container) -> Any:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         events = None
-        if container.settings.runs_relay_in_api:
-            events = container.events or container.build_events()
-            await events.start(relay=True, consume=True)
-        if container.settings.gc_tuning:
-            tune_collector()
+        try:  # before any write: a refused process has written nothing
+            lock = hold_server_lock(container.settings)
+        except ConfigurationError:
+            await container.close()
+            raise
         try:
+            if container.settings.runs_relay_in_api:
+                events = container.events or container.build_events()
+                await events.start(relay=True, consume=True)
+            if container.settings.gc_tuning:
+                tune_collector()
             yield
         finally:
             if events is not None:
                 await events.stop(container.settings.worker_grace_seconds)
             await container.close()
+            if lock is not None:
+                lock.release()
 
     return lifespan
 

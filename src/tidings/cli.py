@@ -52,6 +52,7 @@ def serve(
 
     from tidings.core.keys import load_key_material
     from tidings.core.migrate import upgrade
+    from tidings.core.writers import ServerLock
 
     settings = _settings()
     try:
@@ -69,6 +70,18 @@ def serve(
             raise typer.Exit(2)
         os.environ["TIDINGS_ROW_CACHE"] = "none"  # the workers read their settings afresh
         console.print("Row cache off: the in-memory one serves a single process (--workers 1).")
+    # a clean refusal here rather than a failed lifespan; each process's lifespan then holds it
+    probe = ServerLock.for_database(
+        settings.effective_database_url,
+        exclusive=workers == 1 and settings.effective_row_cache == "memory",
+    )
+    if probe is not None:
+        try:
+            probe.acquire()
+        except ConfigurationError as exc:
+            console.print(f"[red]Refusing to start:[/red] {exc}")
+            raise typer.Exit(2) from exc
+        probe.release()
     if settings.should_auto_migrate:
         upgrade(settings.effective_database_url)
     console.print(f"Tidings on http://{host}:{port} — database {settings.effective_database_url}")
@@ -94,7 +107,11 @@ def worker() -> None:
     TIDINGS_WORKER_GRACE_SECONDS; unfinished jobs are not acknowledged and are delivered again.
     """
     settings = _settings()
-    asyncio.run(_run_worker(settings))
+    try:
+        asyncio.run(_run_worker(settings))
+    except ConfigurationError as exc:
+        console.print(f"[red]Refusing to start:[/red] {exc}")
+        raise typer.Exit(2) from exc
 
 
 async def _run_worker(settings: Settings) -> None:
@@ -102,8 +119,10 @@ async def _run_worker(settings: Settings) -> None:
 
     from tidings.core.container import Container
     from tidings.core.logging import configure_logging
+    from tidings.core.writers import hold_server_lock
 
     configure_logging(settings.log_level, settings.effective_log_format)
+    lock = hold_server_lock(settings)  # before any write (SQLite only: see core.writers)
     container = Container.build(settings)
     events = container.build_events()
     stop = asyncio.Event()
@@ -121,6 +140,8 @@ async def _run_worker(settings: Settings) -> None:
     finally:
         await events.stop(settings.worker_grace_seconds)
         await container.close()
+        if lock is not None:
+            lock.release()
 
 
 @app.command()

@@ -85,7 +85,9 @@ async def apps(
         relay_poll_seconds=0.05,
         consumer_retry_base_seconds=0.01,
         cache_key_prefix=f"{prefix}cache:",
-        **feed_overrides,
+        # not the in-memory cache (`auto` on SQLite): the pull app beside it writes to the same
+        # database, which core.writers refuses; the redis cache is tested where overridden
+        **{"row_cache": "none", **feed_overrides},
     )
     pull_settings = make_settings(  # database only: no row cache of its own to go stale
         tmp_path / "data", database_url, relay_in_api=False, row_cache="none"
