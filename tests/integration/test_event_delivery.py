@@ -3,6 +3,8 @@ dead letters — on the in-memory broker and on real Redis Streams and RabbitMQ.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections import Counter
 from typing import Any
@@ -13,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.support.waiting import eventually
 from tidings.core.container import Container
-from tidings.events import domain
+from tidings.events import delivery, domain
 from tidings.events.consumers import ConsumerRegistry, Envelope
+from tidings.events.delivery import apply_once, consumers_done
 from tidings.events.models import DeadLetter, OutboxMessage, ProcessedEvent
 from tidings.events.outbox import record
 from tidings.events.runtime import EventRuntime
@@ -129,6 +132,47 @@ async def test_crash_between_commit_and_publish_still_delivers(container: Contai
         await eventually(delivered)
     finally:
         await runtime.stop(2)
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # SQLite: one writer at a time
+async def test_the_last_of_two_concurrent_consumers_marks_the_event_published(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both consumers are inside their transactions when they check who else is done: the one
+    that commits second must still see the first's marker and mark the row published, rather
+    than leave it for the relay's next look (the redelivery timeout, 30 s by default)."""
+    inside = asyncio.Barrier(2)
+    looked, both_looked = 0, asyncio.Event()
+
+    async def handler(session: AsyncSession, env: Envelope, ctx: Any) -> None:
+        await asyncio.wait_for(inside.wait(), 10)  # both markers written, neither committed
+
+    async def look_then_linger(session: AsyncSession, ids: list[int]) -> set[tuple[int, str]]:
+        # hold the first look's transaction open until the second has looked too (bounded:
+        # where the second waits for the first to commit, it cannot look meanwhile)
+        nonlocal looked
+        done = await consumers_done(session, ids)
+        looked += 1
+        if looked == 2:
+            both_looked.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(both_looked.wait(), 1.0)
+        return done
+
+    monkeypatch.setattr(delivery, "consumers_done", look_then_linger)
+
+    registry = ConsumerRegistry()
+    registry.add("one", ["user.followed"], handler)
+    registry.add("two", ["user.followed"], handler)
+    (event_id,) = await _emit(container, 1)
+    applied = await asyncio.gather(
+        *(apply_once(container.db, registry, name, event_id, None) for name in ("one", "two"))
+    )
+    assert applied == [True, True]
+    async with container.db.unit_of_work() as session:
+        row = await session.get(OutboxMessage, event_id)
+        assert row is not None
+        assert row.published_at is not None
 
 
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq"])

@@ -42,6 +42,11 @@ _EVENT = select(
     OutboxMessage.payload,
     OutboxMessage.created_at,
 ).where(OutboxMessage.id == bindparam("event_id", type_=BigInteger))
+_LOCK_EVENT = (
+    select(OutboxMessage.id)
+    .where(OutboxMessage.id == bindparam("event_id", type_=BigInteger))
+    .with_for_update()
+)
 _IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
 _DONE = union_all(
     select(ProcessedEvent.event_id, ProcessedEvent.consumer).where(
@@ -71,9 +76,16 @@ async def apply_once(
         ident, event_type, aggregate_id, actor_id, payload, created_at = rows[0]
         envelope = Envelope(ident, event_type, aggregate_id, actor_id, dict(payload), created_at)
         await consumer.handler(session, envelope, context)
-        expected = {c.name for c in registry.for_event(event_type)}
-        done = {c for _, c in await consumers_done(session, [event_id])}
-        if expected <= done | {consumer_name}:  # every consumer has it: no redelivery needed
+        others = {c.name for c in registry.for_event(event_type)} - {consumer_name}
+        if others:
+            if not db.is_sqlite:  # (SQLite runs one writer at a time: it has seen them all)
+                # Wait here for another consumer of this event that got here first to commit,
+                # so the look below sees its marker. Without it two consumers finishing
+                # together each saw the other pending, and the row waited for the relay's
+                # next look (the redelivery timeout) to be marked published.
+                await rawsql.fetch(session, _LOCK_EVENT, {"event_id": event_id})
+            done = {c for _, c in await consumers_done(session, [event_id])}
+        if not others or others <= done:  # every consumer has it: no redelivery needed
             await session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id == event_id)
