@@ -9,6 +9,9 @@ Rows (per concurrency level; ``phase`` says how they were measured):
 * ``feed``, ``timeline``, ``compose``, ``like``, ``follow`` (``mix``): the 60/30/7/2/1 mix.
 * ``feed (redis)`` / ``feed (pull)``, ``timeline (alone)``, ``like (alone)``,
   ``follow (alone)`` (``alone``): one endpoint by itself, for the throughput targets.
+  ``feed (redis, warm)``: right after ``feed (redis)``, the same requests again (the same seed:
+  the same readers in the same order), so the row cache holds their pages' rows; the first
+  reads over thousands of readers mostly miss it.
 * ``feed (embedded)`` / ``timeline (embedded)`` (``alone``, with ``--sqlite``): the embedded
   default — one process on the SQLite copy of the seed, pull feed, in-memory row cache.
 """
@@ -121,18 +124,21 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         return rows.get(name, {})
 
     home = "feed (redis)" if report["feed_store"] == "redis" else "feed (pull)"
+    # the issue speaks of "the warm path": with the Redis store both rows are judged, the
+    # first reads (mostly cold row cache) and the same readers again (warm)
+    homes = (home, "feed (redis, warm)") if report["feed_store"] == "redis" else (home,)
     for level in levels:
-        feed = row(level, home)
-        out.append(
-            _target(
-                f"home feed ≥ 0.5 x B_pk req/s @{level}",
-                feed.get("x_pk"),
-                0.5,
-                at_least=True,
-                unit="x B_pk",
-                source=f"{home}, c={level}",
+        for name in homes:
+            out.append(
+                _target(
+                    f"home feed ≥ 0.5 x B_pk req/s @{level}" + (", warm" if "warm" in name else ""),
+                    row(level, name).get("x_pk"),
+                    0.5,
+                    at_least=True,
+                    unit="x B_pk",
+                    source=f"{name}, c={level}",
+                )
             )
-        )
     for c, limit in FEED_P99.items():
         out.append(
             _target(
