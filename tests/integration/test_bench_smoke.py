@@ -128,6 +128,9 @@ async def test_seed_small_then_a_short_run_has_no_errors(
     assert [t["entries"] for t in fanout["trials"]] == [fanout["followers"] + 1] * len(
         fanout["trials"]
     )  # the author's timeline and every follower's
+    raw = [t["entries"] for t in fanout["raw_trials"]]  # the baseline wrote every entry too
+    assert raw == [fanout["followers"] + 1] * len(fanout["raw_trials"])
+    assert fanout["x_raw"] > 0
     redis = Redis.from_url(bench_settings.redis_url)
     try:  # the scratch timelines are gone
         prefix = f"{bench_settings.feed_key_prefix}benchfanout:"

@@ -9,7 +9,9 @@ are never touched, and the scratch keys are deleted afterwards), filled to their
 below every real post, so each write also trims, as on a full timeline. The cap is lowered to
 :data:`CAP` to bound Redis memory; above 128 entries a sorted set is a skiplist, as the real
 800-entry ones are. Each trial fans out one of the author's existing posts (a different one
-each time, so every write is new): entries written / seconds.
+each time, so every write is new): entries written / seconds. The same timelines then take the
+issue's raw prototype (:func:`_raw_pipeline`) as the baseline of the same run; the issue asks
+for twice its rate.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import statistics
 import time
 from typing import Any
 
+from redis.asyncio import Redis
 from sqlalchemy import text
 
 from tidings.core.container import Container
@@ -29,6 +32,26 @@ from tidings.settings import Settings
 CAP = 200
 TRIALS = 3
 KEYS_PER_PIPELINE = 500
+RAW_ENTRY_BASE = 10**18  # above every snowflake id of this era (19 digits, like member())
+
+
+async def _raw_pipeline(redis: Redis, keys: list[str], trial: int) -> dict[str, float]:
+    """The issue's raw prototype, as a baseline in the same run: follower ids already in hand,
+    one ``ZADD`` and one ``ZREMRANGEBYRANK`` (trim to the cap) per timeline, redis-py
+    pipelines of :data:`KEYS_PER_PIPELINE` timelines. The entry is a new id above every real
+    post, so every write is new."""
+    entry = member(RAW_ENTRY_BASE + trial)
+    written = 0
+    started = time.perf_counter()
+    for start in range(0, len(keys), KEYS_PER_PIPELINE):
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in keys[start : start + KEYS_PER_PIPELINE]:
+                pipe.zadd(key, {entry: 0})
+                pipe.zremrangebyrank(key, 0, -(CAP + 1))
+            replies = await pipe.execute()
+        written += sum(int(added) for added in replies[::2])  # ZADD: 1 for a new entry
+    seconds = time.perf_counter() - started
+    return {"entries": written, "seconds": round(seconds, 4), "per_s": written / seconds}
 
 
 async def fanout_throughput(settings: Settings, trials: int = TRIALS) -> dict[str, Any]:
@@ -97,6 +120,9 @@ async def fanout_throughput(settings: Settings, trials: int = TRIALS) -> dict[st
                 {"entries": written, "seconds": round(seconds, 4), "per_s": written / seconds}
             )
         median = statistics.median(r["per_s"] for r in runs) if runs else 0.0
+        keys = [store.timeline_key(owner) for owner in owners]
+        raw = [await _raw_pipeline(redis, keys, trial) for trial in range(trials)]
+        raw_median = statistics.median(r["per_s"] for r in raw) if raw else 0.0
         return {
             "author": username,
             "followers": count,
@@ -107,6 +133,9 @@ async def fanout_throughput(settings: Settings, trials: int = TRIALS) -> dict[st
             "prepare_s": round(prepared, 2),
             "trials": [{**r, "per_s": round(r["per_s"])} for r in runs],
             "entries_per_s": round(median),
+            "raw_trials": [{**r, "per_s": round(r["per_s"])} for r in raw],
+            "raw_entries_per_s": round(raw_median),
+            "x_raw": round(median / raw_median, 3) if raw_median else None,
         }
     finally:
         keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]

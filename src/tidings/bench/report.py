@@ -34,6 +34,7 @@ FEED_P99 = {16: 15.0, 64: 60.0}
 COMPOSE_P99 = {16: 30.0}
 WRITE_P99 = {64: 50.0}
 FANOUT_MIN = 100_000
+FANOUT_X_RAW = 2.0  # "twice the raw prototype", re-measured in the same run
 EMBEDDED_FEED_MIN = 1_000  # req/s, the embedded default's home feed
 VISIBLE_NEAR_10K = 0.5
 VISIBLE_MOST = 2.0
@@ -239,6 +240,16 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             source=f"{fanout.get('author', '-')} ({fanout.get('followers', '-')} followers)",
         )
     )
+    out.append(
+        _target(
+            f"fan-out ≥ {FANOUT_X_RAW:g} x the raw pipeline prototype",
+            fanout.get("x_raw"),
+            FANOUT_X_RAW,
+            at_least=True,
+            unit="x raw",
+            source=f"the same timelines, same run ({fanout.get('raw_entries_per_s', '-')}/s raw)",
+        )
+    )
     visible = report.get("visibility", {})
     for key, name, limit in (
         ("near_10k", "10k-follower post visible", VISIBLE_NEAR_10K),
@@ -402,6 +413,16 @@ def markdown(report: dict[str, Any]) -> str:
             f"{fan['timelines']:,} scratch timelines at a cap of {fan['cap']}: "
             f"**{fan['entries_per_s']:,} entries/s** (median; trials: {trials})."
         )
+        if fan.get("raw_trials"):
+            raw = ", ".join(
+                f"{t['entries']:,} in {t['seconds'] * 1000:.1f} ms" for t in fan["raw_trials"]
+            )
+            lines.append(
+                f"The issue's raw prototype on the same timelines (follower ids in hand, `ZADD` "
+                f"and `ZREMRANGEBYRANK` per timeline, redis-py pipelines of 500 timelines): "
+                f"{fan['raw_entries_per_s']:,} entries/s (median; trials: {raw}); "
+                f"`fan_out` = **{fan['x_raw']} x** that."
+            )
     vis = report["visibility"]
     lines += ["", "## Time to visible", ""]
     if "skipped" in vis:
