@@ -7,12 +7,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import BigInteger, Integer, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
 from tidings.core import rawsql
 from tidings.core.container import Container
+from tidings.core.db import Database
 
 IDS = bindparam("ids", type_=BigInteger, expanding=True)
 NOT_IDS = bindparam("not_ids", type_=BigInteger, expanding=True)
@@ -102,3 +104,36 @@ async def test_the_driver_connection_follows_the_sessions_transaction(
             assert remembered(session) is session.sync_session.get_transaction()
             assert await rawsql._driver_connection(session) is await current(session)
             assert await current(session) is not await current(other)
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_generic_plans_last_one_checkout_and_never_start_in_a_transaction(
+    container: Container,
+) -> None:
+    """``generic=True`` puts the connection on generic plans (a plan made once, no planning
+    per execution) outside transactions only, a plain statement puts it back, and the next
+    checkout always hands it out on custom plans (what the pull feed needs)."""
+    db = Database(container.settings.effective_database_url, pool_size=1)  # one connection
+    params = {"ids": [1], "not_ids": [], "min": 0}
+
+    async def plans(session: AsyncSession) -> str:
+        driver = (await (await session.connection()).get_raw_connection()).driver_connection
+        return str(await driver.fetchval("SHOW plan_cache_mode"))
+
+    try:
+        async with db.unit_of_work(write=False) as session:
+            assert await plans(session) == "force_custom_plan"
+            await rawsql.fetch(session, STATEMENT, params, generic=True)
+            assert await plans(session) == "force_generic_plan"
+            await rawsql.fetch(session, STATEMENT, params)
+            assert await plans(session) == "force_custom_plan"
+            await rawsql.fetch(session, STATEMENT, params, generic=True)
+            assert await plans(session) == "force_generic_plan"
+        async with db.unit_of_work(write=False) as session:  # the same connection, reset
+            assert await plans(session) == "force_custom_plan"
+        async with db.unit_of_work(write=True) as session:
+            await session.execute(select(1))  # the transaction has begun
+            await rawsql.fetch(session, STATEMENT, params, generic=True)
+            assert await plans(session) == "force_custom_plan"
+    finally:
+        await db.dispose()

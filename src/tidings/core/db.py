@@ -7,6 +7,7 @@ half-way; reads use a plain deferred ``BEGIN`` and never block in WAL mode.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -127,10 +128,26 @@ def _ping_on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
     driver = dbapi_conn.driver_connection
     if driver.is_closed():
         raise DisconnectionError("connection closed by the server")
+    # a connection left on generic plans (core.rawsql) gets its custom plans back; the SET is
+    # the ping then
+    query = CUSTOM_PLANS if driver in ON_GENERIC_PLANS else "SELECT 1"
     try:
-        await_(driver.execute("SELECT 1"))
+        await_(driver.execute(query))
     except Exception as exc:  # any failure means: do not use this connection
         raise DisconnectionError(str(exc)) from exc
+    ON_GENERIC_PLANS.discard(driver)
+
+
+# Plans of prepared statements (PostgreSQL). Connections start on custom plans (see
+# ``server_settings`` above): a plan made for the bound values, which a statement like the pull
+# feed needs. The cost is planning on every execution, ≈1.3 ms of server CPU for the feed's
+# candidate filter and ≈0.8 ms for the viewer's relations to a page, where a plan made once
+# does as well (primary-key probes). ``core.rawsql.fetch(..., generic=True)`` switches a
+# connection to generic plans outside transactions (a session-level SET that a rollback
+# cannot undo); the next checkout switches it back. The driver connections switched now:
+ON_GENERIC_PLANS: weakref.WeakSet[Any] = weakref.WeakSet()
+CUSTOM_PLANS = "SET plan_cache_mode = force_custom_plan"
+GENERIC_PLANS = "SET plan_cache_mode = force_generic_plan"
 
 
 OUTBOX_CHANNEL = "tidings_outbox"

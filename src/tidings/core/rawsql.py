@@ -30,6 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from tidings.core.db import CUSTOM_PLANS, GENERIC_PLANS, ON_GENERIC_PLANS
+
 _POSTCOMPILE = re.compile(r"(NOT )?IN \(__\[POSTCOMPILE_(\w+)\]\)")
 _NUMBERED = re.compile(r"\$(\d+)")
 _IN_JSON = "IN (SELECT value FROM json_each(?))"  # SQLite: one list parameter as a JSON array
@@ -109,12 +111,35 @@ async def _driver_connection(session: AsyncSession) -> Any:
 
 
 async def _on_asyncpg(
-    session: AsyncSession, dialect: Dialect, stmt: Executable, params: Mapping[str, Any]
+    session: AsyncSession,
+    dialect: Dialect,
+    stmt: Executable,
+    params: Mapping[str, Any],
+    generic: bool = False,
 ) -> list[Any]:
     prepared = _prepare(stmt, dialect)
     driver = await _driver_connection(session)
     args = [_value(prepared, name, params) for name in prepared.names]
+    await _plans(driver, generic)
     return await driver.fetch(prepared.sql, *args)  # type: ignore[no-any-return]
+
+
+async def _plans(driver: Any, generic: bool) -> None:
+    """Put the connection on the plans the statement wants (:data:`db.ON_GENERIC_PLANS`).
+    Generic only outside a transaction, where the SET cannot be rolled back behind our back;
+    back to custom at once, and remembered as switched until a SET outside one."""
+    switched = driver in ON_GENERIC_PLANS
+    if generic == switched:
+        return
+    in_transaction = driver.is_in_transaction()
+    if generic:
+        if not in_transaction:
+            await driver.execute(GENERIC_PLANS)
+            ON_GENERIC_PLANS.add(driver)
+        return
+    await driver.execute(CUSTOM_PLANS)
+    if not in_transaction:
+        ON_GENERIC_PLANS.discard(driver)
 
 
 @dataclass(frozen=True)
@@ -172,19 +197,22 @@ async def _on_aiosqlite(
 
 
 async def fetch(
-    session: AsyncSession, stmt: Executable, params: Mapping[str, Any]
+    session: AsyncSession, stmt: Executable, params: Mapping[str, Any], *, generic: bool = False
 ) -> Sequence[Sequence[Any]]:
-    """The rows of ``stmt`` (a statement built once, with bound parameters) as tuples."""
+    """The rows of ``stmt`` (a statement built once, with bound parameters) as tuples.
+    ``generic``: on PostgreSQL, a plan made once serves every execution (outside transactions;
+    for statements whose best plan does not depend on the values, such as primary-key probes),
+    instead of planning anew each time (:data:`tidings.core.db.ON_GENERIC_PLANS`)."""
     dialect = session.get_bind().dialect
     if dialect.driver == "asyncpg":
-        return await _on_asyncpg(session, dialect, stmt, params)
+        return await _on_asyncpg(session, dialect, stmt, params, generic)
     if dialect.driver == "aiosqlite":
         return await _on_aiosqlite(session, dialect, stmt, params)
     return (await session.execute(stmt, params)).all()
 
 
 async def fetch_dicts(
-    session: AsyncSession, stmt: Executable, params: Mapping[str, Any]
+    session: AsyncSession, stmt: Executable, params: Mapping[str, Any], *, generic: bool = False
 ) -> list[dict[str, Any]]:
     """The rows of ``stmt`` as ``{column name: value}``. On asyncpg, values are what asyncpg
     decodes (JSON decoded by the engine's codec, ``timestamptz`` as aware UTC datetimes): use
@@ -192,5 +220,6 @@ async def fetch_dicts(
     session."""
     dialect = session.get_bind().dialect
     if dialect.driver == "asyncpg":
-        return [dict(record) for record in await _on_asyncpg(session, dialect, stmt, params)]
+        rows = await _on_asyncpg(session, dialect, stmt, params, generic)
+        return [dict(record) for record in rows]
     return [dict(row._mapping) for row in (await session.execute(stmt, params)).all()]

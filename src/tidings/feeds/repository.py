@@ -98,7 +98,9 @@ class FeedRepository:
         params = {"viewer_id": viewer_id, "fetch": len(ids), "candidates": list(ids)}
         return [
             (int(pid), int(author), share, quote)
-            for pid, author, share, quote in await rawsql.fetch(self.session, stmt, params)
+            for pid, author, share, quote in await rawsql.fetch(
+                self.session, stmt, params, generic=True
+            )
         ]
 
     def _timeline_sources(self, viewer_id: int, cap: int) -> Select[Any]:
@@ -172,5 +174,6 @@ class FeedRepository:
             return []
         params = {"viewer_id": viewer_id, "others": list(others)}
         return sorted(
-            int(row[0]) for row in await rawsql.fetch(self.session, _followed_among(), params)
+            int(row[0])
+            for row in await rawsql.fetch(self.session, _followed_among(), params, generic=True)
         )

@@ -98,7 +98,9 @@ class PostRepository:
 
     async def post_rows(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         """Whole post rows as dicts (what the row cache stores), on the driver."""
-        rows = await rawsql.fetch_dicts(self.session, _post_rows(), {"ids": list(set(ids))})
+        rows = await rawsql.fetch_dicts(
+            self.session, _post_rows(), {"ids": list(set(ids))}, generic=True
+        )
         return {int(row["id"]): row for row in rows}
 
     async def profile_rows(self, ids: Iterable[int], columns: tuple[str, ...]) -> dict[int, Any]:
@@ -106,7 +108,9 @@ class PostRepository:
         wanted = list(set(ids))
         if not wanted:
             return {}
-        rows = await rawsql.fetch_dicts(self.session, _profile_rows(columns), {"ids": wanted})
+        rows = await rawsql.fetch_dicts(
+            self.session, _profile_rows(columns), {"ids": wanted}, generic=True
+        )
         return {int(row["id"]): row for row in rows}
 
     async def user_ids_by_usernames(self, usernames: Iterable[str]) -> list[int]:
@@ -190,7 +194,9 @@ class PostRepository:
         if not among_authors and not among_posts:
             return found
         params = {"viewer_id": viewer_id, "authors": among_authors, "posts": among_posts}
-        for relation, other in await rawsql.fetch(self.session, _viewer_relations(), params):
+        for relation, other in await rawsql.fetch(
+            self.session, _viewer_relations(), params, generic=True
+        ):
             found[int(relation)].add(int(other))
         return found
 
