@@ -266,6 +266,7 @@ async def test_server_errors_retry_on_the_schedule_then_disable(
 
         [delivery] = await w.deliveries(sub_id)
         assert (delivery.status, delivery.attempts) == (DeliveryStatus.DEAD, 8)
+        assert (delivery.response_status, delivery.last_error) == (500, "HTTP 500")
         assert delivery.next_attempt_at is None
         subscription = await w.subscription(sub_id)
         assert not subscription.enabled
