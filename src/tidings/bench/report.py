@@ -40,6 +40,11 @@ VISIBLE_NEAR_10K = 0.5
 VISIBLE_MOST = 2.0
 
 
+def _trials(trials: list[dict[str, Any]]) -> str:
+    """Fan-out trials as ``entries in ms``, comma-separated."""
+    return ", ".join(f"{t['entries']:,} in {t['seconds'] * 1000:.1f} ms" for t in trials)
+
+
 def _pct(ordered: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000, 2)
 
@@ -404,9 +409,7 @@ def markdown(report: dict[str, Any]) -> str:
     if "skipped" in fan:
         lines.append(f"Skipped: {fan['skipped']}.")
     else:
-        trials = ", ".join(
-            f"{t['entries']:,} in {t['seconds'] * 1000:.1f} ms" for t in fan["trials"]
-        )
+        trials = _trials(fan["trials"])
         lines.append(
             f"`fan_out` in process for a post by {fan['author']} ({fan['followers']:,} followers,"
             f" the most followed account at or under the threshold {fan['threshold']:,}), "
@@ -414,9 +417,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"**{fan['entries_per_s']:,} entries/s** (median; trials: {trials})."
         )
         if fan.get("raw_trials"):
-            raw = ", ".join(
-                f"{t['entries']:,} in {t['seconds'] * 1000:.1f} ms" for t in fan["raw_trials"]
-            )
+            raw = _trials(fan["raw_trials"])
             lines.append(
                 f"The issue's raw prototype on the same timelines (follower ids in hand, `ZADD` "
                 f"and `ZREMRANGEBYRANK` per timeline, redis-py pipelines of 500 timelines): "
