@@ -161,7 +161,12 @@ def _ids(members: Any) -> set[str]:
 # --- tests -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("feed_overrides", [{"feed_cap": 20}])
+# with the Redis row cache, the store's candidates are filtered on cached rows and relations
+# (tidings.feeds.rules) instead of by a query: the same pages either way
+ROW_CACHE = {"row_cache": "redis"}
+
+
+@pytest.mark.parametrize("feed_overrides", [{"feed_cap": 20}, {"feed_cap": 20, **ROW_CACHE}])
 async def test_store_and_pull_serve_the_same_pages(apps: Apps) -> None:
     alice = await sign_up(apps.feeds, "alice")
     bob = await sign_up(apps.feeds, "bob")
@@ -198,7 +203,9 @@ async def test_store_and_pull_serve_the_same_pages(apps: Apps) -> None:
     assert await _same_feed(apps, bob, 9)  # bob's own feed from his timeline
 
 
-@pytest.mark.parametrize("feed_overrides", [{"fanout_threshold": 1}])
+@pytest.mark.parametrize(
+    "feed_overrides", [{"fanout_threshold": 1}, {"fanout_threshold": 1, **ROW_CACHE}]
+)
 async def test_authors_over_the_threshold_are_merged_at_read_time(apps: Apps) -> None:
     star = await sign_up(apps.feeds, "star")
     fan = await sign_up(apps.feeds, "fan")
@@ -250,6 +257,7 @@ async def test_inactive_users_are_skipped_and_rebuilt_on_read(apps: Apps) -> Non
     assert await apps.redis.zscore(apps.timeline(sleepy), COMPLETE) is not None
 
 
+@pytest.mark.parametrize("feed_overrides", [{}, ROW_CACHE])
 async def test_follow_merges_and_removals_apply_at_once(apps: Apps) -> None:
     alice = await sign_up(apps.feeds, "alice")
     bob = await sign_up(apps.feeds, "bob")
@@ -321,7 +329,7 @@ async def _same_bodies(apps: Apps, user: SignedIn) -> list[dict[str, Any]]:
     return data
 
 
-@pytest.mark.parametrize("feed_overrides", [{"row_cache": "redis"}])
+@pytest.mark.parametrize("feed_overrides", [ROW_CACHE])
 async def test_row_cache_bodies_are_fresh_after_every_write(apps: Apps) -> None:
     alice = await sign_up(apps.feeds, "alice")
     bob = await sign_up(apps.feeds, "bob")
@@ -372,3 +380,69 @@ async def test_row_cache_bodies_are_fresh_after_every_write(apps: Apps) -> None:
     await apps.settled()
     page = await _same_bodies(apps, alice)
     assert p2 not in [item["id"] for item in page]
+
+
+@pytest.mark.parametrize("feed_overrides", [ROW_CACHE])
+async def test_cached_rules_follow_every_write_that_changes_a_page(apps: Apps) -> None:
+    """Each page is read twice (the second from warm caches) and compared with the pull
+    query's after every write the cached rules depend on: suspension, the shared post's
+    author blocked, muted or no longer followed, the shared post's visibility, an unshare
+    (a row deleted with SQL), a deleted original, and the viewer's likes."""
+    from tests.support.api import login, make_admin
+
+    await make_admin(apps.container, "warden")
+    root = await login(apps.feeds, "warden")
+    alice = await sign_up(apps.feeds, "alice")
+    bob = await sign_up(apps.feeds, "bob")
+    carol = await sign_up(apps.feeds, "carol")
+    dave = await sign_up(apps.feeds, "dave")  # not followed by alice: seen through shares
+    for name in ("bob", "carol"):
+        await _ok(apps.feeds, "PUT", f"/api/v1/users/{name}/follow", alice)
+    assert await _same_feed(apps, alice) == []
+    d1 = await _post(apps.feeds, dave, "dave public")
+    c1 = await _post(apps.feeds, carol, "carol, soon for followers only")
+    b1 = await _post(apps.feeds, bob, "bob one")
+    s_dave = str((await _ok(apps.feeds, "POST", f"/api/v1/posts/{d1}/share", bob))["share_id"])
+    s_carol = str((await _ok(apps.feeds, "POST", f"/api/v1/posts/{c1}/share", bob))["share_id"])
+    await _ok(apps.feeds, "PATCH", f"/api/v1/posts/{c1}", carol, json={"visibility": "followers"})
+    await apps.settled()
+
+    async def page() -> list[str]:
+        first = await _same_feed(apps, alice)
+        assert await _same_feed(apps, alice) == first  # warm
+        return first
+
+    everything = [s_carol, s_dave, b1, c1]
+    assert await page() == everything
+    admin = "/api/v1/admin/users"
+    await _ok(apps.feeds, "PATCH", f"{admin}/dave", root, json={"suspended": True})
+    assert await page() == [s_carol, b1, c1]
+    await _ok(apps.feeds, "PATCH", f"{admin}/dave", root, json={"suspended": False})
+    assert await page() == everything
+    dave = await login(apps.feeds, "dave")  # suspension signed dave out
+    await _ok(apps.feeds, "PUT", "/api/v1/users/alice/block", dave)  # the shared author blocks
+    assert await page() == [s_carol, b1, c1]
+    await _ok(apps.feeds, "DELETE", "/api/v1/users/alice/block", dave)
+    await _ok(apps.feeds, "PUT", "/api/v1/users/dave/mute", alice)
+    assert await page() == [s_carol, b1, c1]
+    await _ok(apps.feeds, "DELETE", "/api/v1/users/dave/mute", alice)
+    assert await page() == everything
+    # carol's post is for her followers: its share shows only while alice follows carol
+    await _ok(apps.feeds, "DELETE", "/api/v1/users/carol/follow", alice)
+    assert await page() == [s_dave, b1]
+    await _ok(apps.feeds, "PUT", "/api/v1/users/carol/follow", alice)
+    assert await page() == everything
+    await _ok(apps.feeds, "PATCH", f"/api/v1/posts/{c1}", carol, json={"visibility": "private"})
+    assert await page() == [s_dave, b1]
+    await _ok(apps.feeds, "PATCH", f"/api/v1/posts/{c1}", carol, json={"visibility": "followers"})
+    assert await page() == everything
+    await _ok(apps.feeds, "PUT", f"/api/v1/posts/{b1}/like", alice)
+    body = await _ok(apps.feeds, "GET", "/api/v1/feed", alice)
+    assert [item["viewer"]["liked"] for item in body["data"]] == [False, False, True, False]
+    await _ok(apps.feeds, "DELETE", f"/api/v1/posts/{b1}/like", alice)
+    body = await _ok(apps.feeds, "GET", "/api/v1/feed", alice)
+    assert not any(item["viewer"]["liked"] for item in body["data"])
+    await _ok(apps.feeds, "DELETE", f"/api/v1/posts/{d1}/share", bob)  # the row is gone
+    assert await page() == [s_carol, b1, c1]
+    await _ok(apps.feeds, "DELETE", f"/api/v1/posts/{c1}", carol)  # its shares go with it
+    assert await page() == [b1]

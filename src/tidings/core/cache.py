@@ -1,8 +1,12 @@
 """A read-through cache of the rows rendering needs (posts, author profiles), on Redis or, for
 one process, in memory (:class:`MemoryRowCache`).
 
-Correctness never depends on it: what a viewer may see is decided by SQL (the feed filter, the
-single-post lookups); the cache only spares the database the bodies of rows already decided.
+What a viewer may see is decided by SQL everywhere but in one place: the home feed read from
+the feed store, whose candidates are decided on cached rows and relations
+(:mod:`tidings.feeds.rules`), so a warm page queries nothing. That is why every write that
+changes a cached row or relation evicts it after its commit, and why a fill never puts back
+what a reader loaded before a commit (below). The one window left: an eviction lost while
+Redis is unreachable leaves the entry until its TTL (``TIDINGS_CACHE_TTL_SECONDS``).
 
 * **Read**: one round trip for a batch of several kinds (a Lua script: each key's value, or,
   for a miss, an attempt at its lock); misses are loaded from the database in one query per
@@ -17,6 +21,11 @@ single-post lookups); the cache only spares the database the bodies of rows alre
   counter updates, see :mod:`tidings.posts.cache`); after the unit of work commits, each key is
   overwritten by a short-lived tombstone. Fills use ``SET NX``, so a reader that loaded the row
   before the commit cannot put the old version back while the tombstone lives.
+* **Facts** (:meth:`RowCache.get_facts`): small integers about one owner (a viewer's relation
+  with an author or a post), one Redis hash per owner, filled field by field as pages ask.
+  The hash carries a generation that readers create and writers end: a write deletes the
+  owner's hash after its commit, and a fill lands only in the generation it was read from, so
+  a reader that loaded facts before the commit never puts them back.
 * **Redis down**: reads go to the database and the cache is skipped for a few seconds; a stale
   entry whose eviction was lost expires after ``TIDINGS_CACHE_TTL_SECONDS``.
 
@@ -28,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Iterable
@@ -85,8 +95,38 @@ end
 return #KEYS
 """
 
+# Facts: the owner's hash holds a generation (``g``) and one field per fact. A reader with no
+# hash starts one (ARGV[1]: a new generation, ARGV[2]: its lifetime in ms, the same for every
+# field: a fact lives at most that long); returns the generation, then each asked field's value
+# (false for a field not filled yet).
+_FACTS_READ = """
+local generation = redis.call('HGET', KEYS[1], 'g')
+if not generation then
+  redis.call('HSET', KEYS[1], 'g', ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {ARGV[1]}
+end
+local out = {generation}
+for i = 3, #ARGV do
+  out[i - 1] = redis.call('HGET', KEYS[1], ARGV[i])
+end
+return out
+"""
+# Fill facts read from the database, only into the generation they were asked in (ARGV[1]):
+# a write committed meanwhile deleted the hash, and its successor has another generation.
+_FACTS_FILL = """
+if redis.call('HGET', KEYS[1], 'g') ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+
 Row = dict[str, Any]
 Loader = Callable[[list[int]], Awaitable[dict[int, Row]]]
+FactLoader = Callable[[list[str]], Awaitable[dict[str, int]]]
+# the kinds of fact hashes (:meth:`RowCache.get_facts`) start with this: evicted by deletion
+FACTS = "facts."
 
 
 class RowCache:
@@ -107,6 +147,8 @@ class RowCache:
         self.outage = Outage("row_cache_unavailable")
         self._read_or_lock = redis.register_script(_READ_OR_LOCK)
         self._fill = redis.register_script(_FILL)
+        self._facts_read = redis.register_script(_FACTS_READ)
+        self._facts_fill = redis.register_script(_FACTS_FILL)
 
     def key(self, kind: str, row_id: int) -> str:
         return f"{self.prefix}{kind}:{row_id}"
@@ -198,15 +240,58 @@ class RowCache:
                 break
         return theirs
 
+    async def get_facts(
+        self, kind: str, owner: int, fields: Collection[str], load: FactLoader
+    ) -> dict[str, int]:
+        """The value of each field for ``owner`` (0 where the loader finds none): the filled
+        ones from the owner's hash, the rest from ``load`` (the database) in one call, then
+        filled into the generation they were read in. One round trip when all are filled."""
+        wanted = sorted(set(fields))
+        if self.available:
+            try:
+                return await self._facts(kind, owner, wanted, load)
+            except RedisError as exc:
+                self.outage.failed(exc)
+        loaded = await load(wanted) if wanted else {}
+        return {name: loaded.get(name, 0) for name in wanted}
+
+    async def _facts(
+        self, kind: str, owner: int, wanted: list[str], load: FactLoader
+    ) -> dict[str, int]:
+        key = self.key(kind, owner)
+        new_generation = secrets.token_hex(8)
+        reply = await self._facts_read(keys=[key], args=[new_generation, self.ttl_ms, *wanted])
+        generation, values = reply[0], reply[1:]
+        found: dict[str, int] = {}
+        missing: list[str] = []
+        for index, name in enumerate(wanted):
+            value = values[index] if index < len(values) else None
+            if value is None:
+                missing.append(name)
+            else:
+                found[name] = int(value)
+        if missing:
+            loaded = await load(missing)
+            filled: list[str | int] = []
+            for name in missing:
+                found[name] = loaded.get(name, 0)
+                filled += [name, found[name]]
+            await self._facts_fill(keys=[key], args=[generation, *filled])
+        return found
+
     async def evict(self, keys: Iterable[tuple[str, int]]) -> None:
-        """Tombstone these rows (after the commit that changed them)."""
+        """Tombstone these rows (after the commit that changed them); fact hashes are deleted
+        (their generation ends)."""
         wanted = sorted(set(keys))
         if not wanted:
             return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for kind, row_id in wanted:
-                    pipe.set(self.key(kind, row_id), TOMBSTONE, px=self.tombstone_ms)
+                    if kind.startswith(FACTS):
+                        pipe.delete(self.key(kind, row_id))
+                    else:
+                        pipe.set(self.key(kind, row_id), TOMBSTONE, px=self.tombstone_ms)
                 await pipe.execute()
         except RedisError as exc:  # the entries expire with their TTL
             self.outage.failed(exc)
@@ -315,6 +400,14 @@ class MemoryRowCache(RowCache):
             for row_id in mine:
                 self._loading.pop((kind, row_id), None)
             done.set_result(None)
+
+    async def get_facts(
+        self, kind: str, owner: int, fields: Collection[str], load: FactLoader
+    ) -> dict[str, int]:
+        """Facts are not kept in memory: each ask is the loader's (one query)."""
+        wanted = sorted(set(fields))
+        loaded = await load(wanted) if wanted else {}
+        return {name: loaded.get(name, 0) for name in wanted}
 
     async def evict(self, keys: Iterable[tuple[str, int]]) -> None:
         now = self._clock()

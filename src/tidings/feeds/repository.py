@@ -23,12 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.accounts.models import User
 from tidings.core import rawsql
 from tidings.graph.models import Follow
-from tidings.posts.cache import PageRow, PostView, plain_posts
+from tidings.posts.cache import PostView, plain_posts
 from tidings.posts.models import Post
 from tidings.timelines.repository import (
     FOLLOWER_VISIBILITIES,
     cached_feed_filter,
-    cached_feed_filter_refs,
 )
 from tidings.timelines.schemas import TimelineFilters
 
@@ -86,22 +85,6 @@ class FeedRepository:
         stmt = cached_feed_filter(filters.include_shares, filters.has_media)
         params = {"viewer_id": viewer_id, "fetch": len(ids), "candidates": list(ids)}
         return await plain_posts(self.session, stmt, params)
-
-    async def filter_feed_refs(
-        self, viewer_id: int, ids: Sequence[int], filters: TimelineFilters
-    ) -> list[PageRow]:
-        """:meth:`filter_feed` as ``(id, author, shared post, quoted post)`` rows (the bodies
-        come from the row cache)."""
-        if not ids:
-            return []
-        stmt = cached_feed_filter_refs(filters.include_shares, filters.has_media)
-        params = {"viewer_id": viewer_id, "fetch": len(ids), "candidates": list(ids)}
-        return [
-            (int(pid), int(author), share, quote)
-            for pid, author, share, quote in await rawsql.fetch(
-                self.session, stmt, params, generic=True
-            )
-        ]
 
     def _timeline_sources(self, viewer_id: int, cap: int) -> Select[Any]:
         """A superset of the feed: the newest ``cap`` live posts of the viewer and the people

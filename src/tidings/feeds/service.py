@@ -12,9 +12,10 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.core.cache import cache_of
+from tidings.feeds import rules
 from tidings.feeds.repository import FeedRepository
 from tidings.feeds.store import INCOMPLETE, FeedStore, RedisError, log
-from tidings.posts.cache import PostView, page_bodies
+from tidings.posts.cache import PostView
 from tidings.timelines.repository import TimelineRepository
 from tidings.timelines.schemas import TimelineFilters
 
@@ -63,11 +64,12 @@ async def _filtered(
     ids: list[int],
     filters: TimelineFilters,
 ) -> list[PostView]:
-    """The candidates the feed shows, newest first; with a row cache, the query returns ids
-    and the bodies come from the cache (the warm path reads no post row from the database)."""
+    """The candidates the feed shows, newest first: with a row cache, decided on the cached
+    rows and relations (:mod:`tidings.feeds.rules`: a warm page queries nothing), else by one
+    query."""
     if cache_of(session) is None:
         return await repo.filter_feed(viewer_id, ids, filters)
-    return await page_bodies(session, await repo.filter_feed_refs(viewer_id, ids, filters))
+    return await rules.shown(session, viewer_id, ids, filters)
 
 
 async def _stored(
@@ -81,7 +83,12 @@ async def _stored(
     """None when the store cannot answer this page (the caller pulls)."""
     repo = FeedRepository(session)
     others = [c for c in await store.celebs() if c != viewer_id]
-    authors = await repo.followed_among(viewer_id, others) if others else []
+    if not others:
+        authors: list[int] = []
+    elif cache_of(session) is None:
+        authors = await repo.followed_among(viewer_id, others)
+    else:
+        authors = await rules.followed_among(session, viewer_id, others)
     rows: list[PostView] = []
     cursor = before
     scan = min(MAX_SCAN, max(fetch, 20))

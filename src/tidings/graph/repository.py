@@ -27,6 +27,7 @@ from tidings.accounts.models import User
 from tidings.core import rawsql
 from tidings.core.db import insert_ignore
 from tidings.graph.models import Block, Follow, Mute
+from tidings.posts.facts import relations_changed
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class GraphRepository:
             {"follower_id": follower_id, "followee_id": followee_id},
             ["follower_id", "followee_id"],
         )
+        relations_changed(self.session.info, follower_id)
         if added:
             await self._count(follower_id, followee_id, +1)
         return added
@@ -132,6 +134,7 @@ class GraphRepository:
             .where(Follow.follower_id == follower_id, Follow.followee_id == followee_id)
             .returning(Follow.id)
         )
+        relations_changed(self.session.info, follower_id)
         removed = result.first() is not None
         if removed:
             await self._count(follower_id, followee_id, -1)
@@ -152,6 +155,7 @@ class GraphRepository:
         )
 
     async def add_block(self, blocker_id: int, blocked_id: int) -> bool:
+        relations_changed(self.session.info, blocker_id, blocked_id)
         return await insert_ignore(
             self.session,
             Block,
@@ -160,6 +164,7 @@ class GraphRepository:
         )
 
     async def remove_block(self, blocker_id: int, blocked_id: int) -> bool:
+        relations_changed(self.session.info, blocker_id, blocked_id)
         result = await self.session.execute(
             delete(Block)
             .where(Block.blocker_id == blocker_id, Block.blocked_id == blocked_id)
@@ -168,6 +173,7 @@ class GraphRepository:
         return result.first() is not None
 
     async def add_mute(self, muter_id: int, muted_id: int) -> bool:
+        relations_changed(self.session.info, muter_id)
         return await insert_ignore(
             self.session,
             Mute,
@@ -176,6 +182,7 @@ class GraphRepository:
         )
 
     async def remove_mute(self, muter_id: int, muted_id: int) -> bool:
+        relations_changed(self.session.info, muter_id)
         result = await self.session.execute(
             delete(Mute)
             .where(Mute.muter_id == muter_id, Mute.muted_id == muted_id)

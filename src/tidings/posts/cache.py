@@ -30,6 +30,7 @@ from tidings.core.cache import (
     cache_of,
     record_eviction,
 )
+from tidings.posts.facts import MEMO
 from tidings.posts.models import Post
 from tidings.posts.repository import PostRepository
 from tidings.settings import Settings
@@ -99,23 +100,43 @@ async def page_bodies(session: AsyncSession, rows: Sequence[PageRow]) -> list[Po
     and every author, in one ``MGET``; those extra rows are kept for this unit of work, so
     rendering the page (:func:`tidings.posts.views.load_context`) finds them without another
     round trip. Needs a row cache."""
+    ids = [row[0] for row in rows]
+    refs = {ref for row in rows for ref in (row[2], row[3]) if ref}
+    bodies = await prefetch(session, [*ids, *refs], {row[1] for row in rows})
+    return [bodies[i] for i in ids if i in bodies]
+
+
+async def prefetch(
+    session: AsyncSession, posts: Iterable[int], profiles: Iterable[int] = ()
+) -> dict[int, PostView]:
+    """Posts and profiles into this unit of work's memo, from the row cache in one read (what
+    the memo holds already is not read again); returns every asked post that exists. Rendering
+    (:func:`tidings.posts.views.load_context`) then finds them without a round trip. Needs a
+    row cache."""
     cache = cache_of(session)
     assert cache is not None
-    repo = PostRepository(session)
-    ids = [row[0] for row in rows]
-    refs = {ref for row in rows for ref in (row[2], row[3]) if ref} - set(ids)
-
-    async def profiles(missing: list[int]) -> dict[int, Row]:
-        return await repo.profile_rows(missing, PROFILE_COLUMNS)
-
-    posts, authors = await cache.get_groups(
-        [(POST, [*ids, *refs], repo.post_rows), (PROFILE, {row[1] for row in rows}, profiles)]
-    )
-    bodies = {pid: CachedPost(row) for pid, row in posts.items()}
     memo = _prefetched(session)
-    memo[POST].update(bodies)
-    memo[PROFILE].update((uid, CachedProfile(row)) for uid, row in authors.items())
-    return [bodies[i] for i in ids if i in bodies]
+    wanted = set(posts)
+    new_posts = wanted - memo[POST].keys()
+    new_profiles = set(profiles) - memo[PROFILE].keys()
+    if new_posts or new_profiles:
+        repo = PostRepository(session)
+
+        async def load_profiles(missing: list[int]) -> dict[int, Row]:
+            return await repo.profile_rows(missing, PROFILE_COLUMNS)
+
+        found_posts, found_profiles = await cache.get_groups(
+            [(POST, new_posts, repo.post_rows), (PROFILE, new_profiles, load_profiles)]
+        )
+        memo[POST].update((pid, CachedPost(row)) for pid, row in found_posts.items())
+        memo[PROFILE].update((uid, CachedProfile(row)) for uid, row in found_profiles.items())
+    return {pid: memo[POST][pid] for pid in wanted if pid in memo[POST]}
+
+
+def prefetched_profile(session: AsyncSession, user_id: int) -> CachedProfile | None:
+    """A profile :func:`prefetch` put in this unit of work's memo."""
+    found: CachedProfile | None = _prefetched(session)[PROFILE].get(user_id)
+    return found
 
 
 def _prefetched(session: AsyncSession | Session) -> dict[str, dict[int, Any]]:
@@ -168,6 +189,7 @@ def _record_changes(session: Session, _flush: UOWTransaction) -> None:
     """After each flush: the posts and users it changed or deleted are evicted at commit."""
     info: dict[Any, Any] = session.info
     info.pop(PREFETCHED, None)  # a write in this unit of work: nothing prefetched is current
+    info.pop(MEMO, None)  # nor any relation read
     changed = [*session.dirty, *session.deleted]
     record_eviction(info, POST, (obj.id for obj in changed if isinstance(obj, Post)))
     record_eviction(info, PROFILE, (obj.id for obj in changed if isinstance(obj, User)))

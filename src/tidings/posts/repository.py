@@ -23,16 +23,17 @@ from tidings.accounts.models import User
 from tidings.core import rawsql
 from tidings.core.cache import record_eviction
 from tidings.core.db import insert_ignore
-from tidings.graph.models import Block, Follow
+from tidings.graph.models import Block, Follow, Mute
+from tidings.posts.facts import relations_changed
 from tidings.posts.models import Like, Post, PostMention, PostTag
 
-FOLLOWING, BLOCKED, LIKED, SHARED = 1, 2, 3, 4
+FOLLOWING, BLOCKED, LIKED, SHARED, MUTED = 1, 2, 3, 4, 5
 
 
 @cache
 def _viewer_relations() -> Select[Any]:
-    """The viewer's follows and blocks (either way) among some authors and likes and shares
-    among some posts, as ``(relation, id)`` rows of one statement: one round trip for a page,
+    """The viewer's follows, blocks (either way) and mutes among some authors and likes and
+    shares among some posts, as ``(relation, id)`` rows of one statement: one round trip for a page,
     built once (its tree and cache key are not rebuilt per request)."""
     viewer = bindparam("viewer_id", type_=BigInteger)
     authors = bindparam("authors", type_=BigInteger, expanding=True)
@@ -50,6 +51,9 @@ def _viewer_relations() -> Select[Any]:
         ),
         select(tag(BLOCKED), Block.blocker_id).where(
             Block.blocked_id == viewer, Block.blocker_id.in_(authors)
+        ),
+        select(tag(MUTED), Mute.muted_id).where(
+            Mute.muter_id == viewer, Mute.muted_id.in_(authors)
         ),
         select(tag(LIKED), Like.post_id).where(Like.user_id == viewer, Like.post_id.in_(posts)),
         select(tag(SHARED), Post.share_of_id).where(
@@ -171,6 +175,7 @@ class PostRepository:
         added = await insert_ignore(
             self.session, Like, {"post_id": post_id, "user_id": user_id}, ["post_id", "user_id"]
         )
+        relations_changed(self.session.info, user_id)
         if not added:
             return None
         return (await self.bump(post_id, like_count=+1)).get("like_count")
@@ -179,6 +184,7 @@ class PostRepository:
         result = await self.session.execute(
             delete(Like).where(Like.post_id == post_id, Like.user_id == user_id).returning(Like.id)
         )
+        relations_changed(self.session.info, user_id)
         removed = result.first() is not None
         if removed:
             await self.bump(post_id, like_count=-1)
@@ -187,9 +193,12 @@ class PostRepository:
     async def viewer_relations(
         self, viewer_id: int, authors: Iterable[int], posts: Iterable[int]
     ) -> dict[int, set[int]]:
-        """``{FOLLOWING: ..., BLOCKED: ..., LIKED: ..., SHARED: ...}`` for the viewer, among
-        ``authors`` (follows, blocks either way) and ``posts`` (likes, shares)."""
-        found: dict[int, set[int]] = {key: set() for key in (FOLLOWING, BLOCKED, LIKED, SHARED)}
+        """``{FOLLOWING: ..., BLOCKED: ..., MUTED: ..., LIKED: ..., SHARED: ...}`` for the
+        viewer, among ``authors`` (follows, blocks either way, mutes) and ``posts`` (likes,
+        shares)."""
+        found: dict[int, set[int]] = {
+            key: set() for key in (FOLLOWING, BLOCKED, MUTED, LIKED, SHARED)
+        }
         among_authors, among_posts = sorted(set(authors)), sorted(set(posts))
         if not among_authors and not among_posts:
             return found
@@ -222,6 +231,7 @@ class PostRepository:
             },
             ["author_id", "share_of_id"],
         )
+        relations_changed(self.session.info, user_id)
         if added:
             await self.bump(post_id, share_count=+1)
         return added
@@ -232,17 +242,23 @@ class PostRepository:
             .where(Post.author_id == user_id, Post.share_of_id == post_id)
             .returning(Post.id)
         )
+        relations_changed(self.session.info, user_id)
         row = result.first()
         if row is not None:
             await self.bump(post_id, share_count=-1)
+            # deleted with SQL: the cached row goes after the commit (feeds filter on it)
+            record_eviction(self.session.info, "post", [row[0]])
             return int(row[0])
         return None
 
     async def delete_shares_of(self, post_id: int) -> int:
         result = await self.session.execute(
-            delete(Post).where(Post.share_of_id == post_id).returning(Post.id)
+            delete(Post).where(Post.share_of_id == post_id).returning(Post.id, Post.author_id)
         )
-        return len(result.all())
+        rows = result.all()
+        record_eviction(self.session.info, "post", [share_id for share_id, _ in rows])
+        relations_changed(self.session.info, *{author for _, author in rows})
+        return len(rows)
 
     async def likers_page(
         self, post_id: int, limit: int, before: int | None, hide: set[int]

@@ -19,7 +19,7 @@ from tidings.core.schemas import format_timestamp
 from tidings.posts import parsing
 from tidings.posts.cache import AuthorView, PostView, posts_by_ids, profiles_by_ids
 from tidings.posts.models import Post
-from tidings.posts.repository import BLOCKED, FOLLOWING, LIKED, SHARED, PostRepository
+from tidings.posts.relations import relations_of
 from tidings.posts.schemas import PostOut
 
 
@@ -79,7 +79,6 @@ def can_see_with(
 async def load_context(
     session: AsyncSession, viewer: Principal | None, posts: Sequence[PostView]
 ) -> ViewContext:
-    repo = PostRepository(session)
     ctx = ViewContext(viewer=viewer, posts={p.id: p for p in posts})
     for _level in range(2):  # shared/quoted posts, and the post a shared post quotes
         refs = {r for p in ctx.posts.values() for r in (p.share_of_id, p.quote_of_id) if r}
@@ -90,9 +89,9 @@ async def load_context(
     ctx.authors = await profiles_by_ids(session, (p.author_id for p in ctx.posts.values()))
     if viewer is not None:
         others = [a for a in ctx.authors if a != viewer.user_id]
-        found = await repo.viewer_relations(viewer.user_id, others, ctx.posts)
-        ctx.following, ctx.blocked = found[FOLLOWING], found[BLOCKED]
-        ctx.liked, ctx.shared = found[LIKED], found[SHARED]
+        found = await relations_of(session, viewer.user_id, others, ctx.posts)
+        ctx.following, ctx.blocked = found.following, found.blocked
+        ctx.liked, ctx.shared = found.liked, found.shared
     return ctx
 
 

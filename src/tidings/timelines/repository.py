@@ -348,13 +348,6 @@ def cached_feed_filter(include_shares: bool, has_media: bool | None) -> Select[P
     return home_feed_in(VIEWER, FETCH, None, filters).where(Post.id.in_(CANDIDATES))
 
 
-@lru_cache(maxsize=64)
-def cached_feed_filter_refs(include_shares: bool, has_media: bool | None) -> Select[Any]:
-    """:func:`cached_feed_filter` returning ``(id, author, shared post, quoted post)`` (the
-    bodies come from the row cache)."""
-    return _refs_only(cached_feed_filter(include_shares, has_media))
-
-
 @lru_cache(maxsize=128)
 def _cached_user_posts(
     paged: bool,
