@@ -23,6 +23,32 @@ from tidings.settings import Settings
 
 log = structlog.get_logger("tidings.ratelimit")
 
+SWEEP_SECONDS = 1.0
+
+
+class SweepingMemoryStorage(MemoryStorage):
+    """``limits``' in-memory storage, sweeping expired counters at most once a second.
+
+    The library schedules its sweep (a walk over every key held) after each hit that finds
+    the previous sweep done: under load, one walk per request, so a request's cost grew with
+    the number of clients seen within the window (5.6 % of a feed page's API CPU in a py-spy
+    profile with 5,000 clients). Reads already drop an expired counter when they meet it
+    (``MemoryStorage.get``), so the sweep only gives memory back; once a second is enough.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._next_sweep = 0.0
+
+    # the library's private hook (``self.__schedule_expiry()`` inside MemoryStorage);
+    # tests/unit/test_rate_limit_storage.py fails if a release renames it
+    async def _MemoryStorage__schedule_expiry(self) -> None:
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_SECONDS
+        await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -46,7 +72,7 @@ class RateLimiter:
     def __init__(self, settings: Settings) -> None:
         self.enabled = settings.rate_limit_enabled
         self.policies = build_policies(settings.rate_limits)
-        self._fallback = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self._fallback = SlidingWindowCounterRateLimiter(SweepingMemoryStorage())
         self.storage: Storage
         if settings.rate_limit_storage == "redis":
             from redis.asyncio import BlockingConnectionPool
@@ -67,7 +93,7 @@ class RateLimiter:
                 **options,
             )
         else:
-            self.storage = MemoryStorage()
+            self.storage = SweepingMemoryStorage()
         self._primary = SlidingWindowCounterRateLimiter(self.storage)
 
     async def _hit(
