@@ -23,9 +23,12 @@ Redis is unreachable leaves the entry until its TTL (``TIDINGS_CACHE_TTL_SECONDS
   before the commit cannot put the old version back while the tombstone lives.
 * **Facts** (:meth:`RowCache.get_facts`): small integers about one owner (a viewer's relation
   with an author or a post), one Redis hash per owner, filled field by field as pages ask.
-  The hash carries a generation that readers create and writers end: a write deletes the
-  owner's hash after its commit, and a fill lands only in the generation it was read from, so
-  a reader that loaded facts before the commit never puts them back.
+  The hash carries a generation that readers create and writers end: after its commit a
+  write replaces the owner's hash by a closed one (a tombstone, like a row's) that readers
+  load past without filling until it expires, and a fill lands only in the generation it was
+  read in. So a reader that loaded facts before the commit never puts them back, even one
+  whose database snapshot is older than the commit (SQLite's, fixed at a transaction's first
+  read).
 * **Redis down**: reads go to the database and the cache is skipped for a few seconds; a stale
   entry whose eviction was lost expires after ``TIDINGS_CACHE_TTL_SECONDS``.
 
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
 
 SESSION_KEY = "tidings.row_cache"
 EVICT_KEY = "tidings.row_cache.evict"
+PREFETCHED = "tidings.row_cache.prefetched"  # session.info: {kind: {id: row}} read ahead
 TOMBSTONE = "~"
 WAIT_ROUNDS = 10  # polls for keys another request is loading (50 ms in all)
 WAIT_SECONDS = 0.005
@@ -99,8 +103,14 @@ return #KEYS
 # hash starts one (ARGV[1]: a new generation, ARGV[2]: its lifetime in ms, the same for every
 # field: a fact lives at most that long); returns the generation, then each asked field's value
 # (false for a field not filled yet).
-_FACTS_READ = """
+_FACTS_READ = (
+    """
 local generation = redis.call('HGET', KEYS[1], 'g')
+if generation == '"""
+    + TOMBSTONE
+    + """' then
+  return {generation}
+end
 if not generation then
   redis.call('HSET', KEYS[1], 'g', ARGV[1])
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -112,13 +122,17 @@ for i = 3, #ARGV do
 end
 return out
 """
+)
 # Fill facts read from the database, only into the generation they were asked in (ARGV[1]):
-# a write committed meanwhile deleted the hash, and its successor has another generation.
+# a write committed meanwhile closed the hash, and its successor has another generation. One
+# HSET per field (``unpack`` of thousands of arguments overflows Lua's stack).
 _FACTS_FILL = """
 if redis.call('HGET', KEYS[1], 'g') ~= ARGV[1] then
   return 0
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
 return 1
 """
 
@@ -262,6 +276,9 @@ class RowCache:
         new_generation = secrets.token_hex(8)
         reply = await self._facts_read(keys=[key], args=[new_generation, self.ttl_ms, *wanted])
         generation, values = reply[0], reply[1:]
+        if generation in (TOMBSTONE, TOMBSTONE.encode()):  # just changed: load, never fill
+            loaded = await load(wanted) if wanted else {}
+            return {name: loaded.get(name, 0) for name in wanted}
         found: dict[str, int] = {}
         missing: list[str] = []
         for index, name in enumerate(wanted):
@@ -280,16 +297,19 @@ class RowCache:
         return found
 
     async def evict(self, keys: Iterable[tuple[str, int]]) -> None:
-        """Tombstone these rows (after the commit that changed them); fact hashes are deleted
-        (their generation ends)."""
+        """Tombstone these rows (after the commit that changed them); fact hashes are closed
+        (their generation ends, and none starts until the tombstone expires)."""
         wanted = sorted(set(keys))
         if not wanted:
             return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for kind, row_id in wanted:
-                    if kind.startswith(FACTS):
-                        pipe.delete(self.key(kind, row_id))
+                    if kind.startswith(FACTS):  # closed: its facts go, and no fill lands
+                        key = self.key(kind, row_id)
+                        pipe.delete(key)
+                        pipe.hset(key, "g", TOMBSTONE)
+                        pipe.pexpire(key, self.tombstone_ms)
                     else:
                         pipe.set(self.key(kind, row_id), TOMBSTONE, px=self.tombstone_ms)
                 await pipe.execute()
@@ -431,9 +451,15 @@ def cache_of(session: AsyncSession) -> RowCache | None:
 
 
 def record_eviction(info: dict[Any, Any], kind: str, ids: Iterable[int]) -> None:
-    """Remember rows this transaction changed (``session.info``); evicted after commit."""
+    """Remember rows this transaction changed (``session.info``); evicted after commit. What
+    this unit of work read of them ahead (:data:`PREFETCHED`) is forgotten at once."""
+    wanted = {int(i) for i in ids}
+    memo = info.get(PREFETCHED, {}).get(kind)
+    if memo:
+        for row_id in wanted:
+            memo.pop(row_id, None)
     if SESSION_KEY in info:
-        info.setdefault(EVICT_KEY, set()).update((kind, int(i)) for i in ids)
+        info.setdefault(EVICT_KEY, set()).update((kind, row_id) for row_id in wanted)
 
 
 async def after_commit(session: AsyncSession) -> None:

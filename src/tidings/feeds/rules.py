@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tidings.posts.cache import PostView, prefetch, prefetched_profile
+from tidings.posts.cache import CachedProfile, PostView, prefetch
 from tidings.posts.relations import Relations, relations_of
 from tidings.timelines.repository import FOLLOWER_VISIBILITIES
 from tidings.timelines.schemas import TimelineFilters
@@ -35,30 +35,30 @@ async def shown(
     """The candidates ``ids`` the home feed shows, newest first, bodies included."""
     if not ids:
         return []
-    posts = await prefetch(session, ids)
+    posts, _ = await prefetch(session, ids)
     authors = {post.author_id for post in posts.values()}
     refs = {ref for post in posts.values() for ref in (post.share_of_id, post.quote_of_id) if ref}
-    targets = await prefetch(session, refs, authors)
+    targets, profiles = await prefetch(session, refs, authors)
     more = {post.author_id for post in targets.values()} - authors
     if more:
-        await prefetch(session, (), more)
+        profiles.update((await prefetch(session, (), more))[1])
     others = (authors | more) - {viewer_id}
     relations = await relations_of(session, viewer_id, others, [*posts, *targets])
-    rules = _Rules(session, viewer_id, relations, filters, targets)
+    rules = _Rules(viewer_id, relations, filters, targets, profiles)
     return [posts[pid] for pid in sorted(posts, reverse=True) if rules.shows(posts[pid])]
 
 
 @dataclass
 class _Rules:
-    session: AsyncSession
     viewer_id: int
     relations: Relations
     filters: TimelineFilters
     targets: dict[int, PostView]
+    profiles: dict[int, CachedProfile]
 
     def _author_ok(self, author_id: int) -> bool:
         """Not suspended, not blocked either way, not muted (``_author_ok``, hide_muted)."""
-        profile = prefetched_profile(self.session, author_id)
+        profile = self.profiles.get(author_id)
         return (
             profile is not None
             and not profile.suspended

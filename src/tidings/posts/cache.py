@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, UOWTransaction
 
 from tidings.accounts.models import User
 from tidings.core.cache import (
+    PREFETCHED,
     Loader,
     MemoryRowCache,
     Row,
@@ -37,7 +38,6 @@ from tidings.settings import Settings
 
 POST = "post"
 PROFILE = "profile.v2"  # v2: with the role (the access-token check reads it)
-PREFETCHED = "tidings.row_cache.prefetched"  # session.info: rows a page fetched ahead
 PROFILE_COLUMNS = ("id", "username", "display_name", "avatar_url", "suspended", "role")
 _POST_TIMES = ("created_at", "edited_at", "deleted_at")
 
@@ -102,23 +102,24 @@ async def page_bodies(session: AsyncSession, rows: Sequence[PageRow]) -> list[Po
     round trip. Needs a row cache."""
     ids = [row[0] for row in rows]
     refs = {ref for row in rows for ref in (row[2], row[3]) if ref}
-    bodies = await prefetch(session, [*ids, *refs], {row[1] for row in rows})
+    bodies, _authors = await prefetch(session, [*ids, *refs], {row[1] for row in rows})
     return [bodies[i] for i in ids if i in bodies]
 
 
 async def prefetch(
     session: AsyncSession, posts: Iterable[int], profiles: Iterable[int] = ()
-) -> dict[int, PostView]:
+) -> tuple[dict[int, PostView], dict[int, CachedProfile]]:
     """Posts and profiles into this unit of work's memo, from the row cache in one read (what
-    the memo holds already is not read again); returns every asked post that exists. Rendering
-    (:func:`tidings.posts.views.load_context`) then finds them without a round trip. Needs a
-    row cache."""
+    the memo holds already is not read again); returns every asked post and profile that
+    exists. Rendering (:func:`tidings.posts.views.load_context`) then finds them without a
+    round trip. Needs a row cache."""
     cache = cache_of(session)
     assert cache is not None
     memo = _prefetched(session)
     wanted = set(posts)
+    wanted_profiles = set(profiles)
     new_posts = wanted - memo[POST].keys()
-    new_profiles = set(profiles) - memo[PROFILE].keys()
+    new_profiles = wanted_profiles - memo[PROFILE].keys()
     if new_posts or new_profiles:
         repo = PostRepository(session)
 
@@ -130,13 +131,10 @@ async def prefetch(
         )
         memo[POST].update((pid, CachedPost(row)) for pid, row in found_posts.items())
         memo[PROFILE].update((uid, CachedProfile(row)) for uid, row in found_profiles.items())
-    return {pid: memo[POST][pid] for pid in wanted if pid in memo[POST]}
-
-
-def prefetched_profile(session: AsyncSession, user_id: int) -> CachedProfile | None:
-    """A profile :func:`prefetch` put in this unit of work's memo."""
-    found: CachedProfile | None = _prefetched(session)[PROFILE].get(user_id)
-    return found
+    return (
+        {pid: memo[POST][pid] for pid in wanted if pid in memo[POST]},
+        {uid: memo[PROFILE][uid] for uid in wanted_profiles if uid in memo[PROFILE]},
+    )
 
 
 def _prefetched(session: AsyncSession | Session) -> dict[str, dict[int, Any]]:

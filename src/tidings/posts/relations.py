@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.core.cache import cache_of
-from tidings.posts.facts import MEMO, RELATIONS
+from tidings.posts.facts import CHANGED, MEMO, RELATIONS
 from tidings.posts.repository import BLOCKED, FOLLOWING, LIKED, MUTED, SHARED, PostRepository
 
 # (relation, fact prefix, bit)
@@ -60,7 +60,7 @@ async def relations_of(
             return await _load(session, viewer_id, wanted)
 
         cache = cache_of(session)
-        if cache is None:
+        if cache is None or viewer_id in session.info.get(CHANGED, ()):
             memo.update({name: 0 for name in missing})
             memo.update(await load(sorted(missing)))
         else:

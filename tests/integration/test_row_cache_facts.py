@@ -1,0 +1,150 @@
+"""Facts in the row cache (one Redis hash per owner with a generation), on real Redis: filled
+field by field, closed by a write so that nothing read before it is put back, any size.
+And a writer's own transaction reads the relations it changed, without filling the cache."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import insert
+
+from tests.conftest import make_settings
+from tidings.accounts.models import User
+from tidings.core.cache import PREFETCHED, TOMBSTONE, RowCache, cache_of, record_eviction
+from tidings.core.container import Container
+from tidings.core.ids import new_id
+from tidings.posts.facts import RELATIONS
+from tidings.posts.models import Post
+from tidings.posts.relations import relations_of
+from tidings.posts.repository import PostRepository
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+KIND = "facts.test"
+
+
+class FactLoader:
+    def __init__(self, values: dict[str, int]) -> None:
+        self.values = values
+        self.calls: list[list[str]] = []
+
+    async def __call__(self, names: list[str]) -> dict[str, int]:
+        self.calls.append(list(names))
+        return {name: self.values[name] for name in names if name in self.values}
+
+
+@pytest.fixture
+async def cache() -> AsyncIterator[RowCache]:
+    redis = Redis.from_url(REDIS_URL, decode_responses=True)
+    prefix = f"test:facts:{secrets.token_hex(6)}:"
+    yield RowCache(redis, prefix=prefix, ttl_seconds=60, tombstone_ms=300)
+    keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()
+
+
+async def test_facts_are_loaded_once_then_read_from_the_hash(cache: RowCache) -> None:
+    load = FactLoader({"a1": 3})
+    assert await cache.get_facts(KIND, 7, ["a1", "a2"], load) == {"a1": 3, "a2": 0}
+    assert await cache.get_facts(KIND, 7, ["a1", "a2", "p9"], load) == {"a1": 3, "a2": 0, "p9": 0}
+    assert load.calls == [["a1", "a2"], ["p9"]]  # the first two were filled, zero included
+    assert 0 < await cache.redis.pttl(cache.key(KIND, 7)) <= 60_000
+
+
+async def test_thousands_of_facts_fill_in_one_call(cache: RowCache) -> None:
+    names = [f"p{i}" for i in range(12_000)]  # more arguments than Lua's unpack takes
+    load = FactLoader({name: 1 for name in names[::2]})
+    first = await cache.get_facts(KIND, 8, names, load)
+    assert await cache.get_facts(KIND, 8, names, load) == first
+    assert len(load.calls) == 1  # all filled by the first read
+    assert sum(first.values()) == 6_000
+    assert cache.available
+
+
+async def test_a_write_closes_the_hash_so_nothing_read_before_it_comes_back(
+    cache: RowCache,
+) -> None:
+    before = FactLoader({"a1": 1})
+    assert await cache.get_facts(KIND, 9, ["a1"], before) == {"a1": 1}
+    await cache.evict([(KIND, 9)])  # the writer committed (a1 is now 0)
+    assert await cache.redis.hget(cache.key(KIND, 9), "g") == TOMBSTONE
+    # a reader whose snapshot predates the commit (SQLite) still loads the old answer: it is
+    # served to that reader only, never filled
+    assert await cache.get_facts(KIND, 9, ["a1"], before) == {"a1": 1}
+    after = FactLoader({})
+    assert await cache.get_facts(KIND, 9, ["a1"], after) == {"a1": 0}
+    assert after.calls == [["a1"]]  # read from the database while the hash is closed
+    await cache.redis.delete(cache.key(KIND, 9))  # as when the tombstone expires
+    assert await cache.get_facts(KIND, 9, ["a1"], after) == {"a1": 0}
+    assert await cache.get_facts(KIND, 9, ["a1"], after) == {"a1": 0}
+    assert len(after.calls) == 2  # a new generation: loaded once more, then cached
+
+
+async def test_a_fill_from_an_ended_generation_is_dropped(cache: RowCache) -> None:
+    key = cache.key(KIND, 10)
+
+    async def racing_load(names: list[str]) -> dict[str, int]:
+        await cache.evict([(KIND, 10)])  # a write commits while this reader loads
+        await cache.redis.delete(key)  # ... and its tombstone has expired
+        return {"a1": 1}
+
+    assert await cache.get_facts(KIND, 10, ["a1"], racing_load) == {"a1": 1}
+    assert await cache.redis.exists(key) == 0  # the stale answer was not filled
+
+
+def test_an_eviction_drops_what_the_unit_of_work_read_ahead() -> None:
+    info: dict[str, object] = {PREFETCHED: {"post": {1: "row 1", 2: "row 2"}, "profile.v2": {}}}
+    record_eviction(info, "post", [1])
+    assert info[PREFETCHED] == {"post": {2: "row 2"}, "profile.v2": {}}
+
+
+@pytest.fixture
+async def container(tmp_path: Path, database_url: str) -> AsyncIterator[Container]:
+    prefix = f"test:facts:{secrets.token_hex(6)}:"
+    settings = make_settings(
+        tmp_path / "data", database_url, row_cache="redis", cache_key_prefix=prefix
+    )
+    built = Container.build(settings)
+    yield built
+    redis = Redis.from_url(settings.redis_url)
+    keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()
+    await built.close()
+
+
+async def test_a_writer_reads_its_own_relations_and_fills_nothing_uncommitted(
+    container: Container,
+) -> None:
+    viewer, author, post_id = new_id(), new_id(), new_id()
+    async with container.db.unit_of_work() as session:
+        await session.execute(
+            insert(User),
+            [
+                {"id": uid, "username": f"u{uid}", "username_key": f"u{uid}", "email": f"{uid}@x.t"}
+                for uid in (viewer, author)
+            ],
+        )
+        await session.execute(insert(Post), [{"id": post_id, "author_id": author, "text": "hi"}])
+        cache = cache_of(session)
+    assert cache is not None
+    key = cache.key(RELATIONS, viewer)
+
+    async def like_then_roll_back() -> None:
+        async with container.db.unit_of_work() as session:
+            assert (await relations_of(session, viewer, [author], [post_id])).liked == set()
+            await PostRepository(session).add_like(post_id, viewer)
+            found = await relations_of(session, viewer, [author], [post_id, post_id + 1])
+            assert found.liked == {post_id}  # its own write, not the cache's old answer
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError, match="roll back"):
+        await like_then_roll_back()
+    assert await cache.redis.hget(key, f"p{post_id + 1}") is None  # nothing uncommitted filled
+    async with container.db.unit_of_work() as session:
+        assert (await relations_of(session, viewer, [author], [post_id])).liked == set()
