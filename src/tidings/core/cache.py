@@ -347,6 +347,8 @@ class MemoryRowCache(RowCache):
         # (kind, id) -> expires at: tombstones live apart, so the bound never drops a live one
         self._tombstones: dict[tuple[str, int], float] = {}
         self._loading: dict[tuple[str, int], asyncio.Future[None]] = {}
+        # (kind, owner) -> (expires at, facts): one generation each, least recently used first
+        self._fact_sets: OrderedDict[tuple[str, int], tuple[float, dict[str, int]]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -424,10 +426,30 @@ class MemoryRowCache(RowCache):
     async def get_facts(
         self, kind: str, owner: int, fields: Collection[str], load: FactLoader
     ) -> dict[str, int]:
-        """Facts are not kept in memory: each ask is the loader's (one query)."""
+        """:meth:`RowCache.get_facts` in this process: an owner's facts are one dict (its
+        generation) that an eviction drops and tombstones; a load fills the dict it started
+        from, which no reader sees any more once an eviction overtook the load."""
         wanted = sorted(set(fields))
-        loaded = await load(wanted) if wanted else {}
-        return {name: loaded.get(name, 0) for name in wanted}
+        key = (kind, owner)
+        if self._tombstoned(key):  # just changed: load, never fill
+            loaded = await load(wanted) if wanted else {}
+            return {name: loaded.get(name, 0) for name in wanted}
+        now = self._clock()
+        entry = self._fact_sets.get(key)
+        if entry is None or entry[0] <= now:
+            entry = (now + self.ttl_ms / 1000, {})
+            self._fact_sets[key] = entry
+            while len(self._fact_sets) > self.max_entries:
+                self._fact_sets.popitem(last=False)
+        self._fact_sets.move_to_end(key)
+        facts = entry[1]
+        found = {name: facts[name] for name in wanted if name in facts}
+        missing = [name for name in wanted if name not in found]
+        if missing:
+            loaded = await load(missing)
+            for name in missing:  # into the generation it started from: detached if evicted
+                found[name] = facts[name] = loaded.get(name, 0)
+        return found
 
     async def evict(self, keys: Iterable[tuple[str, int]]) -> None:
         now = self._clock()
@@ -435,6 +457,7 @@ class MemoryRowCache(RowCache):
             self._tombstones = {k: t for k, t in self._tombstones.items() if t > now}
         for key in set(keys):
             self._entries.pop(key, None)
+            self._fact_sets.pop(key, None)
             self._tombstones[key] = now + self.tombstone_ms / 1000
 
 
