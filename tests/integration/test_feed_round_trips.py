@@ -28,7 +28,7 @@ from tidings.core.container import Container
 from tidings.core.db import CUSTOM_PLANS, GENERIC_PLANS
 from tidings.core.ids import new_id
 from tidings.core.pagination import PageParams
-from tidings.feeds import store as feed_store
+from tidings.feeds import store as store_module
 from tidings.feeds.fanout import fan_out
 from tidings.feeds.service import rebuild_timeline
 from tidings.feeds.store import store_of
@@ -58,14 +58,19 @@ def fanout_batch() -> int:
 
 
 @pytest.fixture
+def feed_store() -> str:
+    return "redis"
+
+
+@pytest.fixture
 async def container(
-    tmp_path: Path, database_url: str, row_cache: str, fanout_batch: int
+    tmp_path: Path, database_url: str, row_cache: str, fanout_batch: int, feed_store: str
 ) -> AsyncIterator[Container]:
     prefix = f"test:feedcost:{secrets.token_hex(6)}:"
     settings = make_settings(
         tmp_path / "data",
         database_url,
-        feed_store="redis",
+        feed_store=feed_store,
         feed_key_prefix=prefix,
         row_cache=row_cache,
         cache_key_prefix=f"{prefix}cache:",
@@ -86,7 +91,7 @@ def counts(container: Container, monkeypatch: pytest.MonkeyPatch) -> Iterator[Co
     counted = Counts()
     # the set of merged authors is read once (each process rereads it every CELEBS_SECONDS,
     # which a slow run could otherwise cross between two pages it compares)
-    monkeypatch.setattr(feed_store, "CELEBS_SECONDS", 3600.0)
+    monkeypatch.setattr(store_module, "CELEBS_SECONDS", 3600.0)
 
     def on_sql(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         counted.sql += 1
@@ -137,8 +142,8 @@ async def _seed(container: Container) -> int:
         )
         await session.execute(insert(Post), [{"author_id": a, "text": "hi"} for a in authors])
         store = store_of(session)
-        assert store is not None
-        await rebuild_timeline(store, session, viewer)
+        if store is not None:
+            await rebuild_timeline(store, session, viewer)
     return viewer
 
 
@@ -216,6 +221,24 @@ async def test_warm_page_with_the_row_cache_queries_nothing(
     assert small.sql == 0
     assert small.redis == 4
     assert checkouts == []  # not even a connection from the pool (and its ping)
+
+
+@pytest.mark.parametrize(("feed_store", "row_cache"), [("none", "memory")])
+async def test_warm_embedded_page_runs_the_pull_query_alone(
+    container: Container, counts: Counts
+) -> None:
+    """The embedded default (the pull feed, the in-memory row cache): once warm, a page runs
+    one statement, the pull query (ids and references), whatever its size; the bodies, the
+    authors and the viewer's relations come from memory."""
+    viewer = await _seed(container)
+    await _page(container, viewer, AUTHORS, counts)  # fills the cache
+    small = await _page(container, viewer, 5, counts)
+    large = await _page(container, viewer, AUTHORS, counts)
+    assert large == small, f"5 posts: {small}; {AUTHORS} posts: {large}"
+    queries = [q for q in small.statements if not q.startswith("BEGIN")]  # SQLite's BEGIN
+    assert len(queries) == 1, queries
+    assert "posts.share_of_id" in queries[0]  # the pull query, returning references
+    assert small.redis == 0
 
 
 @pytest.mark.parametrize("row_cache", ["redis"])
