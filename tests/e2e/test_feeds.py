@@ -8,6 +8,7 @@ compares the pages the two serve for the same viewer and cursor.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from tests.conftest import make_settings
 from tests.support.api import SignedIn, sign_up
 from tests.support.waiting import eventually
 from tidings.app import create_app
+from tidings.core.cache import cache_of
 from tidings.core.container import Container
 from tidings.events.models import OutboxMessage, ProcessedEvent
 from tidings.feeds.fanout import CONSUMER, HANDLERS
@@ -385,9 +387,10 @@ async def test_row_cache_bodies_are_fresh_after_every_write(apps: Apps) -> None:
 @pytest.mark.parametrize("feed_overrides", [ROW_CACHE])
 async def test_cached_rules_follow_every_write_that_changes_a_page(apps: Apps) -> None:
     """Each page is read twice (the second from warm caches) and compared with the pull
-    query's after every write the cached rules depend on: suspension, the shared post's
-    author blocked, muted or no longer followed, the shared post's visibility, an unshare
-    (a row deleted with SQL), a deleted original, and the viewer's likes."""
+    query's after every write the cached rules depend on, once its tombstones expired:
+    suspension, the shared post's author blocked, muted or no longer followed, the shared
+    post's visibility, an unshare (a row deleted with SQL), a deleted original, and the
+    viewer's likes."""
     from tests.support.api import login, make_admin
 
     await make_admin(apps.container, "warden")
@@ -407,7 +410,14 @@ async def test_cached_rules_follow_every_write_that_changes_a_page(apps: Apps) -
     await _ok(apps.feeds, "PATCH", f"/api/v1/posts/{c1}", carol, json={"visibility": "followers"})
     await apps.settled()
 
+    # short tombstones, waited out before each read: every write must itself end the facts it
+    # changes (a hash still closed by the write before would hide a missing eviction)
+    cache = cache_of(apps.container.db.sessions())
+    assert cache is not None
+    cache.tombstone_ms = 50
+
     async def page() -> list[str]:
+        await asyncio.sleep(0.1)
         first = await _same_feed(apps, alice)
         assert await _same_feed(apps, alice) == first  # warm
         return first

@@ -86,14 +86,19 @@ async def test_a_write_closes_the_hash_so_nothing_read_before_it_comes_back(
 
 async def test_a_fill_from_an_ended_generation_is_dropped(cache: RowCache) -> None:
     key = cache.key(KIND, 10)
+    fresh = FactLoader({})
 
     async def racing_load(names: list[str]) -> dict[str, int]:
         await cache.evict([(KIND, 10)])  # a write commits while this reader loads
         await cache.redis.delete(key)  # ... and its tombstone has expired
+        # another reader starts the next generation and fills the new answer
+        assert await cache.get_facts(KIND, 10, ["a1"], fresh) == {"a1": 0}
         return {"a1": 1}
 
     assert await cache.get_facts(KIND, 10, ["a1"], racing_load) == {"a1": 1}
-    assert await cache.redis.exists(key) == 0  # the stale answer was not filled
+    assert await cache.redis.hget(key, "a1") == "0"  # the stale answer did not land
+    assert await cache.get_facts(KIND, 10, ["a1"], fresh) == {"a1": 0}
+    assert fresh.calls == [["a1"]]
 
 
 def test_an_eviction_drops_what_the_unit_of_work_read_ahead() -> None:

@@ -186,14 +186,17 @@ async def test_an_eviction_ends_the_facts_and_no_load_from_before_it_fills() -> 
 
 
 async def test_a_load_that_an_eviction_overtakes_fills_nothing() -> None:
-    cache = _cache()
+    clock = Clock()
+    cache = _cache(clock)
 
     async def racing(names: list[str]) -> dict[str, int]:
         await cache.evict([("facts.rel", 6)])  # a write commits while this reader loads
         return {"a1": 1}
 
     assert await cache.get_facts("facts.rel", 6, ["a1"], racing) == {"a1": 1}
+    clock.now += 6  # past the tombstone: a new generation, without the racing answer
     after = Facts({})
+    assert await cache.get_facts("facts.rel", 6, ["a1"], after) == {"a1": 0}
     assert await cache.get_facts("facts.rel", 6, ["a1"], after) == {"a1": 0}
     assert after.calls == [["a1"]]
 

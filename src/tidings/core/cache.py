@@ -293,7 +293,10 @@ class RowCache:
             for name in missing:
                 found[name] = loaded.get(name, 0)
                 filled += [name, found[name]]
-            await self._facts_fill(keys=[key], args=[generation, *filled])
+            try:
+                await self._facts_fill(keys=[key], args=[generation, *filled])
+            except RedisError as exc:  # served from what was loaded; not loaded again
+                self.outage.failed(exc)
         return found
 
     async def evict(self, keys: Iterable[tuple[str, int]]) -> None:
@@ -303,7 +306,9 @@ class RowCache:
         if not wanted:
             return
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
+            # MULTI/EXEC: a fact hash is closed with its expiry or not at all (never left
+            # closed for good by a connection lost between the two)
+            async with self.redis.pipeline(transaction=True) as pipe:
                 for kind, row_id in wanted:
                     if kind.startswith(FACTS):  # closed: its facts go, and no fill lands
                         key = self.key(kind, row_id)

@@ -5,7 +5,8 @@ One fact per author (``a<id>``: following, blocked either way, muted, as bits) a
 the viewer's relations ends (:mod:`tidings.posts.facts`). A warm page asks Redis once; facts
 not cached yet cost one statement
 (:meth:`tidings.posts.repository.PostRepository.viewer_relations`).
-Without a row cache, or on the in-memory one, that statement answers every time.
+The in-memory row cache keeps them the same way inside its process; without a row cache, that
+statement answers every time.
 """
 
 from __future__ import annotations
