@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from sqlalchemy import insert
 
 from tests.conftest import make_settings
+from tests.support.rowcache import Loader
 from tidings.accounts.models import User
 from tidings.core.cache import PREFETCHED, TOMBSTONE, RowCache, cache_of, record_eviction
 from tidings.core.container import Container
@@ -153,3 +154,30 @@ async def test_a_writer_reads_its_own_relations_and_fills_nothing_uncommitted(
     assert await cache.redis.hget(key, f"p{post_id + 1}") is None  # nothing uncommitted filled
     async with container.db.unit_of_work() as session:
         assert (await relations_of(session, viewer, [author], [post_id])).liked == set()
+
+
+async def test_evictions_redis_did_not_take_are_sent_before_the_next_read(
+    cache: RowCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outage between a commit and its eviction (Redis unreachable for the pipeline) does
+    not leave the old row and the old facts to their TTL in this process: they are evicted
+    before its next read of the cache."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    old_row = Loader({5: {"id": 5, "text": "old"}})
+    await cache.get_many("post", [5], old_row)
+    await cache.get_facts(KIND, 11, ["a1"], FactLoader({"a1": 1}))
+    working = cache.redis.pipeline
+
+    def unreachable(*_args: object, **_kwargs: object) -> object:
+        raise RedisConnectionError("Redis is unreachable")
+
+    monkeypatch.setattr(cache.redis, "pipeline", unreachable)
+    await cache.evict([("post", 5), (KIND, 11)])  # the writer committed; Redis missed it
+    assert not cache.available
+    monkeypatch.setattr(cache.redis, "pipeline", working)
+    monkeypatch.setattr(cache.outage, "_until", 0.0)  # the outage's pause is over
+    new_row = Loader({5: {"id": 5, "text": "new"}})
+    assert await cache.get_many("post", [5], new_row) == {5: {"id": 5, "text": "new"}}
+    assert await cache.get_facts(KIND, 11, ["a1"], FactLoader({})) == {"a1": 0}
+    assert await cache.redis.get(cache.key("post", 5)) == TOMBSTONE

@@ -5,8 +5,10 @@ What a viewer may see is decided by SQL everywhere but in one place: the home fe
 the feed store, whose candidates are decided on cached rows and relations
 (:mod:`tidings.feeds.rules`), so a warm page queries nothing. That is why every write that
 changes a cached row or relation evicts it after its commit, and why a fill never puts back
-what a reader loaded before a commit (below). The one window left: an eviction lost while
-Redis is unreachable leaves the entry until its TTL (``TIDINGS_CACHE_TTL_SECONDS``).
+what a reader loaded before a commit (below). An eviction Redis does not take (unreachable)
+is kept and sent again before the process next reads the cache; the window left is a process
+that stops first, whose lost evictions leave entries until their TTL
+(``TIDINGS_CACHE_TTL_SECONDS``).
 
 * **Read**: one round trip for a batch of several kinds (a Lua script: each key's value, or,
   for a miss, an attempt at its lock); misses are loaded from the database in one query per
@@ -29,8 +31,9 @@ Redis is unreachable leaves the entry until its TTL (``TIDINGS_CACHE_TTL_SECONDS
   read in. So a reader that loaded facts before the commit never puts them back, even one
   whose database snapshot is older than the commit (SQLite's, fixed at a transaction's first
   read).
-* **Redis down**: reads go to the database and the cache is skipped for a few seconds; a stale
-  entry whose eviction was lost expires after ``TIDINGS_CACHE_TTL_SECONDS``.
+* **Redis down**: reads go to the database and the cache is skipped for a few seconds; an
+  eviction that failed is sent again before this process's next cache read (at most
+  ``MAX_UNSENT`` kept), or the entry expires after ``TIDINGS_CACHE_TTL_SECONDS``.
 
 Hand-written rather than a caching library: it is batched (one read for a page + one query per
 kind for the misses), which decorator-style caches do not do, and it needs write-side tombstones.
@@ -47,6 +50,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import structlog
 from redis.exceptions import RedisError
 
 from tidings.core.outage import Outage
@@ -55,6 +59,9 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+log = structlog.get_logger("tidings.cache")
+
+MAX_UNSENT = 100_000  # evictions kept through an outage, per process
 SESSION_KEY = "tidings.row_cache"
 EVICT_KEY = "tidings.row_cache.evict"
 PREFETCHED = "tidings.row_cache.prefetched"  # session.info: {kind: {id: row}} read ahead
@@ -163,6 +170,7 @@ class RowCache:
         self._fill = redis.register_script(_FILL)
         self._facts_read = redis.register_script(_FACTS_READ)
         self._facts_fill = redis.register_script(_FACTS_FILL)
+        self._unsent: set[tuple[str, int]] = set()  # evictions an outage kept from Redis
 
     def key(self, kind: str, row_id: int) -> str:
         return f"{self.prefix}{kind}:{row_id}"
@@ -203,6 +211,7 @@ class RowCache:
         wanted = [(kind, sorted(set(ids)), load) for kind, ids, load in groups]
         if self.available:
             try:
+                await self._resend()
                 return await self._fetch(wanted)
             except RedisError as exc:
                 self.outage.failed(exc)
@@ -263,6 +272,7 @@ class RowCache:
         wanted = sorted(set(fields))
         if self.available:
             try:
+                await self._resend()
                 return await self._facts(kind, owner, wanted, load)
             except RedisError as exc:
                 self.outage.failed(exc)
@@ -301,25 +311,48 @@ class RowCache:
 
     async def evict(self, keys: Iterable[tuple[str, int]]) -> None:
         """Tombstone these rows (after the commit that changed them); fact hashes are closed
-        (their generation ends, and none starts until the tombstone expires)."""
-        wanted = sorted(set(keys))
+        (their generation ends, and none starts until the tombstone expires). Evictions Redis
+        did not take are kept, and sent again before this process next reads the cache."""
+        wanted = set(keys)
         if not wanted:
             return
         try:
-            # MULTI/EXEC: a fact hash is closed with its expiry or not at all (never left
-            # closed for good by a connection lost between the two)
-            async with self.redis.pipeline(transaction=True) as pipe:
-                for kind, row_id in wanted:
-                    if kind.startswith(FACTS):  # closed: its facts go, and no fill lands
-                        key = self.key(kind, row_id)
-                        pipe.delete(key)
-                        pipe.hset(key, "g", TOMBSTONE)
-                        pipe.pexpire(key, self.tombstone_ms)
-                    else:
-                        pipe.set(self.key(kind, row_id), TOMBSTONE, px=self.tombstone_ms)
-                await pipe.execute()
-        except RedisError as exc:  # the entries expire with their TTL
+            await self._send(wanted)
+        except RedisError as exc:
             self.outage.failed(exc)
+            self._keep_unsent(wanted)
+
+    def _keep_unsent(self, keys: set[tuple[str, int]]) -> None:
+        room = MAX_UNSENT - len(self._unsent)
+        if len(keys) > room:  # beyond the bound the entries expire with their TTL
+            log.warning("row_cache_evictions_dropped", count=len(keys) - max(room, 0))
+            keys = set(sorted(keys)[: max(room, 0)])
+        self._unsent |= keys
+
+    async def _resend(self) -> None:
+        """The evictions an outage kept, before this process reads the cache again (raises
+        RedisError, keeping them, when Redis still fails)."""
+        if self._unsent:
+            keys, self._unsent = self._unsent, set()
+            try:
+                await self._send(keys)
+            except RedisError:
+                self._keep_unsent(keys)
+                raise
+
+    async def _send(self, keys: set[tuple[str, int]]) -> None:
+        # MULTI/EXEC: a fact hash is closed with its expiry or not at all (never left closed
+        # for good by a connection lost between the two)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for kind, row_id in sorted(keys):
+                if kind.startswith(FACTS):  # closed: its facts go, and no fill lands
+                    key = self.key(kind, row_id)
+                    pipe.delete(key)
+                    pipe.hset(key, "g", TOMBSTONE)
+                    pipe.pexpire(key, self.tombstone_ms)
+                else:
+                    pipe.set(self.key(kind, row_id), TOMBSTONE, px=self.tombstone_ms)
+            await pipe.execute()
 
 
 class MemoryRowCache(RowCache):
@@ -352,6 +385,7 @@ class MemoryRowCache(RowCache):
         # (kind, id) -> expires at: tombstones live apart, so the bound never drops a live one
         self._tombstones: dict[tuple[str, int], float] = {}
         self._loading: dict[tuple[str, int], asyncio.Future[None]] = {}
+        self._unsent: set[tuple[str, int]] = set()  # never filled: nothing here fails
         # (kind, owner) -> (expires at, facts): one generation each, least recently used first
         self._fact_sets: OrderedDict[tuple[str, int], tuple[float, dict[str, int]]] = OrderedDict()
 
