@@ -22,6 +22,7 @@ from redis.asyncio.connection import AbstractConnection
 from sqlalchemy import event, insert
 
 from tests.conftest import make_settings
+from tests.support.rowcache import drop_keys
 from tidings.accounts.models import User
 from tidings.auth.policy import Principal, Role
 from tidings.core.container import Container
@@ -79,9 +80,7 @@ async def container(
     built = Container.build(settings)
     yield built
     redis = Redis.from_url(settings.redis_url)
-    keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]
-    if keys:
-        await redis.delete(*keys)
+    await drop_keys(redis, prefix)
     await redis.aclose()
     await built.close()
 

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from sqlalchemy import insert
 
 from tests.conftest import make_settings
-from tests.support.rowcache import Loader
+from tests.support.rowcache import FactLoader, Loader, drop_keys
 from tidings.accounts.models import User
 from tidings.core.cache import PREFETCHED, TOMBSTONE, RowCache, cache_of, record_eviction
 from tidings.core.container import Container
@@ -27,24 +27,12 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 KIND = "facts.test"
 
 
-class FactLoader:
-    def __init__(self, values: dict[str, int]) -> None:
-        self.values = values
-        self.calls: list[list[str]] = []
-
-    async def __call__(self, names: list[str]) -> dict[str, int]:
-        self.calls.append(list(names))
-        return {name: self.values[name] for name in names if name in self.values}
-
-
 @pytest.fixture
 async def cache() -> AsyncIterator[RowCache]:
     redis = Redis.from_url(REDIS_URL, decode_responses=True)
     prefix = f"test:facts:{secrets.token_hex(6)}:"
     yield RowCache(redis, prefix=prefix, ttl_seconds=60, tombstone_ms=300)
-    keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]
-    if keys:
-        await redis.delete(*keys)
+    await drop_keys(redis, prefix)
     await redis.aclose()
 
 
@@ -117,9 +105,7 @@ async def container(tmp_path: Path, database_url: str) -> AsyncIterator[Containe
     built = Container.build(settings)
     yield built
     redis = Redis.from_url(settings.redis_url)
-    keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]
-    if keys:
-        await redis.delete(*keys)
+    await drop_keys(redis, prefix)
     await redis.aclose()
     await built.close()
 

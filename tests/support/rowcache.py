@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from tidings.core.cache import Row, RowCache
 
@@ -19,6 +20,26 @@ class Loader:
         self.calls.append(ids)
         await asyncio.sleep(self.delay)
         return {i: self.rows[i] for i in ids if i in self.rows}
+
+
+class FactLoader:
+    """:class:`Loader` for facts (``RowCache.get_facts``): records the names each call asked
+    for; answers the values it has (absent ones are 0 to the cache)."""
+
+    def __init__(self, values: dict[str, int]) -> None:
+        self.values = values
+        self.calls: list[list[str]] = []
+
+    async def __call__(self, names: list[str]) -> dict[str, int]:
+        self.calls.append(list(names))
+        return {name: self.values[name] for name in names if name in self.values}
+
+
+async def drop_keys(redis: Any, prefix: str) -> None:
+    """Delete every Redis key under ``prefix`` (a test's own namespace)."""
+    keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]
+    if keys:
+        await redis.delete(*keys)
 
 
 async def check_misses_load_once_then_hit(cache: RowCache) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.support.rowcache import Loader, check_misses_load_once_then_hit
+from tests.support.rowcache import FactLoader, Loader, check_misses_load_once_then_hit
 from tidings.core.cache import TTL_JITTER, MemoryRowCache, Row
 
 
@@ -147,20 +147,10 @@ async def test_the_bound_never_drops_a_live_tombstone() -> None:
     assert new.calls == [[1]]
 
 
-class Facts:
-    def __init__(self, values: dict[str, int]) -> None:
-        self.values = values
-        self.calls: list[list[str]] = []
-
-    async def __call__(self, names: list[str]) -> dict[str, int]:
-        self.calls.append(list(names))
-        return {name: self.values[name] for name in names if name in self.values}
-
-
 async def test_facts_are_loaded_once_then_served_from_memory_until_the_ttl() -> None:
     clock = Clock()
     cache = _cache(clock)
-    load = Facts({"a1": 3})
+    load = FactLoader({"a1": 3})
     assert await cache.get_facts("facts.rel", 7, ["a1", "a2"], load) == {"a1": 3, "a2": 0}
     assert await cache.get_facts("facts.rel", 7, ["a2", "p9"], load) == {"a2": 0, "p9": 0}
     assert load.calls == [["a1", "a2"], ["p9"]]
@@ -172,12 +162,12 @@ async def test_facts_are_loaded_once_then_served_from_memory_until_the_ttl() -> 
 async def test_an_eviction_ends_the_facts_and_no_load_from_before_it_fills() -> None:
     clock = Clock()
     cache = _cache(clock)
-    old = Facts({"a1": 1})
+    old = FactLoader({"a1": 1})
     await cache.get_facts("facts.rel", 5, ["a1"], old)
     await cache.evict([("facts.rel", 5)])  # a write committed: a1 is now 0
     # a reader whose snapshot predates the commit: its answer is not kept
     assert await cache.get_facts("facts.rel", 5, ["a1"], old) == {"a1": 1}
-    new = Facts({})
+    new = FactLoader({})
     assert await cache.get_facts("facts.rel", 5, ["a1"], new) == {"a1": 0}
     clock.now += 6  # the tombstone is gone: a new generation, filled
     assert await cache.get_facts("facts.rel", 5, ["a1"], new) == {"a1": 0}
@@ -195,7 +185,7 @@ async def test_a_load_that_an_eviction_overtakes_fills_nothing() -> None:
 
     assert await cache.get_facts("facts.rel", 6, ["a1"], racing) == {"a1": 1}
     clock.now += 6  # past the tombstone: a new generation, without the racing answer
-    after = Facts({})
+    after = FactLoader({})
     assert await cache.get_facts("facts.rel", 6, ["a1"], after) == {"a1": 0}
     assert await cache.get_facts("facts.rel", 6, ["a1"], after) == {"a1": 0}
     assert after.calls == [["a1"]]
@@ -203,7 +193,7 @@ async def test_a_load_that_an_eviction_overtakes_fills_nothing() -> None:
 
 async def test_the_facts_of_the_least_recently_asked_owners_go_beyond_the_bound() -> None:
     cache = _cache(max_entries=2)
-    load = Facts({"a1": 1})
+    load = FactLoader({"a1": 1})
     for owner in (1, 2, 3):
         await cache.get_facts("facts.rel", owner, ["a1"], load)
     await cache.get_facts("facts.rel", 3, ["a1"], load)  # kept

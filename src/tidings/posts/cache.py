@@ -11,7 +11,7 @@ rendering reads, so rendering code does not care where they came from.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session, UOWTransaction
 from tidings.accounts.models import User
 from tidings.core.cache import (
     PREFETCHED,
-    Loader,
     MemoryRowCache,
     Row,
     RowCache,
@@ -142,37 +141,23 @@ def _prefetched(session: AsyncSession | Session) -> dict[str, dict[int, Any]]:
     return memo
 
 
-async def _through_cache(
-    session: AsyncSession, kind: str, ids: Iterable[int], load: Loader, build: Callable[[Row], Any]
-) -> dict[int, Any]:
-    """The rows of ``ids`` built with ``build``: what this unit of work prefetched, the rest from
-    the row cache; without one, from ``load`` (the database, on the driver: no ORM instances,
-    no identity map to fill)."""
-    wanted = set(ids)
-    if not wanted:
-        return {}
-    cache = cache_of(session)
-    if cache is None:
-        return {row_id: build(row) for row_id, row in (await load(list(wanted))).items()}
-    memo = _prefetched(session)[kind]
-    found = {row_id: memo[row_id] for row_id in wanted if row_id in memo}
-    if len(found) < len(wanted):
-        rows = await cache.get_many(kind, wanted - found.keys(), load)
-        found.update((row_id, build(row)) for row_id, row in rows.items())
-    return found
-
-
 async def posts_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, PostView]:
-    return await _through_cache(session, POST, ids, PostRepository(session).post_rows, CachedPost)
+    """Posts by id: through this unit of work's memo and the row cache (:func:`prefetch`);
+    without a cache, from the database (on the driver: no ORM instances, no identity map)."""
+    wanted = set(ids)
+    if cache_of(session) is not None:
+        return (await prefetch(session, wanted))[0]
+    rows = await PostRepository(session).post_rows(list(wanted)) if wanted else {}
+    return {row_id: CachedPost(row) for row_id, row in rows.items()}
 
 
 async def profiles_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, AuthorView]:
-    repo = PostRepository(session)
-
-    async def load(missing: list[int]) -> dict[int, Row]:
-        return await repo.profile_rows(missing, PROFILE_COLUMNS)
-
-    return await _through_cache(session, PROFILE, ids, load, CachedProfile)
+    """Author profiles by id, as :func:`posts_by_ids`."""
+    wanted = set(ids)
+    if cache_of(session) is not None:
+        return dict((await prefetch(session, (), wanted))[1])
+    rows = await PostRepository(session).profile_rows(wanted, PROFILE_COLUMNS) if wanted else {}
+    return {row_id: CachedProfile(row) for row_id, row in rows.items()}
 
 
 async def plain_posts(

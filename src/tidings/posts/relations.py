@@ -20,13 +20,13 @@ from tidings.core.cache import cache_of
 from tidings.posts.facts import CHANGED, MEMO, RELATIONS
 from tidings.posts.repository import BLOCKED, FOLLOWING, LIKED, MUTED, SHARED, PostRepository
 
-# (relation, fact prefix, bit)
+# (relation, fact prefix, bit, the Relations field it fills)
 _BITS = (
-    (FOLLOWING, "a", 1),
-    (BLOCKED, "a", 2),
-    (MUTED, "a", 4),
-    (LIKED, "p", 1),
-    (SHARED, "p", 2),
+    (FOLLOWING, "a", 1, "following"),
+    (BLOCKED, "a", 2, "blocked"),
+    (MUTED, "a", 4, "muted"),
+    (LIKED, "p", 1, "liked"),
+    (SHARED, "p", 2, "shared"),
 )
 
 
@@ -37,15 +37,6 @@ class Relations:
     muted: set[int] = field(default_factory=set)
     liked: set[int] = field(default_factory=set)
     shared: set[int] = field(default_factory=set)
-
-    def of(self, relation: int) -> set[int]:
-        return {
-            FOLLOWING: self.following,
-            BLOCKED: self.blocked,
-            MUTED: self.muted,
-            LIKED: self.liked,
-            SHARED: self.shared,
-        }[relation]
 
 
 async def relations_of(
@@ -70,9 +61,9 @@ async def relations_of(
     for name in names:
         value = memo.get(name, 0)
         if value:
-            for relation, prefix, bit in _BITS:
+            for _relation, prefix, bit, attribute in _BITS:
                 if name[0] == prefix and value & bit:
-                    found.of(relation).add(int(name[1:]))
+                    getattr(found, attribute).add(int(name[1:]))
     return found
 
 
@@ -82,7 +73,7 @@ async def _load(session: AsyncSession, viewer_id: int, names: list[str]) -> dict
     posts = [int(name[1:]) for name in names if name[0] == "p"]
     found = await PostRepository(session).viewer_relations(viewer_id, authors, posts)
     values = dict.fromkeys(names, 0)
-    for relation, prefix, bit in _BITS:
+    for relation, prefix, bit, _attribute in _BITS:
         for other in found[relation]:
             name = f"{prefix}{other}"
             values[name] = values.get(name, 0) | bit
