@@ -26,13 +26,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import structlog
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tidings.core.outage import Outage
+from tidings.core.redispool import connect as connect_url
 from tidings.settings import Settings
 
 log = structlog.get_logger("tidings.feeds")
@@ -107,17 +106,8 @@ def member(post_id: int) -> str:
 
 def connect(settings: Settings) -> Redis:
     """A client on a blocking pool: under load a request waits for a connection instead of
-    failing (a plain pool with ``max_connections`` raises)."""
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=settings.redis_max_connections,
-        timeout=2,
-        socket_timeout=1,
-        socket_connect_timeout=1,
-        retry=Retry(NoBackoff(), 1),
-        decode_responses=True,
-    )
-    return Redis(connection_pool=pool)
+    failing (a plain pool with ``max_connections`` raises; :mod:`tidings.core.redispool`)."""
+    return connect_url(settings.redis_url, max_connections=settings.redis_max_connections)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 
 from tidings.core.errors import RateLimited, ServiceUnavailable
+from tidings.core.redispool import waiting_pool
 from tidings.ratelimit.policies import Policy, build_policies
 from tidings.settings import Settings
 
@@ -75,15 +76,7 @@ class RateLimiter:
         self._fallback = SlidingWindowCounterRateLimiter(SweepingMemoryStorage())
         self.storage: Storage
         if settings.rate_limit_storage == "redis":
-            from redis.asyncio import BlockingConnectionPool
-
-            pool = BlockingConnectionPool.from_url(
-                settings.redis_url,
-                max_connections=settings.redis_max_connections,
-                timeout=2,
-                socket_timeout=1,
-                socket_connect_timeout=1,
-            )
+            pool = waiting_pool(settings.redis_url, max_connections=settings.redis_max_connections)
             options: dict[str, Any] = {"connection_pool": pool}  # passed through to redis-py
             self.storage = RedisStorage(
                 "async+" + settings.redis_url,
