@@ -127,19 +127,33 @@ def counts(container: Container, monkeypatch: pytest.MonkeyPatch) -> Iterator[Co
     event.remove(engine, "before_cursor_execute", on_sql)
 
 
-async def _seed(container: Container) -> int:
+async def _seed(container: Container, *, references: bool = False) -> int:
+    """A viewer following ``AUTHORS`` authors with a post each; with ``references``, each
+    author's post shares (odd) or quotes (even) a post by someone the viewer does not follow,
+    each by another author."""
     viewer = new_id()
     authors = [new_id() for _ in range(AUTHORS)]
+    others = [new_id() for _ in range(AUTHORS if references else 0)]
     async with container.db.unit_of_work() as session:
         users = [
             {"id": uid, "username": f"u{i}", "username_key": f"u{i}", "email": f"u{i}@x.test"}
-            for i, uid in enumerate([viewer, *authors])
+            for i, uid in enumerate([viewer, *authors, *others])
         ]
         await session.execute(insert(User), users)
         await session.execute(
             insert(Follow), [{"follower_id": viewer, "followee_id": a} for a in authors]
         )
-        await session.execute(insert(Post), [{"author_id": a, "text": "hi"} for a in authors])
+        named = [new_id() for _ in others]
+        if named:
+            targets = [
+                {"id": i, "author_id": o, "text": "x"} for i, o in zip(named, others, strict=True)
+            ]
+            await session.execute(insert(Post), targets)
+        posts: list[dict[str, Any]] = [{"author_id": a, "text": "hi"} for a in authors]
+        for i, target in enumerate(named):
+            posts[i] |= {"kind": "share", "share_of_id": target} if i % 2 else {}
+            posts[i] |= {} if i % 2 else {"quote_of_id": target}
+        await session.execute(insert(Post), posts)
         store = store_of(session)
         if store is not None:
             await rebuild_timeline(store, session, viewer)
@@ -198,9 +212,9 @@ async def test_warm_page_with_the_row_cache_queries_nothing(
     container: Container, counts: Counts
 ) -> None:
     """With the row cache warm, a page runs no SQL at all (the candidates are filtered on
-    cached rows and relations, tidings.feeds.rules) and costs four Redis round trips whatever
-    its size: the window (with the touch), the candidates' rows, the posts they refer to with
-    the authors' profiles, and the viewer's relations."""
+    cached rows and relations, tidings.feeds.rules) and costs three Redis round trips whatever
+    its size: the window (with the touch), the candidates' rows with the posts they refer to
+    and the authors' profiles (RowCache.get_linked), and the viewer's relations."""
     viewer = await _seed(container)
     await _page(container, viewer, AUTHORS, counts)  # fills the cache
     checkouts: list[object] = []
@@ -218,8 +232,23 @@ async def test_warm_page_with_the_row_cache_queries_nothing(
     assert large == small, f"5 posts: {small}; {AUTHORS} posts: {large}"
     assert small.statements == []
     assert small.sql == 0
-    assert small.redis == 4
+    assert small.redis == 3
     assert checkouts == []  # not even a connection from the pool (and its ping)
+
+
+@pytest.mark.parametrize("row_cache", ["redis"])
+async def test_warm_page_of_shares_and_quotes_costs_the_same(
+    container: Container, counts: Counts
+) -> None:
+    """Shares and quotes of posts by people the viewer does not follow: the posts they name
+    and those posts' authors come in the same round trip as the page's own posts."""
+    viewer = await _seed(container, references=True)
+    first = await _page(container, viewer, AUTHORS, counts)  # fills the cache
+    assert first.sql > 0
+    small = await _page(container, viewer, 5, counts)
+    large = await _page(container, viewer, AUTHORS, counts)
+    assert large == small, f"5 posts: {small}; {AUTHORS} posts: {large}"
+    assert (small.sql, small.redis) == (0, 3)
 
 
 @pytest.mark.parametrize(("feed_store", "row_cache"), [("none", "memory")])

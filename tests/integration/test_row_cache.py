@@ -9,7 +9,12 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from tests.support.rowcache import Loader, check_misses_load_once_then_hit
+from tests.support.rowcache import (
+    Loader,
+    check_linked,
+    check_linked_without_redis,
+    check_misses_load_once_then_hit,
+)
 from tidings.core.cache import TOMBSTONE, TTL_JITTER, RowCache
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -63,6 +68,16 @@ async def test_an_evicted_row_is_not_refilled_with_a_version_read_before_the_wri
     new = Loader({5: {"id": 5, "text": "new"}})
     assert await cache.get_many("post", [5], new) == {5: {"id": 5, "text": "new"}}
     assert new.calls == [[5]]  # tombstoned: read from the database, not from the cache
+
+
+async def test_linked_rows_come_in_one_round_trip(cache: RowCache) -> None:
+    await check_linked(cache)
+
+
+async def test_linked_rows_with_redis_down_come_from_the_loaders() -> None:
+    redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    await check_linked_without_redis(RowCache(redis, prefix="test:down:", ttl_seconds=60))
+    await redis.aclose()
 
 
 async def test_redis_down_reads_from_the_loader() -> None:

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.support.rowcache import FactLoader, Loader, check_misses_load_once_then_hit
+from tests.support.rowcache import (
+    FactLoader,
+    Loader,
+    check_linked,
+    check_misses_load_once_then_hit,
+)
 from tidings.core.cache import TTL_JITTER, MemoryRowCache, Row
 
 
@@ -24,6 +29,10 @@ def _cache(clock: Clock | None = None, max_entries: int = 1000) -> MemoryRowCach
 async def test_misses_are_loaded_in_one_call_then_served_from_memory() -> None:
     cache = _cache()
     await check_misses_load_once_then_hit(cache)
+
+
+async def test_linked_rows_are_read_with_the_rows_they_name() -> None:
+    await check_linked(_cache())
 
 
 async def test_a_caller_cannot_change_a_cached_row_through_what_it_was_given() -> None:

@@ -46,7 +46,8 @@ import random
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -106,6 +107,62 @@ end
 return #KEYS
 """
 
+# Linked rows in one round trip: each asked row of one kind (ARGV[3]), then the rows of that kind
+# named by its reference fields (ARGV[6..]), then, for all of them, the row of the owner kind
+# (ARGV[4]) named by the owner field (ARGV[5]); each read as in _READ_OR_LOCK. The fields are
+# found in the value's text: orjson writes compact JSON, in which ``,"name":`` starts a field
+# and never appears inside a string (a quote there is escaped). It reads keys it was not given
+# (the referenced rows): fine on one Redis server, not across a cluster's slots.
+_READ_LINKED = f"""
+local lock_ms, prefix, kind, owner_kind = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local owner_field = ',"' .. ARGV[5] .. '":(%d+)'
+local function read(key)
+  local value = redis.call('GET', key)
+  if value == '{TOMBSTONE}' then
+    return -1
+  elseif value then
+    return value
+  elseif redis.call('SET', key .. ':lock', '1', 'NX', 'PX', lock_ms) then
+    return 1
+  end
+  return 0
+end
+local owners = {{}}
+local function note_owner(value)
+  local id = string.match(value, owner_field)
+  if id then owners[id] = true end
+end
+local rows, asked, refs = {{}}, {{}}, {{}}
+for i, key in ipairs(KEYS) do
+  asked[key] = true
+  local value = read(key)
+  rows[i] = value
+  if type(value) == 'string' then
+    note_owner(value)
+    for r = 6, #ARGV do
+      local id = string.match(value, ',"' .. ARGV[r] .. '":(%d+)')
+      if id then refs[id] = true end
+    end
+  end
+end
+local ref_ids, ref_rows = {{}}, {{}}
+for id in pairs(refs) do
+  local key = prefix .. kind .. ':' .. id
+  if not asked[key] then
+    local value = read(key)
+    ref_ids[#ref_ids + 1] = id
+    ref_rows[#ref_rows + 1] = value
+    if type(value) == 'string' then note_owner(value) end
+  end
+end
+local owner_ids, owner_rows = {{}}, {{}}
+for id in pairs(owners) do
+  owner_ids[#owner_ids + 1] = id
+  owner_rows[#owner_rows + 1] = read(prefix .. owner_kind .. ':' .. id)
+end
+return {{rows, ref_ids, ref_rows, owner_ids, owner_rows}}
+"""
+
 # Facts: the owner's hash holds a generation (``g``) and one field per fact. A reader with no
 # hash starts one (ARGV[1]: a new generation, ARGV[2]: its lifetime in ms, the same for every
 # field: a fact lives at most that long); returns the generation, then each asked field's value
@@ -150,6 +207,29 @@ FactLoader = Callable[[list[str]], Awaitable[dict[str, int]]]
 FACTS = "facts."
 
 
+@dataclass(frozen=True)
+class Link:
+    """Rows of ``kind`` that name other rows of their kind (``refs``: e.g. the post a share
+    shares) and each a row of ``owner_kind`` (``owner``: e.g. the author's profile), read
+    together by :meth:`RowCache.get_linked`. Integer ids, or None, in those fields."""
+
+    kind: str
+    load: Loader
+    refs: tuple[str, ...]
+    owner: str
+    owner_kind: str
+    owner_load: Loader
+
+    def refs_of(self, rows: Iterable[Row]) -> set[int]:
+        return {row[name] for row in rows for name in self.refs if row.get(name) is not None}
+
+    def owners_of(self, rows: Iterable[Row]) -> set[int]:
+        return {row[self.owner] for row in rows if row.get(self.owner) is not None}
+
+
+Linked = tuple[dict[int, Row], dict[int, Row], dict[int, Row]]  # asked, referenced, owners
+
+
 class RowCache:
     def __init__(
         self,
@@ -167,6 +247,7 @@ class RowCache:
         self.lock_ms = lock_ms
         self.outage = Outage("row_cache_unavailable")
         self._read_or_lock = redis.register_script(_READ_OR_LOCK)
+        self._read_linked = redis.register_script(_READ_LINKED)
         self._fill = redis.register_script(_FILL)
         self._facts_read = redis.register_script(_FACTS_READ)
         self._facts_fill = redis.register_script(_FACTS_FILL)
@@ -226,9 +307,16 @@ class RowCache:
         if not keys:
             return [{} for _ in wanted]
         replies = iter(await self._read_or_lock(keys=keys, args=[self.lock_ms]))
+        return await self._settle([(kind, ids, load, replies) for kind, ids, load in wanted])
+
+    async def _settle(
+        self, wanted: list[tuple[str, list[int], Loader, Iterator[Any]]]
+    ) -> list[dict[int, Row]]:
+        """Each kind's rows from the script's replies (one per id, in order): values as they
+        are; misses loaded, and filled where this reader holds the lock (one script call)."""
         out: list[dict[int, Row]] = []
         fills: list[tuple[str, int, Row | None]] = []
-        for kind, ids, load in wanted:
+        for kind, ids, load, replies in wanted:
             found: dict[int, Row] = {}
             mine: list[int] = []
             theirs: list[int] = []
@@ -251,6 +339,65 @@ class RowCache:
                 args += [orjson.dumps(row) if row is not None else b"", self.lifetime_ms()]
             await self._fill(keys=[self.key(k, i) for k, i, _row in fills], args=args)
         return out
+
+    async def get_linked(self, link: Link, ids: Collection[int]) -> Linked:
+        """The rows ``ids`` of ``link.kind``, the rows of that kind their references name, and
+        the owner rows of them all: one round trip when all are cached (rows loaded from the
+        database are followed afterwards, as :meth:`get_groups` would)."""
+        wanted = sorted(set(ids))
+        if self.available and wanted:
+            try:
+                await self._resend()
+                return await self._linked(link, wanted)
+            except RedisError as exc:
+                self.outage.failed(exc)
+        return await self._linked_rounds(link, wanted)
+
+    async def _linked(self, link: Link, ids: list[int]) -> Linked:
+        keys = [self.key(link.kind, i) for i in ids]
+        args: list[str | int] = [self.lock_ms, self.prefix, link.kind, link.owner_kind, link.owner]
+        args += link.refs
+        rows, ref_ids, ref_rows, owner_ids, owner_rows = await self._read_linked(
+            keys=keys, args=args
+        )
+        refs = [int(i) for i in ref_ids]
+        owners = [int(i) for i in owner_ids]
+        asked, referenced, found_owners = await self._settle(
+            [
+                (link.kind, ids, link.load, iter(rows)),
+                (link.kind, refs, link.load, iter(ref_rows)),
+                (link.owner_kind, owners, link.owner_load, iter(owner_rows)),
+            ]
+        )
+        # what was loaded from the database (not cached yet) was not followed in Redis
+        every = {**referenced, **asked}
+        more_refs = link.refs_of(asked.values()) - every.keys() - set(refs)
+        if more_refs:
+            referenced.update((await self.get_groups([(link.kind, more_refs, link.load)]))[0])
+            every.update(referenced)
+        more_owners = link.owners_of(every.values()) - set(owners)
+        if more_owners:
+            found_owners.update(
+                (await self.get_groups([(link.owner_kind, more_owners, link.owner_load)]))[0]
+            )
+        return asked, self._referenced(link, asked, every), found_owners
+
+    async def _linked_rounds(self, link: Link, ids: list[int]) -> Linked:
+        """:meth:`get_linked` in three reads (in memory, or the database while Redis fails)."""
+        (asked,) = await self.get_groups([(link.kind, ids, link.load)])
+        (referenced,) = await self.get_groups(
+            [(link.kind, link.refs_of(asked.values()) - asked.keys(), link.load)]
+        )
+        every = {**referenced, **asked}
+        (owners,) = await self.get_groups(
+            [(link.owner_kind, link.owners_of(every.values()), link.owner_load)]
+        )
+        return asked, self._referenced(link, asked, every), owners
+
+    @staticmethod
+    def _referenced(link: Link, asked: dict[int, Row], every: dict[int, Row]) -> dict[int, Row]:
+        """The rows the asked ones name (some may be among the asked ones themselves)."""
+        return {i: every[i] for i in link.refs_of(asked.values()) if i in every}
 
     async def _wait_for(self, kind: str, theirs: list[int], found: dict[int, Row]) -> list[int]:
         """Poll for rows other readers are loading (bounded); returns those still missing."""
@@ -425,6 +572,9 @@ class MemoryRowCache(RowCache):
             missing = [i for i in ids if i not in rows]
             out.append(await self._load_missing(kind, missing, load, rows) if missing else rows)
         return out
+
+    async def get_linked(self, link: Link, ids: Collection[int]) -> Linked:
+        return await self._linked_rounds(link, sorted(set(ids)))
 
     def _put(self, key: tuple[str, int], value: bytes) -> None:
         self._entries[key] = (self._clock() + self.lifetime_ms() / 1000, value)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tidings.posts.cache import CachedProfile, PostView, prefetch
+from tidings.posts.cache import CachedProfile, PostView, prefetch_linked
 from tidings.posts.relations import Relations, relations_of
 from tidings.timelines.repository import FOLLOWER_VISIBILITIES
 from tidings.timelines.schemas import TimelineFilters
@@ -35,13 +35,9 @@ async def shown(
     """The candidates ``ids`` the home feed shows, newest first, bodies included."""
     if not ids:
         return []
-    posts, _ = await prefetch(session, ids)
+    posts, targets, profiles = await prefetch_linked(session, ids)
     authors = {post.author_id for post in posts.values()}
-    refs = {ref for post in posts.values() for ref in (post.share_of_id, post.quote_of_id) if ref}
-    targets, profiles = await prefetch(session, refs, authors)
     more = {post.author_id for post in targets.values()} - authors
-    if more:
-        profiles.update((await prefetch(session, (), more))[1])
     others = (authors | more) - {viewer_id}
     relations = await relations_of(session, viewer_id, others, [*posts, *targets])
     rules = _Rules(viewer_id, relations, filters, targets, profiles)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, UOWTransaction
 from tidings.accounts.models import User
 from tidings.core.cache import (
     PREFETCHED,
+    Link,
     MemoryRowCache,
     Row,
     RowCache,
@@ -39,6 +40,7 @@ POST = "post"
 PROFILE = "profile.v2"  # v2: with the role (the access-token check reads it)
 PROFILE_COLUMNS = ("id", "username", "display_name", "avatar_url", "suspended", "role")
 _POST_TIMES = ("created_at", "edited_at", "deleted_at")
+_REFS = ("share_of_id", "quote_of_id")  # the posts a post names (a share's, a quote's)
 
 
 class CachedPost:
@@ -96,13 +98,44 @@ PageRow = tuple[int, int, int | None, int | None]  # id, author_id, share_of_id,
 
 async def page_bodies(session: AsyncSession, rows: Sequence[PageRow]) -> list[PostView]:
     """The posts of a page, in order, from the row cache: with the posts they share or quote
-    and every author, in one ``MGET``; those extra rows are kept for this unit of work, so
-    rendering the page (:func:`tidings.posts.views.load_context`) finds them without another
-    round trip. Needs a row cache."""
-    ids = [row[0] for row in rows]
-    refs = {ref for row in rows for ref in (row[2], row[3]) if ref}
-    bodies, _authors = await prefetch(session, [*ids, *refs], {row[1] for row in rows})
-    return [bodies[i] for i in ids if i in bodies]
+    and every author, in one round trip (:func:`prefetch_linked`); those extra rows are kept
+    for this unit of work, so rendering the page (:func:`tidings.posts.views.load_context`)
+    finds them without another. Needs a row cache."""
+    posts, _targets, _authors = await prefetch_linked(session, [row[0] for row in rows])
+    return [posts[row[0]] for row in rows if row[0] in posts]
+
+
+async def prefetch_linked(
+    session: AsyncSession, ids: Iterable[int]
+) -> tuple[dict[int, PostView], dict[int, PostView], dict[int, CachedProfile]]:
+    """The posts ``ids`` that exist, the posts they share or quote, and the profiles of all
+    their authors, into this unit of work's memo: one round trip when they are cached
+    (:meth:`tidings.core.cache.RowCache.get_linked`). Needs a row cache."""
+    cache = cache_of(session)
+    assert cache is not None
+    memo = _prefetched(session)
+    wanted = set(ids)
+    new = wanted - memo[POST].keys()
+    if new:
+        repo = PostRepository(session)
+
+        async def load_profiles(missing: list[int]) -> dict[int, Row]:
+            return await repo.profile_rows(missing, PROFILE_COLUMNS)
+
+        link = Link(POST, repo.post_rows, _REFS, "author_id", PROFILE, load_profiles)
+        asked, referenced, owners = await cache.get_linked(link, new)
+        for pid, row in {**referenced, **asked}.items():
+            if pid not in memo[POST]:  # what this unit of work read first stays
+                memo[POST][pid] = CachedPost(row)
+        for uid, row in owners.items():
+            if uid not in memo[PROFILE]:
+                memo[PROFILE][uid] = CachedProfile(row)
+    posts = {pid: memo[POST][pid] for pid in wanted if pid in memo[POST]}
+    refs = {ref for post in posts.values() for ref in (post.share_of_id, post.quote_of_id) if ref}
+    targets, _ = await prefetch(session, refs)  # in the memo by now: no round trip
+    authors = {post.author_id for post in (*posts.values(), *targets.values())}
+    _, profiles = await prefetch(session, (), authors)
+    return posts, targets, profiles
 
 
 async def prefetch(
