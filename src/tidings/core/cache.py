@@ -115,7 +115,6 @@ return #KEYS
 # (the referenced rows): fine on one Redis server, not across a cluster's slots.
 _READ_LINKED = f"""
 local lock_ms, prefix, kind, owner_kind = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local owner_field = ',"' .. ARGV[5] .. '":(%d+)'
 local function read(key)
   local value = redis.call('GET', key)
   if value == '{TOMBSTONE}' then
@@ -127,11 +126,20 @@ local function read(key)
   end
   return 0
 end
+-- a field's integer value: a plain search for ,"name": (no pattern scan over the text), then
+-- the digits right after it (nil for null)
+local function field(value, name)
+  local at = string.find(value, name, 1, true)
+  if at then return string.match(value, '^%d+', at + #name) end
+end
+local owner_field = ',"' .. ARGV[5] .. '":'
 local owners = {{}}
 local function note_owner(value)
-  local id = string.match(value, owner_field)
+  local id = field(value, owner_field)
   if id then owners[id] = true end
 end
+local ref_fields = {{}}
+for r = 6, #ARGV do ref_fields[#ref_fields + 1] = ',"' .. ARGV[r] .. '":' end
 local rows, asked, refs = {{}}, {{}}, {{}}
 for i, key in ipairs(KEYS) do
   asked[key] = true
@@ -139,8 +147,8 @@ for i, key in ipairs(KEYS) do
   rows[i] = value
   if type(value) == 'string' then
     note_owner(value)
-    for r = 6, #ARGV do
-      local id = string.match(value, ',"' .. ARGV[r] .. '":(%d+)')
+    for _, name in ipairs(ref_fields) do
+      local id = field(value, name)
       if id then refs[id] = true end
     end
   end
