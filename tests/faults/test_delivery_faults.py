@@ -113,13 +113,18 @@ class Worker:
             self.proc = None
 
     def terminate(self) -> None:
+        """SIGTERM; the worker must be gone within 20 s (grace 2 s, then bounded stops)."""
         if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
+            proc, self.proc = self.proc, None
+            proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=20)
+                proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-            self.proc = None
+                proc.kill()
+                proc.wait(timeout=10)
+                tail = self.log.read_text(errors="replace")[-2000:]
+                message = f"the worker ignored SIGTERM for 20 s; its log:\n{tail}"
+                raise AssertionError(message) from None
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tests.support.waiting import eventually
 from tidings.core.container import Container
 from tidings.events import delivery, domain
+from tidings.events import runtime as runtime_module
 from tidings.events.consumers import ConsumerRegistry, Envelope
 from tidings.events.delivery import apply_once, consumers_done
 from tidings.events.models import DeadLetter, OutboxMessage, ProcessedEvent
@@ -205,3 +206,35 @@ async def test_real_brokers_deliver_exactly_once(
         assert seen == Counter({i: 1 for i in ids})
     finally:
         await runtime.stop(5)
+
+
+async def test_stop_is_bounded_when_a_task_or_the_broker_hangs(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM must end a worker: past the grace period a task that ignores its cancellation,
+    and a broker whose shutdown hangs, hold the stop for STOP_SECONDS each at most."""
+    monkeypatch.setattr(runtime_module, "STOP_SECONDS", 0.3)
+    runtime = _runtime(container, ConsumerRegistry())
+    await runtime.start(relay=True, consume=True)
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.05)
+
+    async def hanging_shutdown() -> None:
+        await asyncio.sleep(60)
+
+    task = asyncio.create_task(stubborn())
+    runtime._tasks.append(task)
+    shutdown = runtime.broker.shutdown
+    monkeypatch.setattr(runtime.broker, "shutdown", hanging_shutdown)
+    started = asyncio.get_running_loop().time()
+    await runtime.stop(grace_seconds=0.1)
+    loop_time = asyncio.get_running_loop().time()
+    assert loop_time - started < 0.1 + 2 * 0.3 + 0.5
+    assert not task.done()  # it really ignored the cancellation
+    release.set()
+    await task
+    await shutdown()

@@ -27,6 +27,8 @@ from tidings.events.relay import OutboxRelay
 from tidings.settings import Settings
 
 TASK_NAME = "tidings.deliver_event"
+# after the grace period: how long cancelled tasks, then the broker's shutdown, may take each
+STOP_SECONDS = 5.0
 log = structlog.get_logger("tidings.events")
 
 
@@ -140,10 +142,19 @@ class EventRuntime:
             _done, pending = await asyncio.wait(self._tasks, timeout=grace_seconds)
             for task in pending:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            if pending:  # bounded: a task that ignores its cancellation must not hold the exit
+                _done, stuck = await asyncio.wait(pending, timeout=STOP_SECONDS)
+                if stuck:
+                    log.warning("events_tasks_stuck", count=len(stuck))
+            for task in self._tasks:  # retrieved, so none is logged as never retrieved
+                if task.done() and not task.cancelled():
+                    task.exception()
         if isinstance(self.broker, InMemoryBroker):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.broker.wait_all(), grace_seconds)
-        await self.broker.shutdown()
+        try:
+            async with asyncio.timeout(STOP_SECONDS):
+                await self.broker.shutdown()
+        except TimeoutError:
+            log.warning("broker_shutdown_timeout", seconds=STOP_SECONDS)
         log.info("events_stopped")
