@@ -4,6 +4,7 @@ contended one waits in it without being overtaken, and a dead idle connection is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -71,13 +72,19 @@ async def test_a_waiting_caller_is_not_overtaken_by_a_busy_one(small: Redis) -> 
         await small.get("test:pool:waiting")  # raises ConnectionError after 0.5 s if starved
         return time.monotonic() - started
 
-    if isinstance(small.connection_pool, WaitingPool):
-        sent, waited = await asyncio.gather(busy(), waiting())
-        assert sent > 10
-        assert waited < 0.5
-    else:  # redis-py's pool starves the waiting caller (why WaitingPool exists)
-        with pytest.raises(ConnectionError, match="No connection available"):
-            await asyncio.gather(busy(), waiting())
+    busy_task = asyncio.create_task(busy())
+    try:
+        if isinstance(small.connection_pool, WaitingPool):
+            waited = await waiting()
+            assert waited < 0.5
+            assert await busy_task > 10
+        else:  # redis-py's pool starves the waiting caller (why WaitingPool exists)
+            with pytest.raises(ConnectionError, match="No connection available"):
+                await waiting()
+    finally:
+        busy_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await busy_task
 
 
 async def test_many_callers_share_few_connections_without_errors() -> None:
@@ -86,13 +93,14 @@ async def test_many_callers_share_few_connections_without_errors() -> None:
         replies = await asyncio.gather(*(redis.echo(str(i)) for i in range(200)))
         assert replies == [str(i) for i in range(200)]
         pool = redis.connection_pool
-        assert len(pool._available_connections) <= 2  # type: ignore[attr-defined]
+        assert len(pool._in_use_connections) == 0  # type: ignore[attr-defined]
+        assert len(pool._available_connections) == 2  # type: ignore[attr-defined]
     finally:
         await redis.aclose()
         await redis.connection_pool.disconnect()
 
 
-async def test_a_connection_the_server_closed_is_replaced() -> None:
+async def test_a_connection_the_server_closed_costs_no_command() -> None:
     redis = connect(REDIS_URL, max_connections=1)
     try:
         client_id = await redis.client_id()
@@ -111,22 +119,43 @@ async def test_a_caller_that_gives_up_waiting_passes_no_connection_on() -> None:
     pool = WaitingPool.from_url(REDIS_URL, max_connections=1, timeout=0.3)
     redis = Redis(connection_pool=pool)
     try:
-        holder = asyncio.create_task(redis.blpop(["test:pool:nothing"], timeout=0.4))
-        await asyncio.sleep(0.05)
+        held = await pool.get_connection()  # the only connection, until released below
         gives_up = asyncio.create_task(redis.echo("timed out"))  # waits 0.3 s, then raises
         cancelled = asyncio.create_task(redis.echo("cancelled"))
         await asyncio.sleep(0.05)
         cancelled.cancel()
-        with pytest.raises(ConnectionError, match="No connection available"):
-            await gives_up
         with pytest.raises(asyncio.CancelledError):
             await cancelled
+        with pytest.raises(ConnectionError, match="No connection available"):
+            await gives_up
         assert not pool._waiters
         patient = asyncio.create_task(redis.echo(b"patient"))
-        await holder
+        await asyncio.sleep(0.05)
+        await pool.release(held)
         assert await patient == b"patient"
         assert len(pool._in_use_connections) == 0  # type: ignore[attr-defined]
         assert len(pool._available_connections) == 1  # type: ignore[attr-defined]
+    finally:
+        await redis.aclose()
+        await pool.disconnect()
+
+
+async def test_a_caller_queued_during_a_release_gets_the_connection() -> None:
+    """The library's release takes the pool's lock: a caller that queues while it waits for
+    that lock must still get the connection it puts back."""
+    pool = WaitingPool.from_url(REDIS_URL, max_connections=1, timeout=0.5)
+    redis = Redis(connection_pool=pool)
+    try:
+        held = await pool.get_connection()
+        async with pool._lock:  # type: ignore[attr-defined]  # as a re-auth or a reconnect would
+            releasing = asyncio.create_task(pool.release(held))
+            await asyncio.sleep(0.01)
+            queued = asyncio.create_task(redis.echo(b"queued"))
+            await asyncio.sleep(0.01)
+            assert pool._waiters
+        await releasing
+        assert await queued == b"queued"
+        assert len(pool._in_use_connections) == 0  # type: ignore[attr-defined]
     finally:
         await redis.aclose()
         await pool.disconnect()

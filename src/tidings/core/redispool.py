@@ -61,8 +61,8 @@ class WaitingPool(ConnectionPool):
             async with asyncio.timeout(self.timeout):
                 return await waiter
         except BaseException as exc:
-            if waiter.done() and not waiter.cancelled():  # handed one as it gave up
-                await self.release(waiter.result())
+            if waiter.done() and not waiter.cancelled():  # handed one as it gave up: pass it on
+                await asyncio.shield(self.release(waiter.result()))
             else:  # out of the queue (a cancelled task has cancelled the future already)
                 waiter.cancel()
                 with contextlib.suppress(ValueError):
@@ -72,13 +72,29 @@ class WaitingPool(ConnectionPool):
             raise
 
     async def release(self, connection: AbstractConnection) -> None:
-        """Hand ``connection`` to the longest waiting caller, else back to the pool."""
+        """Hand ``connection`` to the longest waiting caller, else back to the pool (the
+        library's release: its bookkeeping, reconnect flag and released-connection event)."""
+        if self._waiters and connection in self._in_use_connections:
+            if connection.should_reconnect():  # type: ignore[no-untyped-call]  # as the library does
+                await connection.disconnect()
+            if self._hand_over(connection):
+                return
+        await super().release(connection)  # a connection not in use raises there (KeyError)
+        # a caller may have queued while that release waited for the pool's lock
+        while self._waiters and self._available_connections:
+            spare: AbstractConnection = self.get_available_connection()  # type: ignore[no-untyped-call]
+            if not self._hand_over(spare):
+                await super().release(spare)
+                break
+
+    def _hand_over(self, connection: AbstractConnection) -> bool:
+        """Give an in-use connection to the longest waiting caller still waiting, if any."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(connection)  # still in use: now by the waiter
-                return
-        await super().release(connection)
+                waiter.set_result(connection)  # still in use: now by the waiter, who probes it
+                return True
+        return False
 
 
 def waiting_pool(url: str, *, max_connections: int, **options: Any) -> WaitingPool:
