@@ -142,6 +142,29 @@ async def _run_worker(settings: Settings) -> None:
         await container.close()
         if lock is not None:
             lock.release()
+        await _end_stragglers()
+
+
+async def _end_stragglers() -> None:
+    """Tasks still running once the worker has stopped would hold ``asyncio.run``'s exit for
+    ever (it waits for every task it cancels). They are cancelled; if some outlive that by
+    ``STOP_SECONDS`` the process leaves at once (exit status 1): what they held was never
+    acknowledged, so it is delivered again."""
+    import structlog
+
+    from tidings.events.runtime import STOP_SECONDS
+
+    current = asyncio.current_task()
+    left = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    for task in left:
+        task.cancel()
+    if left:
+        _done, stuck = await asyncio.wait(left, timeout=STOP_SECONDS)
+        if stuck:
+            structlog.get_logger("tidings.worker").warning("worker_exit_forced", tasks=len(stuck))
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
 
 
 @app.command()

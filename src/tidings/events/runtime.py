@@ -152,9 +152,11 @@ class EventRuntime:
         if isinstance(self.broker, InMemoryBroker):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.broker.wait_all(), grace_seconds)
-        try:
-            async with asyncio.timeout(STOP_SECONDS):
-                await self.broker.shutdown()
-        except TimeoutError:
+        shutdown = asyncio.create_task(self.broker.shutdown())
+        done, _pending = await asyncio.wait([shutdown], timeout=STOP_SECONDS)
+        if done:
+            shutdown.result()
+        else:  # left running: it may not even honour a cancellation
+            shutdown.cancel()
             log.warning("broker_shutdown_timeout", seconds=STOP_SECONDS)
         log.info("events_stopped")
