@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 
 from tests.support.rowcache import (
+    BIG,
     Loader,
     check_linked,
     check_linked_without_redis,
     check_misses_load_once_then_hit,
+    linked_rows,
 )
-from tidings.core.cache import TOMBSTONE, TTL_JITTER, RowCache
+from tidings.core.cache import TOMBSTONE, TTL_JITTER, Link, RowCache
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -70,8 +74,34 @@ async def test_an_evicted_row_is_not_refilled_with_a_version_read_before_the_wri
     assert new.calls == [[5]]  # tombstoned: read from the database, not from the cache
 
 
-async def test_linked_rows_come_in_one_round_trip(cache: RowCache) -> None:
+async def test_linked_rows_come_in_one_round_trip(
+    cache: RowCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await check_linked(cache)
+    sends = 0
+    send = AbstractConnection.send_packed_command
+
+    async def counting_send(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
+        nonlocal sends
+        sends += 1
+        await send(self, *args, **kwargs)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting_send)
+    posts, profiles = linked_rows()
+    link = Link(
+        "post",
+        Loader(posts),
+        ("share_of_id", "quote_of_id"),
+        "author_id",
+        "profile",
+        Loader(profiles),
+    )
+    # all cached by now (BIG + 3 was just evicted: its author would cost a second read)
+    asked, referenced, owners = await cache.get_linked(link, [BIG + 2, BIG + 6])
+    assert sends == 1
+    assert sorted(referenced) == [BIG + 4]
+    assert sorted(owners) == [BIG + 10, BIG + 11, BIG + 13]
+    assert sorted(asked) == [BIG + 2, BIG + 6]
 
 
 async def test_linked_rows_with_redis_down_come_from_the_loaders() -> None:

@@ -58,7 +58,7 @@ async def check_misses_load_once_then_hit(cache: RowCache) -> None:
 BIG = 2**60
 
 
-def _linked_rows() -> tuple[dict[int, Row], dict[int, Row]]:
+def linked_rows() -> tuple[dict[int, Row], dict[int, Row]]:
     """Posts 1..4 (plus BIG) and profiles: 1 shares 3, 2 quotes 4, 4 shares BIG + 5, whose
     text looks like a reference (it is not: inside a string every quote is escaped)."""
     posts: dict[int, Row] = {
@@ -98,7 +98,7 @@ async def check_linked(cache: RowCache) -> None:
     """``get_linked``: the asked rows, the rows they name (one level) and the owners of all
     of them; cold, the misses are loaded per kind; warm, nothing is loaded; a text that looks
     like a reference is not one."""
-    posts, profiles = _linked_rows()
+    posts, profiles = linked_rows()
     load_posts, load_profiles = Loader(posts), Loader(profiles)
     link = Link(
         "post", load_posts, ("share_of_id", "quote_of_id"), "author_id", "profile", load_profiles
@@ -136,7 +136,7 @@ async def check_linked(cache: RowCache) -> None:
 
 async def check_linked_without_redis(cache: RowCache) -> None:
     """``get_linked`` answers from the loaders alone when the cache cannot be read."""
-    posts, profiles = _linked_rows()
+    posts, profiles = linked_rows()
     link = Link(
         "post",
         Loader(posts),

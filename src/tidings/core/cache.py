@@ -219,7 +219,11 @@ FACTS = "facts."
 class Link:
     """Rows of ``kind`` that name other rows of their kind (``refs``: e.g. the post a share
     shares) and each a row of ``owner_kind`` (``owner``: e.g. the author's profile), read
-    together by :meth:`RowCache.get_linked`. Integer ids, or None, in those fields."""
+    together by :meth:`RowCache.get_linked`. Integer ids, or None, in those fields. On Redis
+    the script finds a field as the first ``,"name":`` in the row's JSON: each must be a
+    top-level key, not the row's first, and come before any nested object with a key of the
+    same name (post rows: ``author_id``, ``share_of_id`` and ``quote_of_id`` come before
+    ``media``, in the table's column order)."""
 
     kind: str
     load: Loader
