@@ -456,3 +456,40 @@ async def test_cached_rules_follow_every_write_that_changes_a_page(apps: Apps) -
     assert await page() == [s_carol, b1, c1]
     await _ok(apps.feeds, "DELETE", f"/api/v1/posts/{c1}", carol)  # its shares go with it
     assert await page() == [b1]
+
+
+@pytest.mark.parametrize("feed_overrides", [ROW_CACHE])
+async def test_user_timeline_from_cached_relations_follows_blocks_and_follows(apps: Apps) -> None:
+    """With the row cache, a user's timeline takes the viewer's relationship with the user from
+    the cached relations (a block by the user answers 404, a block by the viewer an empty page,
+    a follow shows followers-only posts): after each write, once its tombstones expired, read
+    twice (the second warm), it answers what the database-only app answers."""
+    alice = await sign_up(apps.feeds, "alice")
+    bob = await sign_up(apps.feeds, "bob")
+    public = await _post(apps.feeds, bob, "bob public")
+    followers = await _post(apps.feeds, bob, "bob for followers", visibility="followers")
+    cache = cache_of(apps.container.db.sessions())
+    assert cache is not None
+    cache.tombstone_ms = 50
+
+    async def timeline() -> tuple[int, list[str]]:
+        await asyncio.sleep(0.1)
+        answers = []
+        for client in (apps.feeds, apps.feeds, apps.pull):
+            response = await client.get("/api/v1/users/bob/posts", headers=alice.headers)
+            ids = [item["id"] for item in response.json().get("data", [])]
+            answers.append((response.status_code, ids))
+        assert answers[0] == answers[1] == answers[2], answers
+        return answers[0]
+
+    assert await timeline() == (200, [public])
+    await _ok(apps.feeds, "PUT", "/api/v1/users/bob/follow", alice)
+    assert await timeline() == (200, [followers, public])
+    await _ok(apps.feeds, "PUT", "/api/v1/users/alice/block", bob)  # ends alice's follow too
+    assert await timeline() == (404, [])
+    await _ok(apps.feeds, "DELETE", "/api/v1/users/alice/block", bob)
+    assert await timeline() == (200, [public])
+    await _ok(apps.feeds, "PUT", "/api/v1/users/bob/block", alice)
+    assert await timeline() == (200, [])
+    await _ok(apps.feeds, "DELETE", "/api/v1/users/bob/block", alice)
+    assert await timeline() == (200, [public])

@@ -58,7 +58,8 @@ class _Rules:
         return (
             profile is not None
             and not profile.suspended
-            and author_id not in self.relations.blocked
+            and author_id not in self.relations.blocking
+            and author_id not in self.relations.blocked_by
             and author_id not in self.relations.muted
         )
 

@@ -9,11 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.accounts.models import User
 from tidings.accounts.repository import UserRef, UserRepository
 from tidings.auth.policy import Principal, Role
+from tidings.core.cache import cache_of
 from tidings.core.errors import Conflict, NotFound, ValidationFailed
 from tidings.core.pagination import PageParams, paginate
 from tidings.events import domain
 from tidings.events.outbox import record
 from tidings.graph.repository import GraphRepository, Relationship
+from tidings.posts.relations import relations_of
 
 
 async def visible_user(session: AsyncSession, username: str, viewer: Principal | None) -> User:
@@ -28,16 +30,23 @@ async def visible_user_and_relationship(
 ) -> tuple[UserRef, Relationship | None]:
     """:func:`visible_user`'s decision for a read-only page (the user's id and suspension, read
     on the driver), and the viewer's relationship with them when it was needed to decide (a
-    signed-in viewer other than the user, not a moderator)."""
+    signed-in viewer other than the user, not a moderator). With a row cache the relationship
+    comes from the viewer's cached relations (:mod:`tidings.posts.relations`): following,
+    blocking, blocked by and muting, but not ``followed_by`` (always False here)."""
     ref = await UserRepository(session).ref_by_username(username)
-    return await _visible(session, username, viewer, ref)
+    return await _visible(session, username, viewer, ref, page=True)
 
 
 U = TypeVar("U", User, UserRef)
 
 
 async def _visible(
-    session: AsyncSession, username: str, viewer: Principal | None, user: U | None
+    session: AsyncSession,
+    username: str,
+    viewer: Principal | None,
+    user: U | None,
+    *,
+    page: bool = False,
 ) -> tuple[U, Relationship | None]:
     missing = NotFound(f"No user named '{username}'.")
     if user is None:
@@ -46,11 +55,25 @@ async def _visible(
     if user.suspended and not moderator:
         raise missing
     if viewer is not None and viewer.user_id != user.id and not moderator:
-        rel = await GraphRepository(session).relationship(viewer.user_id, user.id)
+        if page and cache_of(session) is not None:
+            rel = await _cached_relationship(session, viewer.user_id, user.id)
+        else:
+            rel = await GraphRepository(session).relationship(viewer.user_id, user.id)
         if rel.blocked_by:
             raise missing
         return user, rel
     return user, None
+
+
+async def _cached_relationship(session: AsyncSession, viewer_id: int, user_id: int) -> Relationship:
+    """The relationship from the viewer's cached relations (no ``followed_by`` there)."""
+    found = await relations_of(session, viewer_id, [user_id], ())
+    return Relationship(
+        following=user_id in found.following,
+        blocking=user_id in found.blocking,
+        blocked_by=user_id in found.blocked_by,
+        muting=user_id in found.muted,
+    )
 
 
 def _not_self(viewer: Principal, target: User, action: str) -> None:

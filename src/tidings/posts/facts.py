@@ -15,7 +15,7 @@ from typing import Any
 
 from tidings.core.cache import FACTS, record_eviction
 
-RELATIONS = f"{FACTS}rel"
+RELATIONS = f"{FACTS}rel2"  # 2: blocks split by direction (bit 2 was either way)
 MEMO = "tidings.relations"  # session.info: {viewer id: {fact name: value}} read in this unit
 CHANGED = "tidings.relations.changed"  # session.info: viewers whose relations it changes
 

@@ -1,6 +1,6 @@
 """The viewer's relations with the authors and posts of a page, through the row cache.
 
-One fact per author (``a<id>``: following, blocked either way, muted, as bits) and per post
+One fact per author (``a<id>``: following, blocking, muted, blocked by, as bits) and per post
 (``p<id>``: liked, shared), kept per viewer in a Redis hash whose generation every write of
 the viewer's relations ends (:mod:`tidings.posts.facts`). A warm page asks Redis once; facts
 not cached yet cost one statement
@@ -18,13 +18,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.core.cache import cache_of
 from tidings.posts.facts import CHANGED, MEMO, RELATIONS
-from tidings.posts.repository import BLOCKED, FOLLOWING, LIKED, MUTED, SHARED, PostRepository
+from tidings.posts.repository import (
+    BLOCKED_BY,
+    BLOCKING,
+    FOLLOWING,
+    LIKED,
+    MUTED,
+    SHARED,
+    PostRepository,
+)
 
 # (relation, fact prefix, bit, the Relations field it fills)
 _BITS = (
     (FOLLOWING, "a", 1, "following"),
-    (BLOCKED, "a", 2, "blocked"),
+    (BLOCKING, "a", 2, "blocking"),
     (MUTED, "a", 4, "muted"),
+    (BLOCKED_BY, "a", 8, "blocked_by"),
     (LIKED, "p", 1, "liked"),
     (SHARED, "p", 2, "shared"),
 )
@@ -33,10 +42,16 @@ _BITS = (
 @dataclass
 class Relations:
     following: set[int] = field(default_factory=set)
-    blocked: set[int] = field(default_factory=set)  # either way
+    blocking: set[int] = field(default_factory=set)  # the viewer blocks them
+    blocked_by: set[int] = field(default_factory=set)  # they block the viewer
     muted: set[int] = field(default_factory=set)
     liked: set[int] = field(default_factory=set)
     shared: set[int] = field(default_factory=set)
+
+    @property
+    def blocked(self) -> set[int]:
+        """Blocked either way."""
+        return self.blocking | self.blocked_by
 
 
 async def relations_of(

@@ -27,7 +27,8 @@ from tidings.graph.models import Block, Follow, Mute
 from tidings.posts.facts import relations_changed
 from tidings.posts.models import Like, Post, PostMention, PostTag
 
-FOLLOWING, BLOCKED, LIKED, SHARED, MUTED = 1, 2, 3, 4, 5
+# BLOCKING: the viewer blocks them; BLOCKED_BY: they block the viewer
+FOLLOWING, BLOCKING, LIKED, SHARED, MUTED, BLOCKED_BY = 1, 2, 3, 4, 5, 6
 
 
 @cache
@@ -46,10 +47,10 @@ def _viewer_relations() -> Select[Any]:
         select(tag(FOLLOWING), Follow.followee_id.label("id")).where(
             Follow.follower_id == viewer, Follow.followee_id.in_(authors)
         ),
-        select(tag(BLOCKED), Block.blocked_id).where(
+        select(tag(BLOCKING), Block.blocked_id).where(
             Block.blocker_id == viewer, Block.blocked_id.in_(authors)
         ),
-        select(tag(BLOCKED), Block.blocker_id).where(
+        select(tag(BLOCKED_BY), Block.blocker_id).where(
             Block.blocked_id == viewer, Block.blocker_id.in_(authors)
         ),
         select(tag(MUTED), Mute.muted_id).where(
@@ -193,11 +194,11 @@ class PostRepository:
     async def viewer_relations(
         self, viewer_id: int, authors: Iterable[int], posts: Iterable[int]
     ) -> dict[int, set[int]]:
-        """``{FOLLOWING: ..., BLOCKED: ..., MUTED: ..., LIKED: ..., SHARED: ...}`` for the
-        viewer, among ``authors`` (follows, blocks either way, mutes) and ``posts`` (likes,
-        shares)."""
+        """``{FOLLOWING: ..., BLOCKING: ..., BLOCKED_BY: ..., MUTED: ..., LIKED: ...,
+        SHARED: ...}`` for the viewer, among ``authors`` (follows, blocks each way, mutes) and
+        ``posts`` (likes, shares)."""
         found: dict[int, set[int]] = {
-            key: set() for key in (FOLLOWING, BLOCKED, MUTED, LIKED, SHARED)
+            key: set() for key in (FOLLOWING, BLOCKING, BLOCKED_BY, MUTED, LIKED, SHARED)
         }
         among_authors, among_posts = sorted(set(authors)), sorted(set(posts))
         if not among_authors and not among_posts:
