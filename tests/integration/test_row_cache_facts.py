@@ -15,9 +15,17 @@ from sqlalchemy import insert
 from tests.conftest import make_settings
 from tests.support.rowcache import FactLoader, Loader, drop_keys
 from tidings.accounts.models import User
-from tidings.core.cache import PREFETCHED, TOMBSTONE, RowCache, cache_of, record_eviction
+from tidings.core.cache import (
+    EVICT_KEY,
+    PREFETCHED,
+    TOMBSTONE,
+    RowCache,
+    cache_of,
+    record_eviction,
+)
 from tidings.core.container import Container
 from tidings.core.ids import new_id
+from tidings.graph.repository import GraphRepository
 from tidings.posts.facts import RELATIONS
 from tidings.posts.models import Post
 from tidings.posts.relations import relations_of
@@ -167,3 +175,32 @@ async def test_evictions_redis_did_not_take_are_sent_before_the_next_read(
     assert await cache.get_many("post", [5], new_row) == {5: {"id": 5, "text": "new"}}
     assert await cache.get_facts(KIND, 11, ["a1"], FactLoader({})) == {"a1": 0}
     assert await cache.redis.get(cache.key("post", 5)) == TOMBSTONE
+
+
+@pytest.mark.parametrize(
+    ("method", "closed"),
+    [
+        ("add_block", "both"),  # the blocked user's facts say "blocked by" (a timeline's 404)
+        ("remove_block", "both"),
+        ("add_follow", "first"),  # the facts hold the viewer's side only (no "followed by")
+        ("remove_follow", "first"),
+        ("add_mute", "first"),
+        ("remove_mute", "first"),
+    ],
+)
+async def test_each_graph_write_closes_the_facts_it_changes(
+    container: Container, method: str, closed: str
+) -> None:
+    first, second = new_id(), new_id()
+    async with container.db.unit_of_work() as session:
+        await session.execute(
+            insert(User),
+            [
+                {"id": uid, "username": f"g{uid}", "username_key": f"g{uid}", "email": f"{uid}@x"}
+                for uid in (first, second)
+            ],
+        )
+    async with container.db.unit_of_work() as session:
+        await getattr(GraphRepository(session), method)(first, second)
+        evicted = {row_id for kind, row_id in session.info.get(EVICT_KEY, ()) if kind == RELATIONS}
+    assert evicted == ({first, second} if closed == "both" else {first})
