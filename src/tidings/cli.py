@@ -152,19 +152,16 @@ async def _end_stragglers() -> None:
     acknowledged, so it is delivered again."""
     import structlog
 
-    from tidings.events.runtime import STOP_SECONDS
+    from tidings.events.runtime import STOP_SECONDS, cancel_within
 
     current = asyncio.current_task()
     left = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
-    for task in left:
-        task.cancel()
-    if left:
-        _done, stuck = await asyncio.wait(left, timeout=STOP_SECONDS)
-        if stuck:
-            structlog.get_logger("tidings.worker").warning("worker_exit_forced", tasks=len(stuck))
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(1)
+    stuck = await cancel_within(left, STOP_SECONDS)
+    if stuck:
+        structlog.get_logger("tidings.worker").warning("worker_exit_forced", tasks=len(stuck))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
 
 
 @app.command()

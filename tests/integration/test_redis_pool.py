@@ -17,14 +17,25 @@ from tidings.core.redispool import WaitingPool, connect
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
+def _assert_idle(redis: Redis, connections: int) -> None:
+    """None in use, ``connections`` back in the pool."""
+    pool = redis.connection_pool
+    assert len(pool._in_use_connections) == 0  # type: ignore[attr-defined]
+    assert len(pool._available_connections) == connections  # type: ignore[attr-defined]
+
+
+async def _close(redis: Redis) -> None:
+    await redis.aclose()
+    await redis.connection_pool.disconnect()
+
+
 @pytest.fixture(params=[WaitingPool, BlockingConnectionPool])
 async def small(request: pytest.FixtureRequest) -> AsyncIterator[Redis]:
     """One connection, and a checkout that gives up after 0.5 s: ours, and redis-py's."""
     pool = request.param.from_url(REDIS_URL, max_connections=1, timeout=0.5, socket_timeout=2)
     redis = Redis(connection_pool=pool)
     yield redis
-    await redis.aclose()
-    await pool.disconnect()
+    await _close(redis)
 
 
 async def test_only_a_contended_checkout_waits(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,12 +56,9 @@ async def test_only_a_contended_checkout_waits(monkeypatch: pytest.MonkeyPatch) 
         # four connections busy at once: the other four callers wait for one
         await asyncio.gather(*(redis.blpop(["test:pool:nothing"], timeout=0.05) for _ in range(8)))
         assert waits == 4
-        pool = redis.connection_pool
-        assert len(pool._in_use_connections) == 0  # type: ignore[attr-defined]
-        assert len(pool._available_connections) == 4  # type: ignore[attr-defined]
+        _assert_idle(redis, 4)
     finally:
-        await redis.aclose()
-        await redis.connection_pool.disconnect()
+        await _close(redis)
 
 
 async def test_a_waiting_caller_is_not_overtaken_by_a_busy_one(small: Redis) -> None:
@@ -92,12 +100,9 @@ async def test_many_callers_share_few_connections_without_errors() -> None:
     try:
         replies = await asyncio.gather(*(redis.echo(str(i)) for i in range(200)))
         assert replies == [str(i) for i in range(200)]
-        pool = redis.connection_pool
-        assert len(pool._in_use_connections) == 0  # type: ignore[attr-defined]
-        assert len(pool._available_connections) == 2  # type: ignore[attr-defined]
+        _assert_idle(redis, 2)
     finally:
-        await redis.aclose()
-        await redis.connection_pool.disconnect()
+        await _close(redis)
 
 
 async def test_a_connection_the_server_closed_costs_no_command() -> None:
@@ -109,8 +114,7 @@ async def test_a_connection_the_server_closed_costs_no_command() -> None:
         assert await redis.echo("still here") == "still here"
         assert await redis.client_id() != client_id
     finally:
-        await redis.aclose()
-        await redis.connection_pool.disconnect()
+        await _close(redis)
 
 
 async def test_a_caller_that_gives_up_waiting_passes_no_connection_on() -> None:
@@ -133,11 +137,9 @@ async def test_a_caller_that_gives_up_waiting_passes_no_connection_on() -> None:
         await asyncio.sleep(0.05)
         await pool.release(held)
         assert await patient == b"patient"
-        assert len(pool._in_use_connections) == 0  # type: ignore[attr-defined]
-        assert len(pool._available_connections) == 1  # type: ignore[attr-defined]
+        _assert_idle(redis, 1)
     finally:
-        await redis.aclose()
-        await pool.disconnect()
+        await _close(redis)
 
 
 async def test_a_caller_queued_during_a_release_gets_the_connection() -> None:
@@ -155,7 +157,6 @@ async def test_a_caller_queued_during_a_release_gets_the_connection() -> None:
             assert pool._waiters
         await releasing
         assert await queued == b"queued"
-        assert len(pool._in_use_connections) == 0  # type: ignore[attr-defined]
+        _assert_idle(redis, 1)
     finally:
-        await redis.aclose()
-        await pool.disconnect()
+        await _close(redis)

@@ -18,8 +18,9 @@ from tests.support.rowcache import (
     check_linked_without_redis,
     check_misses_load_once_then_hit,
     linked_rows,
+    post_link,
 )
-from tidings.core.cache import TOMBSTONE, TTL_JITTER, Link, RowCache
+from tidings.core.cache import TOMBSTONE, TTL_JITTER, RowCache
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -88,14 +89,7 @@ async def test_linked_rows_come_in_one_round_trip(
 
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counting_send)
     posts, profiles = linked_rows()
-    link = Link(
-        "post",
-        Loader(posts),
-        ("share_of_id", "quote_of_id"),
-        "author_id",
-        "profile",
-        Loader(profiles),
-    )
+    link = post_link(Loader(posts), Loader(profiles))
     # all cached by now (BIG + 3 was just evicted: its author would cost a second read)
     asked, referenced, owners = await cache.get_linked(link, [BIG + 2, BIG + 6])
     assert sends == 1

@@ -94,15 +94,18 @@ def linked_rows() -> tuple[dict[int, Row], dict[int, Row]]:
     return posts, profiles
 
 
+def post_link(posts: Loader, profiles: Loader) -> Link:
+    """Posts naming posts (shares, quotes) and their authors' profiles, as the app links them."""
+    return Link("post", posts, ("share_of_id", "quote_of_id"), "author_id", "profile", profiles)
+
+
 async def check_linked(cache: RowCache) -> None:
     """``get_linked``: the asked rows, the rows they name (one level) and the owners of all
     of them; cold, the misses are loaded per kind; warm, nothing is loaded; a text that looks
     like a reference is not one."""
     posts, profiles = linked_rows()
     load_posts, load_profiles = Loader(posts), Loader(profiles)
-    link = Link(
-        "post", load_posts, ("share_of_id", "quote_of_id"), "author_id", "profile", load_profiles
-    )
+    link = post_link(load_posts, load_profiles)
     asked = [BIG + 1, BIG + 2, BIG + 6, BIG + 99]  # BIG + 99 does not exist
     expected = (
         {i: posts[i] for i in (BIG + 1, BIG + 2, BIG + 6)},
@@ -137,14 +140,7 @@ async def check_linked(cache: RowCache) -> None:
 async def check_linked_without_redis(cache: RowCache) -> None:
     """``get_linked`` answers from the loaders alone when the cache cannot be read."""
     posts, profiles = linked_rows()
-    link = Link(
-        "post",
-        Loader(posts),
-        ("share_of_id", "quote_of_id"),
-        "author_id",
-        "profile",
-        Loader(profiles),
-    )
+    link = post_link(Loader(posts), Loader(profiles))
     asked, referenced, owners = await cache.get_linked(link, [BIG + 2])
     assert asked == {BIG + 2: posts[BIG + 2]}
     assert referenced == {BIG + 4: posts[BIG + 4]}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -30,6 +30,20 @@ TASK_NAME = "tidings.deliver_event"
 # after the grace period: how long cancelled tasks, then the broker's shutdown, may take each
 STOP_SECONDS = 5.0
 log = structlog.get_logger("tidings.events")
+
+
+async def cancel_within(
+    tasks: Iterable[asyncio.Task[Any]], seconds: float
+) -> set[asyncio.Task[Any]]:
+    """Cancel ``tasks`` and wait at most ``seconds`` for them; returns those still running (a
+    task that ignores its cancellation must not hold a stop for ever)."""
+    pending = set(tasks)
+    for task in pending:
+        task.cancel()
+    if not pending:
+        return set()
+    _done, stuck = await asyncio.wait(pending, timeout=seconds)
+    return stuck
 
 
 def build_broker(settings: Settings) -> AsyncBroker:
@@ -140,12 +154,9 @@ class EventRuntime:
         self._finish.set()
         if self._tasks:
             _done, pending = await asyncio.wait(self._tasks, timeout=grace_seconds)
-            for task in pending:
-                task.cancel()
-            if pending:  # bounded: a task that ignores its cancellation must not hold the exit
-                _done, stuck = await asyncio.wait(pending, timeout=STOP_SECONDS)
-                if stuck:
-                    log.warning("events_tasks_stuck", count=len(stuck))
+            stuck = await cancel_within(pending, STOP_SECONDS)
+            if stuck:
+                log.warning("events_tasks_stuck", count=len(stuck))
             for task in self._tasks:  # retrieved, so none is logged as never retrieved
                 if task.done() and not task.cancelled():
                     task.exception()

@@ -24,6 +24,7 @@ from tidings.accounts.models import User
 from tidings.core.cache import (
     PREFETCHED,
     Link,
+    Loader,
     MemoryRowCache,
     Row,
     RowCache,
@@ -118,11 +119,7 @@ async def prefetch_linked(
     new = wanted - memo[POST].keys()
     if new:
         repo = PostRepository(session)
-
-        async def load_profiles(missing: list[int]) -> dict[int, Row]:
-            return await repo.profile_rows(missing, PROFILE_COLUMNS)
-
-        link = Link(POST, repo.post_rows, _REFS, "author_id", PROFILE, load_profiles)
+        link = Link(POST, repo.post_rows, _REFS, "author_id", PROFILE, _profile_loader(repo))
         asked, referenced, owners = await cache.get_linked(link, new)
         for pid, row in {**referenced, **asked}.items():
             if pid not in memo[POST]:  # what this unit of work read first stays
@@ -154,12 +151,8 @@ async def prefetch(
     new_profiles = wanted_profiles - memo[PROFILE].keys()
     if new_posts or new_profiles:
         repo = PostRepository(session)
-
-        async def load_profiles(missing: list[int]) -> dict[int, Row]:
-            return await repo.profile_rows(missing, PROFILE_COLUMNS)
-
         found_posts, found_profiles = await cache.get_groups(
-            [(POST, new_posts, repo.post_rows), (PROFILE, new_profiles, load_profiles)]
+            [(POST, new_posts, repo.post_rows), (PROFILE, new_profiles, _profile_loader(repo))]
         )
         memo[POST].update((pid, CachedPost(row)) for pid, row in found_posts.items())
         memo[PROFILE].update((uid, CachedProfile(row)) for uid, row in found_profiles.items())
@@ -167,6 +160,15 @@ async def prefetch(
         {pid: memo[POST][pid] for pid in wanted if pid in memo[POST]},
         {uid: memo[PROFILE][uid] for uid in wanted_profiles if uid in memo[PROFILE]},
     )
+
+
+def _profile_loader(repo: PostRepository) -> Loader:
+    """The cached profile columns of some users, from the database."""
+
+    async def load(missing: list[int]) -> dict[int, Row]:
+        return await repo.profile_rows(missing, PROFILE_COLUMNS)
+
+    return load
 
 
 def _prefetched(session: AsyncSession | Session) -> dict[str, dict[int, Any]]:
