@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from tests.conftest import make_settings
 from tests.support.rowcache import FactLoader, Loader, drop_keys
 from tidings.accounts.models import User
+from tidings.auth.policy import Principal, Role
 from tidings.core.cache import (
     EVICT_KEY,
     PREFETCHED,
@@ -25,6 +26,11 @@ from tidings.core.cache import (
 )
 from tidings.core.container import Container
 from tidings.core.ids import new_id
+from tidings.events.delivery import apply_once
+from tidings.events.models import OutboxMessage
+from tidings.events.registry import build_registry
+from tidings.graph import consumers as graph_consumers
+from tidings.graph import service as graph_service
 from tidings.graph.repository import GraphRepository
 from tidings.posts.facts import RELATIONS
 from tidings.posts.models import Post
@@ -204,3 +210,57 @@ async def test_each_graph_write_closes_the_facts_it_changes(
         await getattr(GraphRepository(session), method)(first, second)
         evicted = {row_id for kind, row_id in session.info.get(EVICT_KEY, ()) if kind == RELATIONS}
     assert evicted == ({first, second} if closed == "both" else {first})
+
+
+async def test_a_block_whose_eviction_was_lost_is_closed_by_its_event(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis misses the blocker's eviction and the process stops before sending it again: the
+    blocked user's cached facts still say "not blocked". The block's event closes them; while
+    Redis still fails, the delivery fails (and is retried) and marks nothing done."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    blocker, blocked = new_id(), new_id()
+    async with container.db.unit_of_work() as session:
+        await session.execute(
+            insert(User),
+            [
+                {"id": uid, "username": f"b{uid}", "username_key": f"b{uid}", "email": f"{uid}@x"}
+                for uid in (blocker, blocked)
+            ],
+        )
+
+    async def blocked_by() -> set[int]:
+        async with container.db.unit_of_work() as session:
+            return (await relations_of(session, blocked, [blocker], ())).blocked_by
+
+    assert await blocked_by() == set()  # filled: not blocked
+    async with container.db.unit_of_work() as session:
+        cache = cache_of(session)
+    assert cache is not None
+    working = cache._send
+
+    async def unreachable(_keys: object) -> None:
+        raise RedisConnectionError("Redis is unreachable")
+
+    monkeypatch.setattr(cache, "_send", unreachable)
+    me = Principal(user_id=blocker, username=f"b{blocker}", role=Role.USER, session_id=1)
+    async with container.db.unit_of_work(write=True) as session:
+        await graph_service.block(session, me, f"b{blocked}")
+    cache._unsent.clear()  # the process stopped before sending it again
+    monkeypatch.setattr(cache.outage, "_until", 0.0)
+    async with container.db.unit_of_work() as session:
+        event_id = await session.scalar(
+            select(OutboxMessage.id).where(
+                OutboxMessage.event_type == "user.blocked", OutboxMessage.aggregate_id == blocked
+            )
+        )
+    assert event_id is not None
+    registry = build_registry()
+    with pytest.raises(RedisConnectionError):
+        await apply_once(container.db, registry, graph_consumers.CONSUMER, event_id, None)
+    monkeypatch.setattr(cache, "_send", working)
+    monkeypatch.setattr(cache.outage, "_until", 0.0)
+    assert await blocked_by() == set()  # the stale answer the lost eviction left
+    assert await apply_once(container.db, registry, graph_consumers.CONSUMER, event_id, None)
+    assert await blocked_by() == {blocker}

@@ -8,7 +8,8 @@ changes a cached row or relation evicts it after its commit, and why a fill neve
 what a reader loaded before a commit (below). An eviction Redis does not take (unreachable)
 is kept and sent again before the process next reads the cache; the window left is a process
 that stops first, whose lost evictions leave entries until their TTL
-(``TIDINGS_CACHE_TTL_SECONDS``).
+(``TIDINGS_CACHE_TTL_SECONDS``), except a viewer's relations: the event of the write that
+changed them closes them again (:mod:`tidings.graph.consumers`).
 
 * **Read**: one round trip for a batch of several kinds (a Lua script: each key's value, or,
   for a miss, an attempt at its lock); misses are loaded from the database in one query per
@@ -481,6 +482,14 @@ class RowCache:
             self.outage.failed(exc)
             self._keep_unsent(wanted)
 
+    async def evict_again(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Evict again, for the consumer of the write's event (:mod:`tidings.graph.consumers`):
+        raises RedisError, so the event is delivered again, where :meth:`evict` keeps the keys
+        in this process only."""
+        wanted = set(keys)
+        if wanted:
+            await self._send(wanted)
+
     def _keep_unsent(self, keys: set[tuple[str, int]]) -> None:
         room = MAX_UNSENT - len(self._unsent)
         if len(keys) > room:  # beyond the bound the entries expire with their TTL
@@ -660,6 +669,10 @@ class MemoryRowCache(RowCache):
             self._entries.pop(key, None)
             self._fact_sets.pop(key, None)
             self._tombstones[key] = now + self.tombstone_ms / 1000
+
+    async def evict_again(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Nothing: this process's evictions are never lost, and another process's memory is
+        out of reach (a worker beside an API process with its own memory cache)."""
 
 
 def attach(sessions: async_sessionmaker[AsyncSession], cache: RowCache) -> None:

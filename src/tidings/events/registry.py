@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tidings.events.consumers import ConsumerRegistry
 from tidings.feeds import fanout as feed_consumers
+from tidings.graph import consumers as graph_consumers
 from tidings.notifications import consumers as notification_consumers
 from tidings.retention.service import run_retention
 from tidings.webhooks import consumers as webhook_consumers
@@ -15,5 +16,6 @@ def build_registry() -> ConsumerRegistry:
     notification_consumers.register(registry)
     webhook_consumers.register(registry)
     feed_consumers.register(registry)  # a no-op without a feed store (TIDINGS_FEED_STORE)
+    graph_consumers.register(registry)  # a no-op without a row cache on Redis
     registry.add_loop("retention", run_retention)  # a no-op with TIDINGS_RETENTION_ENABLED=false
     return registry
