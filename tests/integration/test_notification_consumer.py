@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import func, select
 
 from tidings.accounts.models import User
+from tidings.auth.policy import Principal, Role
 from tidings.core.container import Container
 from tidings.core.db import utcnow
 from tidings.events import domain
@@ -16,11 +18,13 @@ from tidings.events.delivery import apply_once
 from tidings.events.models import OutboxMessage
 from tidings.events.outbox import record
 from tidings.events.registry import build_registry
+from tidings.graph import service as graph_service
 from tidings.graph.repository import GraphRepository
 from tidings.notifications.consumers import CONSUMER
 from tidings.notifications.models import NotificationActor, NotificationGroup
 from tidings.notifications.repository import NotificationRepository
-from tidings.notifications.service import forget_pair
+from tidings.notifications.schemas import Kind
+from tidings.notifications.service import Notice, forget_pair, notify
 from tidings.posts.models import Post
 
 
@@ -252,3 +256,34 @@ async def test_a_block_event_consumed_after_the_unblock_removes_nothing(
     assert await _apply(container, registry, block)  # consumed (and marked) all the same
     [group] = await _groups(container, alice)
     assert (group.kind, group.actor_count, group.latest_actor_ids) == ("follow", 1, [bob])
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # SQLite: one writer at a time
+async def test_a_block_during_a_notification_leaves_no_notice(container: Container) -> None:
+    """Bob's like is being consumed when alice blocks him. Either the block commits first and
+    the consumer sees it, or the notice commits first and the block's consumer removes it.
+    Never the third order, where the notice checked before the block, committed after it,
+    and the block's consumer had already run and found nothing."""
+    alice, bob = await _users(container, "alice", "bob")
+    post_id = await _post(container, alice)
+    notice = Notice(alice, Kind.LIKE, f"like:{post_id}", post_id=post_id)
+    alice_acts = Principal(user_id=alice, username="alice", role=Role.USER, session_id=1)
+
+    async def block() -> None:
+        async with container.db.unit_of_work() as session:
+            await graph_service.block(session, alice_acts, "bob")
+
+    async def forget() -> None:  # what the block's consumer does once it has committed
+        async with container.db.unit_of_work() as session:
+            await forget_pair(session, alice, bob)
+
+    async with container.db.unit_of_work() as session:  # the like's consumer, in flight
+        await notify(session, bob, [notice])
+        blocking = asyncio.create_task(block())
+        done, _ = await asyncio.wait([blocking], timeout=0.5)
+        if done:  # the block did not wait for this unit of work: its consumer runs now
+            await forget()
+    await blocking
+    if not done:
+        await forget()
+    assert await _groups(container, alice) == []

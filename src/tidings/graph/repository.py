@@ -61,6 +61,11 @@ def _relationship() -> Select[Any]:
     )  # type: ignore[return-value]
 
 
+def _pair_key(a: int, b: int) -> int:
+    low, high = sorted((a, b))
+    return ((low * 1_000_003) ^ high) & 0x7FFF_FFFF_FFFF_FFFF
+
+
 class GraphRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -81,11 +86,18 @@ class GraphRepository:
         """Serialise graph changes between two users for the rest of the transaction, so a
         follow and a block of the same pair cannot interleave (PostgreSQL advisory lock;
         SQLite serialises writers anyway)."""
+        await self.lock_pairs(a, [b])
+
+    async def lock_pairs(self, a: int, others: Iterable[int]) -> None:
+        """:meth:`lock_pair` for ``a`` and each of ``others``, in one order for every caller
+        (so two callers cannot deadlock on them). A notification takes them before it checks
+        blocks: a block of the same pair then commits either before the check, which sees it,
+        or after the notification, which the block's consumer then removes."""
         if self.session.get_bind().dialect.name != "postgresql":
             return
-        low, high = sorted((a, b))
-        key = ((low * 1_000_003) ^ high) & 0x7FFF_FFFF_FFFF_FFFF
-        await self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        lock = text("SELECT pg_advisory_xact_lock(:k)")
+        for key in sorted({_pair_key(a, b) for b in others}):
+            await self.session.execute(lock, {"k": key})
 
     async def blocked_between(self, a: int, b: int) -> bool:
         stmt = select(Block.id).where(

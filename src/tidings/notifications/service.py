@@ -41,11 +41,14 @@ class Notice:
 
 async def audience(session: AsyncSession, actor_id: int, candidates: Iterable[int]) -> set[int]:
     """The candidates who want to hear about the actor, as of now: never the actor themselves,
-    nobody blocked either way, nobody who mutes the actor."""
+    nobody blocked either way, nobody who mutes the actor. Each pair stays locked against a
+    block until the caller's commit (:meth:`GraphRepository.lock_pairs`)."""
     ids = {c for c in candidates if c and c != actor_id}
     if not ids:
         return set()
-    ids -= await GraphRepository(session).blocked_any_way(actor_id, ids)
+    graph = GraphRepository(session)
+    await graph.lock_pairs(actor_id, ids)
+    ids -= await graph.blocked_any_way(actor_id, ids)
     ids -= await NotificationRepository(session).muting(actor_id, ids)
     return ids
 
