@@ -179,7 +179,6 @@ class Settings(BaseSettings):
     docs_enabled: bool = True
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_json_depth: int = Field(default=32, ge=2, le=512)
-    debug: bool = False
     node_id: int | None = Field(default=None, ge=0, le=1023)
 
     @field_validator("oauth_providers", mode="after")

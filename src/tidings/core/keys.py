@@ -109,8 +109,6 @@ def _load_secret(settings: Settings) -> bytes:
 
 
 def load_key_material(settings: Settings) -> KeyMaterial:
-    if settings.is_production and settings.debug:
-        raise ConfigurationError("TIDINGS_DEBUG must be off in production")
     return KeyMaterial(secret_key=_load_secret(settings), signing_keys=_load_signing_keys(settings))
 
 
