@@ -31,12 +31,21 @@ from tidings.posts.facts import relations_changed
 
 
 @dataclass(frozen=True)
-class Relationship:
+class Standing:
+    """The viewer's side of a relationship with another user: whom they follow, block and
+    mute, and whether the other blocks them (what deciding a page needs)."""
+
     following: bool = False
-    followed_by: bool = False
     blocking: bool = False
     blocked_by: bool = False
     muting: bool = False
+
+
+@dataclass(frozen=True)
+class Relationship(Standing):
+    """:class:`Standing` and whether the other follows the viewer."""
+
+    followed_by: bool = False
 
 
 FOLLOWING, FOLLOWED_BY, BLOCKING, BLOCKED_BY, MUTING = range(1, 6)

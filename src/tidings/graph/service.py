@@ -14,7 +14,7 @@ from tidings.core.errors import Conflict, NotFound, ValidationFailed
 from tidings.core.pagination import PageParams, paginate
 from tidings.events import domain
 from tidings.events.outbox import record
-from tidings.graph.repository import GraphRepository, Relationship
+from tidings.graph.repository import GraphRepository, Relationship, Standing
 from tidings.posts.relations import relations_of
 
 
@@ -27,12 +27,11 @@ async def visible_user(session: AsyncSession, username: str, viewer: Principal |
 
 async def visible_user_and_relationship(
     session: AsyncSession, username: str, viewer: Principal | None
-) -> tuple[UserRef, Relationship | None]:
+) -> tuple[UserRef, Standing | None]:
     """:func:`visible_user`'s decision for a read-only page (the user's id and suspension, read
-    on the driver), and the viewer's relationship with them when it was needed to decide (a
-    signed-in viewer other than the user, not a moderator). With a row cache the relationship
-    comes from the viewer's cached relations (:mod:`tidings.posts.relations`): following,
-    blocking, blocked by and muting, but not ``followed_by`` (always False here)."""
+    on the driver), and the viewer's standing with them when it was needed to decide (a
+    signed-in viewer other than the user, not a moderator). With a row cache the standing
+    comes from the viewer's cached relations (:mod:`tidings.posts.relations`)."""
     ref = await UserRepository(session).ref_by_username(username)
     return await _visible(session, username, viewer, ref, page=True)
 
@@ -47,7 +46,7 @@ async def _visible(
     user: U | None,
     *,
     page: bool = False,
-) -> tuple[U, Relationship | None]:
+) -> tuple[U, Standing | None]:
     missing = NotFound(f"No user named '{username}'.")
     if user is None:
         raise missing
@@ -55,8 +54,9 @@ async def _visible(
     if user.suspended and not moderator:
         raise missing
     if viewer is not None and viewer.user_id != user.id and not moderator:
+        rel: Standing
         if page and cache_of(session) is not None:
-            rel = await _cached_relationship(session, viewer.user_id, user.id)
+            rel = await _cached_standing(session, viewer.user_id, user.id)
         else:
             rel = await GraphRepository(session).relationship(viewer.user_id, user.id)
         if rel.blocked_by:
@@ -65,10 +65,10 @@ async def _visible(
     return user, None
 
 
-async def _cached_relationship(session: AsyncSession, viewer_id: int, user_id: int) -> Relationship:
-    """The relationship from the viewer's cached relations (no ``followed_by`` there)."""
+async def _cached_standing(session: AsyncSession, viewer_id: int, user_id: int) -> Standing:
+    """The standing from the viewer's cached relations (which hold nothing of ``followed_by``)."""
     found = await relations_of(session, viewer_id, [user_id], ())
-    return Relationship(
+    return Standing(
         following=user_id in found.following,
         blocking=user_id in found.blocking,
         blocked_by=user_id in found.blocked_by,
