@@ -55,7 +55,7 @@ import orjson
 import structlog
 from redis.exceptions import RedisError
 
-from tidings.core.outage import Outage
+from tidings.core.outage import Outage, outage_of
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -258,7 +258,7 @@ class RowCache:
         self.ttl_ms = ttl_seconds * 1000
         self.tombstone_ms = tombstone_ms
         self.lock_ms = lock_ms
-        self.outage = Outage("row_cache_unavailable")
+        self.outage = outage_of(redis)  # shared with the feed store on the same client
         self._read_or_lock = redis.register_script(_READ_OR_LOCK)
         self._read_linked = redis.register_script(_READ_LINKED)
         self._fill = redis.register_script(_FILL)
@@ -308,7 +308,7 @@ class RowCache:
                 await self._resend()
                 return await self._fetch(wanted)
             except RedisError as exc:
-                self.outage.failed(exc)
+                self.outage.failed(exc, by="row_cache")
         return [await load(ids) if ids else {} for _kind, ids, load in wanted]
 
     async def _fetch(self, wanted: list[tuple[str, list[int], Loader]]) -> list[dict[int, Row]]:
@@ -363,7 +363,7 @@ class RowCache:
                 await self._resend()
                 return await self._linked(link, wanted)
             except RedisError as exc:
-                self.outage.failed(exc)
+                self.outage.failed(exc, by="row_cache")
         return await self._linked_rounds(link, wanted)
 
     async def _linked(self, link: Link, ids: list[int]) -> Linked:
@@ -435,7 +435,7 @@ class RowCache:
                 await self._resend()
                 return await self._facts(kind, owner, wanted, load)
             except RedisError as exc:
-                self.outage.failed(exc)
+                self.outage.failed(exc, by="row_cache")
         loaded = await load(wanted) if wanted else {}
         return {name: loaded.get(name, 0) for name in wanted}
 
@@ -466,7 +466,7 @@ class RowCache:
             try:
                 await self._facts_fill(keys=[key], args=[generation, *filled])
             except RedisError as exc:  # served from what was loaded; not loaded again
-                self.outage.failed(exc)
+                self.outage.failed(exc, by="row_cache")
         return found
 
     async def evict(self, keys: Iterable[tuple[str, int]]) -> None:
@@ -479,7 +479,7 @@ class RowCache:
         try:
             await self._send(wanted)
         except RedisError as exc:
-            self.outage.failed(exc)
+            self.outage.failed(exc, by="row_cache")
             self._keep_unsent(wanted)
 
     async def evict_again(self, keys: Iterable[tuple[str, int]]) -> None:

@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tidings.core.outage import Outage
+from tidings.core.outage import outage_of
 from tidings.core.redispool import connect as connect_url
 from tidings.settings import Settings
 
@@ -135,8 +135,9 @@ class FeedStore:
         self._add = redis.register_script(_ADD)
         self._window = redis.register_script(_WINDOW)
         self._celebs: tuple[float, list[int]] | None = None  # (read at, ids)
-        # after a Redis error, reads skip Redis (pull only) for a few seconds
-        self.outage = Outage("feed_store_unavailable")
+        # after a Redis error (here or in the row cache on the same client), reads skip Redis
+        # (pull only) for a few seconds
+        self.outage = outage_of(redis)
 
     # --- keys ------------------------------------------------------------------------------
 
@@ -158,7 +159,7 @@ class FeedStore:
 
     def failed(self, exc: BaseException) -> None:
         """Reads go to the database for a few seconds instead of waiting on a dead Redis."""
-        self.outage.failed(exc)
+        self.outage.failed(exc, by="feed_store")
 
     # --- writes ----------------------------------------------------------------------------
 
