@@ -287,3 +287,31 @@ async def test_broker_outage_during_writes_loses_nothing(
         stopped = worker.terminate()
         await db.dispose()
     assert stopped, f"the worker ignored SIGTERM for 20 s; its log:\n{worker.log_tail()}"
+
+
+async def test_a_worker_started_before_its_broker_waits_for_it(
+    tmp_path: Path, fault_db: str, broker: Broker
+) -> None:
+    """The broker is down when the worker starts: the worker stays up, retrying, and once the
+    broker answers it relays and applies every event written meanwhile, exactly once."""
+    db = Database(fault_db, pool_size=5)
+    worker = Worker(_worker_env(tmp_path, fault_db, broker), tmp_path / "worker.log")
+    broker.stop()
+    try:
+        post_ids, liker_ids = await _seed(db)
+        worker.start()
+        await _like_all(db, post_ids, liker_ids[:5])
+
+        async def refused() -> bool:
+            return "broker_startup_failed" in worker.log.read_text(errors="replace")
+
+        await eventually(refused, within=60, interval=0.2)
+        await asyncio.sleep(1.5)  # a retry or two later
+        assert worker.proc is not None
+        assert worker.proc.poll() is None, worker.log_tail()  # still running
+        broker.start()
+        await _assert_exactly_once(db, post_ids, 5)
+    finally:
+        stopped = worker.terminate()
+        await db.dispose()
+    assert stopped, f"the worker ignored SIGTERM for 20 s; its log:\n{worker.log_tail()}"

@@ -108,8 +108,15 @@ class EventRuntime:
         return isinstance(self.broker, InMemoryBroker)
 
     async def start(self, *, relay: bool, consume: bool) -> None:
+        """Start the relay and the consumers. A production broker that does not answer yet
+        does not stop the process: it is started again each second in the background (the
+        relay leaves events due meanwhile, and the consumers begin once it answers)."""
         self.broker.is_worker_process = consume
-        await self.broker.startup()
+        up = True
+        if self.embedded:
+            await self.broker.startup()
+        else:
+            up = await self._start_broker()
         if relay:
             for loop in self.registry.loops.values():
                 self._tasks.append(asyncio.create_task(loop(self._stop, self.context)))
@@ -120,12 +127,37 @@ class EventRuntime:
             if dsn is not None:  # commits in other processes wake this relay at once
                 self._tasks.append(asyncio.create_task(listen(dsn, self.wake, self._stop)))
         if consume and not self.embedded:
-            self._tasks.append(asyncio.create_task(self._consume()))
+            self._tasks.append(asyncio.create_task(self._consume(up)))
+        elif not up:  # the relay alone: its publishes need the broker started
+            self._tasks.append(asyncio.create_task(self._starting()))
         log.info("events_started", broker=self.settings.broker, relay=relay, consume=consume)
 
-    async def _consume(self) -> None:
+    async def _start_broker(self) -> bool:
+        """One attempt at the broker's startup; False (logged) when it fails."""
+        try:
+            await self.broker.startup()
+        except Exception as exc:
+            log.warning("broker_startup_failed", error=f"{type(exc).__name__}: {exc}")
+            return False
+        return True
+
+    async def _broker_until_up(self) -> bool:
+        """Start the broker again each second until it answers; False if told to finish."""
+        while not self._finish.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._finish.wait(), timeout=1.0)
+            if not self._finish.is_set() and await self._start_broker():
+                return True
+        return False
+
+    async def _starting(self) -> None:
+        await self._broker_until_up()
+
+    async def _consume(self, up: bool = True) -> None:
         """Listen until told to finish; a broker that goes away is reconnected to (messages
         not acknowledged meanwhile are redelivered, and the relay republishes lost ones)."""
+        if not up and not await self._broker_until_up():
+            return
         while not self._finish.is_set():
             receiver = Receiver(
                 self.broker,
@@ -142,10 +174,7 @@ class EventRuntime:
                     await asyncio.wait_for(self._finish.wait(), timeout=1.0)
                 # a broker that came back empty (Redis without persistence) has lost its
                 # consumer group: start up again to declare it
-                try:
-                    await self.broker.startup()
-                except Exception as again:
-                    log.warning("broker_startup_failed", error=f"{type(again).__name__}: {again}")
+                await self._start_broker()
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Stop taking work, let the jobs in hand finish within the grace period; what is not
@@ -166,7 +195,8 @@ class EventRuntime:
         shutdown = asyncio.create_task(self.broker.shutdown())
         done, _pending = await asyncio.wait([shutdown], timeout=STOP_SECONDS)
         if done:
-            shutdown.result()
+            if shutdown.exception() is not None:  # e.g. it never started: nothing to close
+                log.warning("broker_shutdown_failed", error=repr(shutdown.exception()))
         else:  # left running: it may not even honour a cancellation
             shutdown.cancel()
             log.warning("broker_shutdown_timeout", seconds=STOP_SECONDS)
