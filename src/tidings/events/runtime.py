@@ -109,17 +109,29 @@ class EventRuntime:
 
     async def start(self, *, relay: bool, consume: bool) -> None:
         """Start the relay and the consumers. A production broker that does not answer yet
-        does not stop the process: it is started again each second in the background (the
-        relay leaves events due meanwhile, and the consumers begin once it answers)."""
+        does not stop the process: it is started again each second in the background, and
+        the relay and the consumers begin once it answers (events stay due in the outbox
+        meanwhile: a relay publishing before the startup could add messages a Redis Streams
+        consumer group declared afterwards never sees)."""
         self.broker.is_worker_process = consume
-        up = True
         if self.embedded:
             await self.broker.startup()
+            up = True
         else:
             up = await self._start_broker()
         if relay:
-            for loop in self.registry.loops.values():
+            for loop in self.registry.loops.values():  # they do not use the broker
                 self._tasks.append(asyncio.create_task(loop(self._stop, self.context)))
+        if up:
+            self._run(relay=relay, consume=consume)
+        else:
+            self._tasks.append(asyncio.create_task(self._start_later(relay, consume)))
+        log.info("events_started", broker=self.settings.broker, relay=relay, consume=consume)
+
+    def _run(self, *, relay: bool, consume: bool) -> None:
+        """The relay (and its wake-ups from other processes) and the consumers, on a started
+        broker."""
+        if relay:
             self._tasks.append(
                 asyncio.create_task(self.relay.run(self._stop, self.settings.relay_poll_seconds))
             )
@@ -127,37 +139,34 @@ class EventRuntime:
             if dsn is not None:  # commits in other processes wake this relay at once
                 self._tasks.append(asyncio.create_task(listen(dsn, self.wake, self._stop)))
         if consume and not self.embedded:
-            self._tasks.append(asyncio.create_task(self._consume(up)))
-        elif not up:  # the relay alone: its publishes need the broker started
-            self._tasks.append(asyncio.create_task(self._starting()))
-        log.info("events_started", broker=self.settings.broker, relay=relay, consume=consume)
+            self._tasks.append(asyncio.create_task(self._consume()))
+
+    async def _start_later(self, relay: bool, consume: bool) -> None:
+        """Start the broker again each second until it answers, then run (not once told to
+        stop: :meth:`stop` waits for the tasks it saw, so none may start after it)."""
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=1.0)
+            if not self._stop.is_set() and await self._start_broker():
+                if not self._stop.is_set():
+                    self._run(relay=relay, consume=consume)
+                return
 
     async def _start_broker(self) -> bool:
-        """One attempt at the broker's startup; False (logged) when it fails."""
+        """One attempt at the broker's startup; False (logged) when it fails, after closing
+        what the attempt opened (a failed attempt each second must not leak connections)."""
         try:
             await self.broker.startup()
         except Exception as exc:
             log.warning("broker_startup_failed", error=f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(Exception):
+                await self.broker.shutdown()
             return False
         return True
 
-    async def _broker_until_up(self) -> bool:
-        """Start the broker again each second until it answers; False if told to finish."""
-        while not self._finish.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._finish.wait(), timeout=1.0)
-            if not self._finish.is_set() and await self._start_broker():
-                return True
-        return False
-
-    async def _starting(self) -> None:
-        await self._broker_until_up()
-
-    async def _consume(self, up: bool = True) -> None:
+    async def _consume(self) -> None:
         """Listen until told to finish; a broker that goes away is reconnected to (messages
         not acknowledged meanwhile are redelivered, and the relay republishes lost ones)."""
-        if not up and not await self._broker_until_up():
-            return
         while not self._finish.is_set():
             receiver = Receiver(
                 self.broker,
