@@ -26,8 +26,9 @@ from tidings.core.cache import (
 )
 from tidings.core.container import Container
 from tidings.core.ids import new_id
-from tidings.events.delivery import apply_once
-from tidings.events.models import OutboxMessage
+from tidings.events.consumers import RetryLater
+from tidings.events.delivery import RetryPolicy, apply_once, deliver
+from tidings.events.models import DeadLetter, OutboxMessage, ProcessedEvent
 from tidings.events.registry import build_registry
 from tidings.graph import consumers as graph_consumers
 from tidings.graph import service as graph_service
@@ -212,12 +213,14 @@ async def test_each_graph_write_closes_the_facts_it_changes(
     assert evicted == ({first, second} if closed == "both" else {first})
 
 
+@pytest.mark.parametrize("expired", [False, True])
 async def test_a_block_whose_eviction_was_lost_is_closed_by_its_event(
-    container: Container, monkeypatch: pytest.MonkeyPatch
+    container: Container, monkeypatch: pytest.MonkeyPatch, expired: bool
 ) -> None:
     """Redis misses the blocker's eviction and the process stops before sending it again: the
     blocked user's cached facts still say "not blocked". The block's event closes them; while
-    Redis still fails, the delivery fails (and is retried) and marks nothing done."""
+    Redis still fails, its delivery is deferred (no dead letter, nothing marked done), unless
+    the event is older than the facts' TTL."""
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     blocker, blocked = new_id(), new_id()
@@ -257,10 +260,20 @@ async def test_a_block_whose_eviction_was_lost_is_closed_by_its_event(
         )
     assert event_id is not None
     registry = build_registry()
-    with pytest.raises(RedisConnectionError):
-        await apply_once(container.db, registry, graph_consumers.CONSUMER, event_id, None)
+    consumer = graph_consumers.CONSUMER
+    if expired:  # older than the facts' TTL: what it would close is gone anyway
+        monkeypatch.setattr(cache, "ttl_ms", 0)
+        assert await apply_once(container.db, registry, consumer, event_id, None)
+        return
+    with pytest.raises(RetryLater):  # Redis still fails: deferred, not failed
+        await apply_once(container.db, registry, consumer, event_id, None)
+    await deliver(container.db, registry, consumer, event_id, None, RetryPolicy(2, 0.01))
+    async with container.db.unit_of_work() as session:  # neither applied nor dead-lettered
+        for model in (ProcessedEvent, DeadLetter):
+            found = select(model).where(model.event_id == event_id, model.consumer == consumer)
+            assert await session.scalar(found) is None
     monkeypatch.setattr(cache, "_send", working)
     monkeypatch.setattr(cache.outage, "_until", 0.0)
     assert await blocked_by() == set()  # the stale answer the lost eviction left
-    assert await apply_once(container.db, registry, graph_consumers.CONSUMER, event_id, None)
+    assert await apply_once(container.db, registry, consumer, event_id, None)
     assert await blocked_by() == {blocker}

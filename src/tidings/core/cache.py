@@ -484,7 +484,7 @@ class RowCache:
 
     async def evict_again(self, keys: Iterable[tuple[str, int]]) -> None:
         """Evict again, for the consumer of the write's event (:mod:`tidings.graph.consumers`):
-        raises RedisError, so the event is delivered again, where :meth:`evict` keeps the keys
+        raises RedisError (the consumer defers the event), where :meth:`evict` keeps the keys
         in this process only."""
         wanted = set(keys)
         if wanted:

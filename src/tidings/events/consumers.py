@@ -40,6 +40,12 @@ class Envelope:
         return int(value) if value not in (None, "") else None
 
 
+class RetryLater(Exception):
+    """Raised by a handler that cannot apply the event now through no fault of the event (a
+    dependency is down): the delivery is neither retried in place nor dead-lettered, and the
+    relay publishes the event again after ``TIDINGS_RELAY_REDELIVERY_SECONDS``."""
+
+
 # A handler applies one event inside the unit of work it is given; it must not commit.
 Handler = Callable[[AsyncSession, Envelope, Any], Awaitable[None]]
 

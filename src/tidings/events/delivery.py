@@ -14,7 +14,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from tidings.core import rawsql
 from tidings.core.db import Database, insert_ignore, utcnow
-from tidings.events.consumers import ConsumerRegistry, Envelope
+from tidings.events.consumers import ConsumerRegistry, Envelope, RetryLater
 from tidings.events.models import DeadLetter, OutboxMessage, ProcessedEvent
 
 log = structlog.get_logger("tidings.events")
@@ -113,6 +113,11 @@ async def deliver(
     for attempt in range(1, policy.max_attempts + 1):
         try:
             await apply_once(db, registry, consumer_name, event_id, context)
+            return
+        except RetryLater as exc:  # left for the relay's next publication
+            log.warning(
+                "consumer_deferred", consumer=consumer_name, event_id=event_id, reason=str(exc)
+            )
             return
         except Exception as exc:
             last_error = f"{type(exc).__name__}: {exc}"

@@ -16,6 +16,6 @@ def build_registry() -> ConsumerRegistry:
     notification_consumers.register(registry)
     webhook_consumers.register(registry)
     feed_consumers.register(registry)  # a no-op without a feed store (TIDINGS_FEED_STORE)
-    graph_consumers.register(registry)  # a no-op without a row cache on Redis
+    graph_consumers.register(registry)  # applies nothing without a row cache on Redis
     registry.add_loop("retention", run_retention)  # a no-op with TIDINGS_RETENTION_ENABLED=false
     return registry
