@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
+from tests.support.waiting import eventually
 from tidings.accounts.models import User
 from tidings.auth.policy import Principal, Role
 from tidings.core.container import Container
@@ -277,13 +278,25 @@ async def test_a_block_during_a_notification_leaves_no_notice(container: Contain
         async with container.db.unit_of_work() as session:
             await forget_pair(session, alice, bob)
 
+    async def block_waits_or_ends() -> bool:
+        if blocking.done():
+            return True
+        async with container.db.unit_of_work(write=False) as other:
+            stmt = text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+            return bool((await other.execute(stmt)).scalar_one())
+
     async with container.db.unit_of_work() as session:  # the like's consumer, in flight
         await notify(session, bob, [notice])
         blocking = asyncio.create_task(block())
-        done, _ = await asyncio.wait([blocking], timeout=0.5)
-        if done:  # the block did not wait for this unit of work: its consumer runs now
+        await eventually(block_waits_or_ends, within=10)
+        waited = not blocking.done()
+        if not waited:  # the block did not wait for this unit of work: its consumer runs now
             await forget()
     await blocking
-    if not done:
+    if waited:
         await forget()
+    assert waited  # for the notice's commit, on the pair's lock
     assert await _groups(container, alice) == []
