@@ -177,7 +177,7 @@ async def test_evictions_redis_did_not_take_are_sent_before_the_next_read(
     await cache.evict([("post", 5), (KIND, 11)])  # the writer committed; Redis missed it
     assert not cache.available
     monkeypatch.setattr(cache.redis, "pipeline", working)
-    monkeypatch.setattr(cache.outage, "_until", 0.0)  # the outage's pause is over
+    cache.outage.reset()  # the outage's pause is over
     new_row = Loader({5: {"id": 5, "text": "new"}})
     assert await cache.get_many("post", [5], new_row) == {5: {"id": 5, "text": "new"}}
     assert await cache.get_facts(KIND, 11, ["a1"], FactLoader({})) == {"a1": 0}
@@ -251,7 +251,7 @@ async def test_a_block_whose_eviction_was_lost_is_closed_by_its_event(
     async with container.db.unit_of_work(write=True) as session:
         await graph_service.block(session, me, f"b{blocked}")
     cache._unsent.clear()  # the process stopped before sending it again
-    monkeypatch.setattr(cache.outage, "_until", 0.0)
+    cache.outage.reset()
     async with container.db.unit_of_work() as session:
         event_id = await session.scalar(
             select(OutboxMessage.id).where(
@@ -273,7 +273,7 @@ async def test_a_block_whose_eviction_was_lost_is_closed_by_its_event(
             found = select(model).where(model.event_id == event_id, model.consumer == consumer)
             assert await session.scalar(found) is None
     monkeypatch.setattr(cache, "_send", working)
-    monkeypatch.setattr(cache.outage, "_until", 0.0)
+    cache.outage.reset()
     assert await blocked_by() == set()  # the stale answer the lost eviction left
     assert await apply_once(container.db, registry, consumer, event_id, None)
     assert await blocked_by() == {blocker}

@@ -39,8 +39,8 @@ async def test_a_failure_in_the_row_cache_pauses_the_feed_store_on_the_same_clie
         assert not cache.available
         assert not store.available  # feed reads pull without trying Redis again
         assert other.available  # another client's users are not paused
-        await other.redis.aclose()
+        await other.redis.aclose(close_connection_pool=True)
     finally:
-        await redis.aclose()
+        await redis.aclose(close_connection_pool=True)
         server.close()
         await server.wait_closed()

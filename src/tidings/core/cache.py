@@ -258,7 +258,8 @@ class RowCache:
         self.ttl_ms = ttl_seconds * 1000
         self.tombstone_ms = tombstone_ms
         self.lock_ms = lock_ms
-        self.outage = outage_of(redis)  # shared with the feed store on the same client
+        # its own pause, and the client's (shared with the feed store) for unreachability
+        self.outage = Outage("row_cache_failed", shared=outage_of(redis))
         self._read_or_lock = redis.register_script(_READ_OR_LOCK)
         self._read_linked = redis.register_script(_READ_LINKED)
         self._fill = redis.register_script(_FILL)

@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tidings.core.outage import outage_of
+from tidings.core.outage import Outage, outage_of
 from tidings.core.redispool import connect as connect_url
 from tidings.settings import Settings
 
@@ -137,7 +137,7 @@ class FeedStore:
         self._celebs: tuple[float, list[int]] | None = None  # (read at, ids)
         # after a Redis error (here or in the row cache on the same client), reads skip Redis
         # (pull only) for a few seconds
-        self.outage = outage_of(redis)
+        self.outage = Outage("feed_store_failed", shared=outage_of(redis))
 
     # --- keys ------------------------------------------------------------------------------
 
