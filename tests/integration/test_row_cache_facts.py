@@ -277,3 +277,15 @@ async def test_a_block_whose_eviction_was_lost_is_closed_by_its_event(
     assert await blocked_by() == set()  # the stale answer the lost eviction left
     assert await apply_once(container.db, registry, consumer, event_id, None)
     assert await blocked_by() == {blocker}
+
+
+async def test_the_relations_consumer_runs_only_with_a_shared_row_cache(
+    container: Container, tmp_path: Path, database_url: str
+) -> None:
+    assert container.build_events().registry.get(graph_consumers.CONSUMER) is not None
+    settings = make_settings(tmp_path / "memory", database_url, row_cache="memory")
+    in_memory = Container.build(settings)
+    try:  # its evictions cannot be lost: a delivery per graph event would apply nothing
+        assert in_memory.build_events().registry.get(graph_consumers.CONSUMER) is None
+    finally:
+        await in_memory.close()

@@ -71,7 +71,9 @@ class Container:
         from tidings.events.registry import build_registry
         from tidings.events.runtime import EventRuntime
 
-        self.events = EventRuntime(self.settings, self.db, build_registry(), self)
+        shared = self.settings.effective_row_cache == "redis"
+        registry = build_registry(shared_row_cache=shared)
+        self.events = EventRuntime(self.settings, self.db, registry, self)
         return self.events
 
     async def close(self) -> None:

@@ -10,12 +10,16 @@ from tidings.retention.service import run_retention
 from tidings.webhooks import consumers as webhook_consumers
 
 
-def build_registry() -> ConsumerRegistry:
+def build_registry(*, shared_row_cache: bool = True) -> ConsumerRegistry:
+    """Every consumer; ``shared_row_cache``: the row cache is on Redis
+    (``TIDINGS_ROW_CACHE=redis``), whose lost evictions the ``relations`` consumer repairs
+    (an in-process cache loses none: without it the consumer would apply nothing)."""
     registry = ConsumerRegistry()
     # Feature modules add their consumers here, e.g. notifications.consumers.register(registry).
     notification_consumers.register(registry)
     webhook_consumers.register(registry)
     feed_consumers.register(registry)  # a no-op without a feed store (TIDINGS_FEED_STORE)
-    graph_consumers.register(registry)  # applies nothing without a row cache on Redis
+    if shared_row_cache:
+        graph_consumers.register(registry)
     registry.add_loop("retention", run_retention)  # a no-op with TIDINGS_RETENTION_ENABLED=false
     return registry
