@@ -44,3 +44,16 @@ async def test_a_failure_in_the_row_cache_pauses_the_feed_store_on_the_same_clie
         await redis.aclose(close_connection_pool=True)
         server.close()
         await server.wait_closed()
+
+
+def test_fan_out_defers_only_when_every_error_is_unreachability() -> None:
+    """A fan-out's task group (reading followers while writing timelines) fails with a group."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ResponseError
+
+    from tidings.feeds.fanout import _unreachable
+
+    assert _unreachable(RedisConnectionError("refused"))
+    assert _unreachable(ExceptionGroup("fan-out", [RedisConnectionError("a"), TimeoutError()]))
+    assert not _unreachable(ResponseError("WRONGTYPE"))
+    assert not _unreachable(ExceptionGroup("fan-out", [RedisConnectionError("a"), ValueError()]))

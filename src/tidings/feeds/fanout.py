@@ -10,8 +10,10 @@ filters every candidate with the pull query's own conditions. A follow merges th
 recent posts; a visibility upgrade (private → public) fans the post out like a new one.
 
 The consumer is registered always and does nothing without a feed store (``TIDINGS_FEED_STORE
-=none``, the embedded default). Redis errors propagate, so the event is retried and, when the
-attempts run out, dead-lettered (replay it once Redis is back).
+=none``, the embedded default). While Redis (or the database) cannot be reached, the event is
+deferred (:class:`~tidings.events.consumers.RetryLater`): the relay publishes it again later,
+so timelines get the post once Redis is back, without a dead letter to replay. Other Redis
+errors propagate: the event is retried and, when the attempts run out, dead-lettered.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tidings.events.consumers import ConsumerRegistry, Envelope
+from tidings.core.outage import UNREACHABLE
+from tidings.events.consumers import ConsumerRegistry, Envelope, RetryLater
 from tidings.feeds.repository import FeedRepository
 from tidings.feeds.store import FeedStore, store_of
 from tidings.posts.models import Post
@@ -111,7 +114,19 @@ async def handle(session: AsyncSession, env: Envelope, _context: Any) -> None:
     store = store_of(session)
     if store is None:
         return
-    await HANDLERS[env.event_type](store, session, env)
+    try:
+        await HANDLERS[env.event_type](store, session, env)
+    except Exception as exc:
+        if _unreachable(exc):
+            raise RetryLater(f"{type(exc).__name__}: {exc}") from exc
+        raise
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A connection error or a timeout, alone or as every error of a task group's."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_unreachable(inner) for inner in exc.exceptions)
+    return isinstance(exc, UNREACHABLE)
 
 
 def register(registry: ConsumerRegistry) -> None:
