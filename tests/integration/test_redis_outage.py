@@ -25,7 +25,7 @@ from tidings.events.models import DeadLetter, OutboxMessage, ProcessedEvent
 from tidings.events.outbox import record
 from tidings.events.registry import build_registry
 from tidings.feeds import fanout
-from tidings.feeds.store import FeedStore
+from tidings.feeds.store import FeedStore, store_of
 from tidings.posts.models import Post
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -76,6 +76,10 @@ async def test_fan_out_waits_for_an_unreachable_redis_instead_of_dead_lettering(
         registry = build_registry()
         with pytest.raises(RetryLater):
             await apply_once(container.db, registry, fanout.CONSUMER, event_id, container)
+        async with container.db.unit_of_work() as session:
+            store = store_of(session)
+        assert store is not None
+        assert not store.outage.shared_available  # the next events defer without trying
         await deliver(container.db, registry, fanout.CONSUMER, event_id, container, RetryPolicy(2))
         async with container.db.unit_of_work() as session:
             for model in (ProcessedEvent, DeadLetter):

@@ -33,6 +33,11 @@ class Outage:
         now = time.monotonic()
         return now >= self._until and (self.shared is None or now >= self.shared._until)
 
+    @property
+    def shared_available(self) -> bool:
+        """Whether the client's connection is not paused (this user's own pause aside)."""
+        return self.shared is None or time.monotonic() >= self.shared._until
+
     def failed(self, exc: BaseException, *, by: str | None = None) -> None:
         """Skip the dependency for the next few seconds (every user of the client when it
         could not be reached); ``by`` names the user that failed."""

@@ -114,10 +114,14 @@ async def handle(session: AsyncSession, env: Envelope, _context: Any) -> None:
     store = store_of(session)
     if store is None:
         return
+    if not store.outage.shared_available:  # just found unreachable: do not wait on it again
+        raise RetryLater("Redis is unreachable")
     try:
         await HANDLERS[env.event_type](store, session, env)
     except Exception as exc:
         if _unreachable(exc):
+            # the events after this one defer at once, for the pause's few seconds
+            store.failed(exc.exceptions[0] if isinstance(exc, BaseExceptionGroup) else exc)
             raise RetryLater(f"{type(exc).__name__}: {exc}") from exc
         raise
 
