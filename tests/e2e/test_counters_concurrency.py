@@ -14,12 +14,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx2
+import pytest
 from sqlalchemy import func, select
 
 from tests.support.api import SignedIn, sign_up
 from tidings.accounts.models import User
 from tidings.core.container import Container
+from tidings.graph import repository as graph_repository
 from tidings.graph.models import Follow
+from tidings.graph.repository import GraphRepository
 from tidings.posts.models import Like, Post
 
 SEED = 20260101
@@ -300,3 +303,24 @@ async def test_concurrent_follow_and_block_leave_no_follow_across_a_block(
         if (int(fan.user_id), int(blocker.user_id)) in set(follows)
     ]
     assert not across, f"follows that survived a block: {across}"
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # SQLite: no pair locks
+async def test_a_follow_that_waits_too_long_for_its_pair_is_a_retryable_409(
+    client: httpx2.AsyncClient, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another transaction (a notification consumer, say) holds the pair's lock: the follow
+    gives up after the lock timeout with a retryable problem, writes nothing, and succeeds
+    once the lock is free."""
+    monkeypatch.setattr(graph_repository, "PAIR_LOCK_TIMEOUT_MS", 200)
+    alice, bob = await sign_up_all(client, ["alice", "bob"])
+    path = "/api/v1/users/bob/follow"
+    async with container.db.unit_of_work() as session:
+        await GraphRepository(session).lock_pairs(int(alice.user_id), [int(bob.user_id)])
+        busy = await asyncio.wait_for(client.put(path, headers=alice.headers), timeout=30)
+    assert busy.status_code == 409, busy.text
+    assert busy.headers["content-type"].startswith("application/problem+json")
+    assert busy.headers["retry-after"] == "1"
+    assert await scalar(container, select(func.count()).select_from(Follow)) == 0
+    assert (await client.put(path, headers=alice.headers)).status_code == 200
+    assert await scalar(container, select(func.count()).select_from(Follow)) == 1

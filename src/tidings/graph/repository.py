@@ -49,6 +49,7 @@ class Relationship(Standing):
 
 
 FOLLOWING, FOLLOWED_BY, BLOCKING, BLOCKED_BY, MUTING = range(1, 6)
+PAIR_LOCK_TIMEOUT_MS = 5_000  # a follow or block waits at most this long for its pair's lock
 
 
 @cache
@@ -94,7 +95,16 @@ class GraphRepository:
     async def lock_pair(self, a: int, b: int) -> None:
         """Serialise graph changes between two users for the rest of the transaction, so a
         follow and a block of the same pair cannot interleave (PostgreSQL advisory lock;
-        SQLite serialises writers anyway)."""
+        SQLite serialises writers anyway). The request waits at most
+        :data:`PAIR_LOCK_TIMEOUT_MS` for it, and for every lock after it in its transaction
+        (a notification consumer holds the pair's lock until it commits, which can wait on
+        the relay): past that it fails as a concurrent update (409 with Retry-After)."""
+        if self.session.get_bind().dialect.name != "postgresql":
+            return
+        await self.session.execute(
+            text("SELECT set_config('lock_timeout', :ms, true)"),
+            {"ms": str(PAIR_LOCK_TIMEOUT_MS)},
+        )
         await self.lock_pairs(a, [b])
 
     async def lock_pairs(self, a: int, others: Iterable[int]) -> None:
