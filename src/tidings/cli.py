@@ -108,13 +108,21 @@ def worker() -> None:
     """
     settings = _settings()
     try:
-        asyncio.run(_run_worker(settings))
+        started = asyncio.run(_run_worker(settings))
     except ConfigurationError as exc:
         console.print(f"[red]Refusing to start:[/red] {exc}")
         raise typer.Exit(2) from exc
+    if not started:
+        console.print(
+            f"[red]The {settings.broker} broker did not start within "
+            f"TIDINGS_BROKER_STARTUP_SECONDS ({settings.broker_startup_seconds:g} s)[/red]: "
+            "see broker_startup_failed in the log."
+        )
+        raise typer.Exit(1)
 
 
-async def _run_worker(settings: Settings) -> None:
+async def _run_worker(settings: Settings) -> bool:
+    """Run until SIGTERM/SIGINT (True) or until the broker's startup is given up (False)."""
     import signal
 
     from tidings.core.container import Container
@@ -129,14 +137,18 @@ async def _run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await events.start(relay=True, consume=True)
+    await events.start(relay=True, consume=True, give_up=True)
     if settings.gc_tuning:
         from tidings.core.collector import tune_collector
 
         tune_collector()
     console.print(f"Tidings worker: broker {settings.broker}, relay and consumers running")
     try:
-        await stop.wait()
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(events.gave_up.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
+            task.cancel()
+        return not events.gave_up.is_set()
     finally:
         await events.stop(settings.worker_grace_seconds)
         await container.close()

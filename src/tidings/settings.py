@@ -121,6 +121,7 @@ class Settings(BaseSettings):
     relay_redelivery_seconds: int = Field(default=30, ge=1, le=3600)
     worker_concurrency: int = Field(default=20, ge=1, le=1000)
     worker_grace_seconds: float = Field(default=10.0, ge=0, le=600)
+    broker_startup_seconds: float = Field(default=300.0, ge=1, le=86_400)
     consumer_max_attempts: int = Field(default=5, ge=1, le=50)
     consumer_retry_base_seconds: float = Field(default=0.5, gt=0, le=600)
 

@@ -76,6 +76,23 @@ async def test_readyz_is_503_when_the_database_is_unreachable(tmp_path: Path) ->
     assert "127.0.0.1" not in response.text  # the connection error stays in the logs
 
 
+async def test_readyz_says_degraded_while_the_broker_has_not_started(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    """An API process relaying to a broker that does not answer stays ready (its writes wait
+    in the outbox) but says so, and keeps trying in the background."""
+    app = make_app(broker="redis", broker_url="redis://127.0.0.1:1/0", relay_in_api=True)
+    async with _serve(app) as http:
+        response = await http.get("/readyz")
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "status": "degraded",
+        "database": "ok",
+        "rate_limit_store": "ok",
+        "broker": "starting",
+    }
+
+
 # --- request ids -------------------------------------------------------------------------------
 
 

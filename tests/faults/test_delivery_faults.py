@@ -318,3 +318,27 @@ async def test_a_worker_started_before_its_broker_waits_for_it(
         stopped = worker.terminate()
         await db.dispose()
     assert stopped, f"the worker ignored SIGTERM for 20 s; its log:\n{worker.log_tail()}"
+
+
+def test_a_worker_whose_broker_never_starts_exits_with_an_error(
+    tmp_path: Path, fault_db: str, broker: Broker
+) -> None:
+    """Past TIDINGS_BROKER_STARTUP_SECONDS without a broker (a wrong host, bad credentials)
+    the worker stops trying and exits with status 1, which an orchestrator sees; before, it
+    logged a failure each second for ever."""
+    broker.stop()
+    env = _worker_env(tmp_path, fault_db, broker) | {"TIDINGS_BROKER_STARTUP_SECONDS": "2"}
+    worker = Worker(env, tmp_path / "worker.log")
+    worker.start()
+    assert worker.proc is not None
+    try:
+        status = worker.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the worker was still trying after 60 s; its log:\n{worker.log_tail()}")
+    finally:
+        worker.kill()
+    log = worker.log.read_text(errors="replace")
+    assert status == 1, log
+    assert "broker_startup_failed" in log
+    assert "broker_startup_gave_up" in log
+    assert "Traceback" not in log

@@ -37,8 +37,14 @@ async def readyz(request: Request, container: ContainerDep) -> Response | dict[s
             request, 503, "Service unavailable", "not-ready", "The database is unreachable."
         )
     limits_ok = await container.limiter.healthy()
-    return {
+    body = {
         "status": "ok" if limits_ok else "degraded",
         "database": "ok",
         "rate_limit_store": "ok" if limits_ok else "degraded",
     }
+    events = container.events
+    if events is not None and not events.broker_up:
+        # writes still succeed (they wait in the outbox), so the process stays ready
+        body["status"] = "degraded"
+        body["broker"] = "starting"
+    return body

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import Any
@@ -89,6 +90,10 @@ class EventRuntime:
         self._stop = asyncio.Event()
         self._finish = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.broker_up = False
+        # set when a process that may not live without its broker (``tidings worker``) has
+        # tried to start it for ``broker_startup_seconds`` in vain
+        self.gave_up = asyncio.Event()
 
     async def _publish(self, consumer: str, event_id: int) -> None:
         await self._kicker.kiq(consumer, event_id)
@@ -107,25 +112,33 @@ class EventRuntime:
     def embedded(self) -> bool:
         return isinstance(self.broker, InMemoryBroker)
 
-    async def start(self, *, relay: bool, consume: bool) -> None:
+    async def start(self, *, relay: bool, consume: bool, give_up: bool = False) -> None:
         """Start the relay and the consumers. A production broker that does not answer yet
-        does not stop the process: it is started again each second in the background, and
-        the relay and the consumers begin once it answers (events stay due in the outbox
-        meanwhile: a relay publishing before the startup could add messages a Redis Streams
-        consumer group declared afterwards never sees)."""
+        does not stop the process at once: it is started again each second in the
+        background, and the relay and the consumers begin once it answers (events stay due
+        in the outbox meanwhile: a relay publishing before the startup could add messages a
+        Redis Streams consumer group declared afterwards never sees).
+
+        With ``give_up`` (a worker, which does nothing without its broker) the attempts stop
+        after ``broker_startup_seconds`` and :attr:`gave_up` is set, so the process can exit
+        with an error an orchestrator sees (wrong credentials, wrong host) rather than log a
+        failure each second for ever. An API process keeps trying: its writes only need the
+        outbox."""
         self.broker.is_worker_process = consume
         if self.embedded:
             await self.broker.startup()
             up = True
         else:
             up = await self._start_broker()
+        self.broker_up = up
         if relay:
             for loop in self.registry.loops.values():  # they do not use the broker
                 self._tasks.append(asyncio.create_task(loop(self._stop, self.context)))
         if up:
             self._run(relay=relay, consume=consume)
         else:
-            self._tasks.append(asyncio.create_task(self._start_later(relay, consume)))
+            deadline = time.monotonic() + self.settings.broker_startup_seconds if give_up else None
+            self._tasks.append(asyncio.create_task(self._start_later(relay, consume, deadline)))
         log.info("events_started", broker=self.settings.broker, relay=relay, consume=consume)
 
     def _run(self, *, relay: bool, consume: bool) -> None:
@@ -141,13 +154,23 @@ class EventRuntime:
         if consume and not self.embedded:
             self._tasks.append(asyncio.create_task(self._consume()))
 
-    async def _start_later(self, relay: bool, consume: bool) -> None:
+    async def _start_later(self, relay: bool, consume: bool, deadline: float | None) -> None:
         """Start the broker again each second until it answers, then run (not once told to
-        stop: :meth:`stop` waits for the tasks it saw, so none may start after it)."""
+        stop: :meth:`stop` waits for the tasks it saw, so none may start after it). Past
+        ``deadline`` (monotonic), give up: :attr:`gave_up` is set."""
         while not self._stop.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                log.error(
+                    "broker_startup_gave_up",
+                    broker=self.settings.broker,
+                    seconds=self.settings.broker_startup_seconds,
+                )
+                self.gave_up.set()
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=1.0)
             if not self._stop.is_set() and await self._start_broker():
+                self.broker_up = True
                 if not self._stop.is_set():
                     self._run(relay=relay, consume=consume)
                 return
