@@ -324,3 +324,27 @@ async def test_a_follow_that_waits_too_long_for_its_pair_is_a_retryable_409(
     assert await scalar(container, select(func.count()).select_from(Follow)) == 0
     assert (await client.put(path, headers=alice.headers)).status_code == 200
     assert await scalar(container, select(func.count()).select_from(Follow)) == 1
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # SQLite: no pair locks
+async def test_several_pair_locks_taken_in_one_statement_hold_each_pair(
+    client: httpx2.AsyncClient, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notice for several recipients locks every pair with its actor (one statement):
+    a follow of any of them waits and gives up; a pair not in the set is free."""
+    monkeypatch.setattr(graph_repository, "PAIR_LOCK_TIMEOUT_MS", 200)
+    users = await sign_up_all(client, ["alice", "bob", "carol", "dave", "erin"])
+    alice, others, free = users[0], users[1:4], users[4]
+    async with container.db.unit_of_work() as session:
+        await GraphRepository(session).lock_pairs(
+            int(alice.user_id), [int(u.user_id) for u in reversed(others)]
+        )
+        for user in others:
+            busy = await asyncio.wait_for(
+                client.put(f"/api/v1/users/{user.username}/follow", headers=alice.headers),
+                timeout=30,
+            )
+            assert busy.status_code == 409, (user.username, busy.text)
+        done = await client.put(f"/api/v1/users/{free.username}/follow", headers=alice.headers)
+        assert done.status_code == 200, done.text
+    assert await scalar(container, select(func.count()).select_from(Follow)) == 1

@@ -114,9 +114,17 @@ class GraphRepository:
         or after the notification, which the block's consumer then removes."""
         if self.session.get_bind().dialect.name != "postgresql":
             return
-        lock = text("SELECT pg_advisory_xact_lock(:k)")
-        for key in sorted({_pair_key(a, b) for b in others}):
-            await self.session.execute(lock, {"k": key})
+        keys = sorted({_pair_key(a, b) for b in others})
+        if len(keys) == 1:
+            await self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": keys[0]})
+        elif keys:  # one round trip; unnest yields the sorted array's keys in order
+            await self.session.execute(
+                text(
+                    "SELECT count(pg_advisory_xact_lock(k)) "
+                    "FROM unnest(CAST(:keys AS bigint[])) AS k"
+                ),
+                {"keys": keys},
+            )
 
     async def blocked_between(self, a: int, b: int) -> bool:
         stmt = select(Block.id).where(
