@@ -15,6 +15,7 @@ from tidings.events.models import (
 from tidings.graph.models import Block, Follow, Mute
 from tidings.notifications.models import NotificationActor, NotificationGroup
 from tidings.posts.models import Like, Post, PostMention, PostTag
+from tidings.reports.models import Report
 from tidings.webhooks.models import WebhookDelivery, WebhookSubscription
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "PostTag",
     "ProcessedEvent",
     "RefreshToken",
+    "Report",
     "User",
     "UserIdentity",
     "WebhookDelivery",

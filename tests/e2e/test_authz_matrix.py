@@ -177,6 +177,11 @@ EXPECTED: dict[Key, Row] = {
     ("POST", "/api/v1/webhooks/{webhook_id}/rotate-secret"): admin_only(200),
     ("GET", "/api/v1/webhooks/{webhook_id}/deliveries"): admin_only(200),
     ("POST", "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): admin_only(202),
+    # reports: anyone signed in reports what they see (the user cell reports their own post:
+    # 422); moderators and admins work the queue
+    ("POST", "/api/v1/reports"): cells(401, 422, 201, 201, 201),
+    ("GET", "/api/v1/moderation/reports"): cells(401, 403, 403, 200, 200),
+    ("PATCH", "/api/v1/moderation/reports/{report_id}"): cells(401, 403, 403, 200, 200),
     # audit trail and dead letters: admins only
     ("GET", "/api/v1/admin/audit-events"): admin_only(200),
     ("GET", "/api/v1/admin/dead-letters"): admin_only(200),
@@ -1324,6 +1329,66 @@ async def _redeliver(w: World, actor: str) -> Call:
         f"{HOOKS}/{hook['id']}/deliveries/{delivery}/redeliver",
         verify=verify,
         missing_url=f"{HOOKS}/{missing_id()}/deliveries/{missing_id()}/redeliver",
+    )
+
+
+# --- reports -------------------------------------------------------------------------------------
+
+REPORTS = "/api/v1/moderation/reports"
+
+
+async def reported_post(w: World) -> tuple[str, str]:
+    """A public post by the user, reported by the other user: (post id, report id)."""
+    post_id = await post_by(w, "user", "public", "a reported post")
+    report = await w.ok(
+        "other", "POST", "/api/v1/reports", json={"post_id": post_id, "reason": "spam"}
+    )
+    return post_id, str(report["id"])
+
+
+@scenario("POST", "/api/v1/reports", "reports")
+async def _report(w: World, actor: str) -> Call:
+    post_id = await post_by(w, "user", "public", "a post to report")
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        page = await w.ok("admin", "GET", REPORTS, params={"target_id": post_id})
+        made = len(page["data"])
+        return check(made == (response.status_code < 300), f"{made} reports of {post_id}")
+
+    return Call(
+        "POST", "/api/v1/reports", json={"post_id": post_id, "reason": "spam"}, verify=verify
+    )
+
+
+@scenario("GET", "/api/v1/moderation/reports", "reports")
+async def _reports(w: World, actor: str) -> Call:
+    _post_id, report_id = await reported_post(w)
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        if response.status_code >= 300:
+            return []
+        ids = [r["id"] for r in response.json()["data"]]
+        return check(report_id in ids, f"reports listed {ids}")
+
+    return Call("GET", REPORTS, verify=verify)
+
+
+@scenario("PATCH", "/api/v1/moderation/reports/{report_id}", "reports")
+async def _decide_report(w: World, actor: str) -> Call:
+    post_id, report_id = await reported_post(w)
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        page = await w.ok("admin", "GET", REPORTS, params={"target_id": post_id})
+        [status] = [r["status"] for r in page["data"]]
+        closed = status != "open"
+        return check(closed == (response.status_code < 300), f"report {report_id} is {status}")
+
+    return Call(
+        "PATCH",
+        f"{REPORTS}/{report_id}",
+        json={"status": "dismissed"},
+        verify=verify,
+        missing_url=f"{REPORTS}/{missing_id()}",
     )
 
 

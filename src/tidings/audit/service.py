@@ -50,6 +50,8 @@ class AuditAction(StrEnum):
     IDENTITY_LINKED = "identity:linked"
     IDENTITY_UNLINKED = "identity:unlinked"
     DEAD_LETTER_REPLAYED = "events:dead_letter_replayed"
+    REPORT_RESOLVED = "report:resolved"
+    REPORT_DISMISSED = "report:dismissed"
 
 
 def _canonical(event: AuditEvent) -> bytes:

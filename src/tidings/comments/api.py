@@ -20,22 +20,13 @@ from tidings.core.http import (
     parse_id,
     resource_headers,
 )
-from tidings.core.idempotency import KEY_PATTERN, idempotent
+from tidings.core.idempotency import IdempotencyKey, idempotent
 from tidings.core.pagination import Page, PageParams, page_params, set_next_link
 
 router = APIRouter(prefix="/api/v1", tags=["comments"])
 Author = Annotated[Principal, Depends(require(Permission.CONTENT_WRITE))]
 PageDep = Annotated[PageParams, Depends(page_params)]
 Sort = Annotated[CommentSort, Query(description="`oldest` (default) or `newest` first.")]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=255,
-        pattern=KEY_PATTERN,
-        description="Retries with the same key and body return the first response.",
-    ),
-]
 IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=200)]
 IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match", max_length=200)]
 

@@ -12,9 +12,10 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Annotated
 
 import orjson
-from fastapi import Request, Response
+from fastapi import Header, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +29,16 @@ TTL = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
 # Visible ASCII, spaces only inside (an RFC 8941 string, as the Idempotency-Key draft has it).
 KEY_PATTERN = r"^[\x21-\x7E](?:[\x20-\x7E]{0,253}[\x21-\x7E])?$"
+# The header on a create route (declared there, so the OpenAPI document shows it).
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=HEADER,
+        max_length=MAX_KEY_LENGTH,
+        pattern=KEY_PATTERN,
+        description="Retries with the same key and body return the first response.",
+    ),
+]
 
 
 def _fingerprint(request: Request, body: bytes) -> str:

@@ -19,22 +19,13 @@ from tidings.core.http import (
     parse_id,
     resource_headers,
 )
-from tidings.core.idempotency import KEY_PATTERN, idempotent
+from tidings.core.idempotency import IdempotencyKey, idempotent
 from tidings.core.pagination import Page, PageParams, page_params, set_next_link
 from tidings.posts import service
 from tidings.posts.schemas import LikeStateOut, PostCreate, PostOut, PostUpdate, ShareStateOut
 
 router = APIRouter(prefix="/api/v1/posts", tags=["posts"])
 Author = Annotated[Principal, Depends(require(Permission.CONTENT_WRITE))]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=255,
-        pattern=KEY_PATTERN,
-        description="Retries with the same key and body return the first response.",
-    ),
-]
 IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=200)]
 IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match", max_length=200)]
 

@@ -1,0 +1,98 @@
+"""Report routes: anyone signed in reports what they can see; moderators work the queue."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel
+
+from tidings.auth.deps import limit, require
+from tidings.auth.policy import Permission, Principal
+from tidings.core.deps import DbSession
+from tidings.core.errors import FieldError, ValidationFailed
+from tidings.core.http import IdPath, parse_id
+from tidings.core.idempotency import IdempotencyKey, idempotent
+from tidings.core.pagination import Page, PageParams, page_params, set_next_link
+from tidings.core.schemas import MAX_ID
+from tidings.reports import service
+from tidings.reports.models import ReportStatus, TargetType
+from tidings.reports.schemas import ModerationReportOut, ReportCreate, ReportDecision, ReportOut
+
+router = APIRouter(prefix="/api/v1", tags=["reports"])
+Reporter = Annotated[Principal, Depends(require(Permission.CONTENT_WRITE))]
+Moderator = Annotated[Principal, Depends(require(Permission.CONTENT_MODERATE))]
+
+
+def _filter_id(value: str | None) -> int | None:
+    if value is None:
+        return None
+    number = int(value)
+    if number > MAX_ID:
+        raise ValidationFailed(
+            "target_id is out of range.",
+            errors=[FieldError(loc=["query", "target_id"], msg="id out of range")],
+        )
+    return number
+
+
+@router.post(
+    "/reports",
+    status_code=201,
+    response_model=ReportOut,
+    summary="Report a post, a comment or an account to the moderators",
+    dependencies=[Depends(limit("report_create"))],
+)
+async def create_report(
+    request: Request,
+    body: ReportCreate,
+    reporter: Reporter,
+    session: DbSession,
+    _key: IdempotencyKey = None,
+) -> Response:
+    async def produce() -> BaseModel:
+        return ReportOut.model_validate(await service.create_report(session, reporter, body))
+
+    return await idempotent(request, session, reporter.user_id, 201, produce)
+
+
+@router.get(
+    "/moderation/reports",
+    response_model=Page[ModerationReportOut],
+    summary="Reports, newest first (moderators)",
+)
+async def list_reports(
+    request: Request,
+    response: Response,
+    _moderator: Moderator,
+    session: DbSession,
+    page: Annotated[PageParams, Depends(page_params)],
+    status: Annotated[ReportStatus | None, Query(description="Only this status.")] = None,
+    target_type: Annotated[TargetType | None, Query(description="Only this kind.")] = None,
+    target_id: Annotated[
+        str | None, Query(pattern=r"^[0-9]{1,19}$", description="Only this post, comment or user.")
+    ] = None,
+) -> Page[ModerationReportOut]:
+    rows, cursor = await service.list_reports(
+        session,
+        page,
+        status=status,
+        target_type=target_type,
+        target_id=_filter_id(target_id),
+    )
+    set_next_link(request, response, cursor)
+    return Page[ModerationReportOut](
+        data=[ModerationReportOut.model_validate(r) for r in rows], next_cursor=cursor
+    )
+
+
+@router.patch(
+    "/moderation/reports/{report_id}",
+    response_model=ModerationReportOut,
+    summary="Close a report as resolved or dismissed (moderators; audited)",
+)
+async def decide_report(
+    report_id: IdPath, body: ReportDecision, moderator: Moderator, session: DbSession
+) -> ModerationReportOut:
+    report = await service.decide(session, moderator, parse_id(report_id, "report"), body)
+    return ModerationReportOut.model_validate(report)

@@ -1,0 +1,260 @@
+"""Reports: users flag posts, comments and accounts; moderators work the queue (on SQLite and
+PostgreSQL, through the HTTP API)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx2
+from sqlalchemy import func, select
+
+from tests.support.api import SignedIn, assert_problem, login, make_admin, sign_up
+from tidings.core.container import Container
+from tidings.reports.models import Report
+
+Json = dict[str, Any]
+QUEUE = "/api/v1/moderation/reports"
+
+
+async def _post(client: httpx2.AsyncClient, user: SignedIn, **body: Any) -> str:
+    response = await client.post(
+        "/api/v1/posts", json={"text": "a post", **body}, headers=user.headers
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def _comment(client: httpx2.AsyncClient, user: SignedIn, post_id: str) -> str:
+    response = await client.post(
+        f"/api/v1/posts/{post_id}/comments", json={"text": "a comment"}, headers=user.headers
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def _report(client: httpx2.AsyncClient, user: SignedIn, **body: Any) -> httpx2.Response:
+    return await client.post("/api/v1/reports", json=body, headers=user.headers)
+
+
+async def _moderator(client: httpx2.AsyncClient, container: Container) -> SignedIn:
+    await make_admin(container, "the_admin")
+    admin = await login(client, "the_admin")
+    mod = await sign_up(client, "the_mod")
+    promoted = await client.patch(
+        "/api/v1/admin/users/the_mod", json={"role": "moderator"}, headers=admin.headers
+    )
+    assert promoted.status_code == 200, promoted.text
+    return mod
+
+
+async def _count(container: Container) -> int:
+    async with container.db.unit_of_work(write=False) as session:
+        return int((await session.execute(select(func.count()).select_from(Report))).scalar_one())
+
+
+async def test_a_report_walks_from_a_user_to_a_moderator(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    author = await sign_up(client, "author")
+    reader = await sign_up(client, "reader")
+    mod = await _moderator(client, container)
+    post_id = await _post(client, author)
+    comment_id = await _comment(client, author, post_id)
+
+    made = await _report(client, reader, post_id=post_id, reason="spam", note="  buy now  ")
+    assert made.status_code == 201, made.text
+    report = made.json()
+    assert report["target_type"] == "post"
+    assert report["target_id"] == post_id
+    assert report["reason"] == "spam"
+    assert report["note"] == "buy now"
+    assert report["status"] == "open"
+    assert "reporter_id" not in report  # the reporter's view carries no moderation fields
+    on_comment = await _report(client, reader, comment_id=comment_id, reason="harassment")
+    assert on_comment.status_code == 201, on_comment.text
+    on_user = await _report(client, reader, username="author", reason="impersonation")
+    assert on_user.status_code == 201, on_user.text
+    assert on_user.json()["target_id"] == author.user_id
+
+    queue = await client.get(QUEUE, params={"status": "open"}, headers=mod.headers)
+    assert queue.status_code == 200, queue.text
+    listed = queue.json()["data"]
+    assert [r["target_type"] for r in listed] == ["user", "comment", "post"]  # newest first
+    assert {r["reporter_id"] for r in listed} == {reader.user_id}
+    assert {r["target_owner_id"] for r in listed} == {author.user_id}
+    only_posts = await client.get(QUEUE, params={"target_type": "post"}, headers=mod.headers)
+    assert [r["id"] for r in only_posts.json()["data"]] == [report["id"]]
+    by_target = await client.get(QUEUE, params={"target_id": post_id}, headers=mod.headers)
+    assert [r["id"] for r in by_target.json()["data"]] == [report["id"]]
+
+    decided = await client.patch(
+        f"{QUEUE}/{report['id']}",
+        json={"status": "resolved", "resolution_note": "deleted"},
+        headers=mod.headers,
+    )
+    assert decided.status_code == 200, decided.text
+    closed = decided.json()
+    assert closed["status"] == "resolved"
+    assert closed["resolved_by_id"] == mod.user_id
+    assert closed["resolution_note"] == "deleted"
+    assert closed["resolved_at"] is not None
+    again = await client.patch(
+        f"{QUEUE}/{report['id']}", json={"status": "dismissed"}, headers=mod.headers
+    )
+    assert assert_problem(again, 409)["detail"] == "This report is already resolved."
+    still_open = await client.get(QUEUE, params={"status": "open"}, headers=mod.headers)
+    assert report["id"] not in [r["id"] for r in still_open.json()["data"]]
+
+    await make_admin(container, "auditor")
+    auditor = await login(client, "auditor")
+    trail = await client.get(
+        "/api/v1/admin/audit-events", params={"action": "report:resolved"}, headers=auditor.headers
+    )
+    [event] = trail.json()["data"]
+    assert event["actor_id"] == mod.user_id
+    assert event["target_id"] == report["id"]
+    assert event["details"] == {"reported_type": "post", "reported_id": post_id}
+
+
+async def test_one_open_report_per_reporter_and_target(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    author = await sign_up(client, "author")
+    reader = await sign_up(client, "reader")
+    other = await sign_up(client, "other")
+    mod = await _moderator(client, container)
+    post_id = await _post(client, author)
+    first = await _report(client, reader, post_id=post_id, reason="spam")
+    assert first.status_code == 201
+    twice = await _report(client, reader, post_id=post_id, reason="hate")
+    assert "already reported" in assert_problem(twice, 409)["detail"]
+    # someone else may report it too; and once closed, the reader may report it again
+    assert (await _report(client, other, post_id=post_id, reason="spam")).status_code == 201
+    dismissed = await client.patch(
+        f"{QUEUE}/{first.json()['id']}", json={"status": "dismissed"}, headers=mod.headers
+    )
+    assert dismissed.status_code == 200, dismissed.text
+    assert (await _report(client, reader, post_id=post_id, reason="hate")).status_code == 201
+    assert await _count(container) == 3
+
+
+async def test_concurrent_duplicates_make_one_report(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    """Racing duplicates: one 201, the rest 409 (the partial unique index), never a 500."""
+    author = await sign_up(client, "author")
+    reader = await sign_up(client, "reader")
+    post_id = await _post(client, author)
+    answers = await asyncio.gather(
+        *(_report(client, reader, post_id=post_id, reason="spam") for _ in range(6))
+    )
+    codes = sorted(a.status_code for a in answers)
+    assert codes.count(201) == 1, codes
+    assert set(codes) <= {201, 409}, [a.text for a in answers]
+    assert await _count(container) == 1
+
+
+async def test_an_idempotent_retry_returns_the_first_report(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    author = await sign_up(client, "author")
+    reader = await sign_up(client, "reader")
+    post_id = await _post(client, author)
+    headers = {**reader.headers, "Idempotency-Key": "report-1"}
+    body = {"post_id": post_id, "reason": "spam"}
+    first = await client.post("/api/v1/reports", json=body, headers=headers)
+    retry = await client.post("/api/v1/reports", json=body, headers=headers)
+    assert first.status_code == retry.status_code == 201, retry.text
+    assert retry.json() == first.json()
+    assert await _count(container) == 1
+
+
+async def test_what_cannot_be_reported(client: httpx2.AsyncClient, container: Container) -> None:
+    author = await sign_up(client, "author")
+    reader = await sign_up(client, "reader")
+    private = await _post(client, author, visibility="private")
+    mine = await _post(client, reader)
+    gone = await _post(client, author)
+    deleted = await client.delete(f"/api/v1/posts/{gone}", headers=author.headers)
+    assert deleted.status_code == 204
+    cases: list[tuple[Json, int]] = [
+        ({"post_id": private, "reason": "spam"}, 404),  # invisible: like a missing post
+        ({"post_id": gone, "reason": "spam"}, 404),
+        ({"post_id": "99999999999", "reason": "spam"}, 404),
+        ({"comment_id": "99999999999", "reason": "spam"}, 404),
+        ({"username": "nobody_here", "reason": "spam"}, 404),
+        ({"post_id": mine, "reason": "spam"}, 422),  # your own
+        ({"username": "reader", "reason": "spam"}, 422),  # yourself
+        ({"reason": "spam"}, 422),  # no target
+        ({"post_id": mine, "username": "author", "reason": "spam"}, 422),  # two targets
+        ({"post_id": private, "reason": "because"}, 422),  # unknown reason
+        ({"post_id": private, "reason": "spam", "note": "x" * 1001}, 422),
+        ({"post_id": private, "reason": "spam", "status": "resolved"}, 422),  # mass assignment
+        ({"post_id": "12ab", "reason": "spam"}, 422),
+        ({"username": "bad name!", "reason": "spam"}, 422),
+    ]
+    for body, status in cases:
+        response = await _report(client, reader, **body)
+        assert_problem(response, status)
+    anonymous = await client.post("/api/v1/reports", json={"username": "author", "reason": "spam"})
+    assert_problem(anonymous, 401)
+    assert await _count(container) == 0
+
+
+async def test_only_moderators_see_and_close_reports(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    author = await sign_up(client, "author")
+    reader = await sign_up(client, "reader")
+    mod = await _moderator(client, container)
+    post_id = await _post(client, author)
+    report_id = (await _report(client, reader, post_id=post_id, reason="spam")).json()["id"]
+    assert_problem(await client.get(QUEUE, headers=reader.headers), 403)
+    refused = await client.patch(
+        f"{QUEUE}/{report_id}", json={"status": "dismissed"}, headers=author.headers
+    )
+    assert_problem(refused, 403)
+    bad = [
+        ({"status": "open"}, 422),
+        ({"status": "resolved", "resolved_by_id": author.user_id}, 422),
+        ({"status": "maybe"}, 422),
+    ]
+    for body, status in bad:
+        assert_problem(
+            await client.patch(f"{QUEUE}/{report_id}", json=body, headers=mod.headers), status
+        )
+    missing = await client.patch(
+        f"{QUEUE}/99999999999", json={"status": "dismissed"}, headers=mod.headers
+    )
+    assert_problem(missing, 404)
+    queue = await client.get(QUEUE, headers=mod.headers)
+    [listed] = queue.json()["data"]
+    assert listed["status"] == "open"  # nothing above changed it
+    for params in ({"status": "closed"}, {"target_id": "99999999999999999999"}):
+        assert_problem(await client.get(QUEUE, params=params, headers=mod.headers), 422)
+    huge = await client.get(QUEUE, params={"target_id": "9999999999999999999"}, headers=mod.headers)
+    assert_problem(huge, 422)
+
+
+async def test_the_queue_pages_by_cursor(client: httpx2.AsyncClient, container: Container) -> None:
+    mod = await _moderator(client, container)
+    author = await sign_up(client, "author")
+    readers = [await sign_up(client, f"reader{i}") for i in range(5)]
+    post_id = await _post(client, author)
+    made = [
+        (await _report(client, reader, post_id=post_id, reason="spam")).json()["id"]
+        for reader in readers
+    ]
+    seen: list[str] = []
+    params: dict[str, str] = {"limit": "2"}
+    for _ in range(5):  # bounded
+        page = await client.get(QUEUE, params=params, headers=mod.headers)
+        assert page.status_code == 200, page.text
+        seen += [r["id"] for r in page.json()["data"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+        assert 'rel="next"' in page.headers["link"]
+        params = {"limit": "2", "cursor": cursor}
+    assert seen == list(reversed(made))
