@@ -6,7 +6,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -26,6 +26,13 @@ def _database_url() -> str:
     return get_settings().effective_database_url
 
 
+# Serialises migration runs on one PostgreSQL database: two processes started together (two
+# `tidings serve`, replicas of a deployment) would otherwise both create the same tables, and
+# the second would fail on a duplicate. Taken inside the run's transaction, before Alembic reads
+# the current revision, so a run that waited finds the work done.
+MIGRATION_LOCK_KEY = 0x7A1D_0B5E
+
+
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
@@ -35,6 +42,10 @@ def _configure(connection: Connection) -> None:
         compare_server_default=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
         context.run_migrations()
 
 
