@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from tests.support.api import SignedIn, assert_problem, login, make_admin, sign_up
 from tidings.core.container import Container
+from tidings.events.models import OutboxMessage
 from tidings.reports.models import Report
 
 Json = dict[str, Any]
@@ -115,6 +116,30 @@ async def test_a_report_walks_from_a_user_to_a_moderator(
     assert event["actor_id"] == mod.user_id
     assert event["target_id"] == report["id"]
     assert event["details"] == {"reported_type": "post", "reported_id": post_id}
+
+    # each report and each decision left an event for webhooks, in its own transaction
+    async with container.db.unit_of_work(write=False) as session:
+        rows = await session.execute(
+            select(OutboxMessage.event_type, OutboxMessage.payload)
+            .where(OutboxMessage.event_type.like("report.%"))
+            .order_by(OutboxMessage.id)
+        )
+        events = [(kind, payload) for kind, payload in rows]
+    assert [kind for kind, _ in events] == ["report.created"] * 3 + ["report.closed"]
+    assert events[0][1] == {
+        "report_id": report["id"],
+        "user_id": reader.user_id,
+        "target_type": "post",
+        "target_id": post_id,
+        "reason": "spam",
+    }
+    assert events[3][1] == {
+        "report_id": report["id"],
+        "user_id": mod.user_id,
+        "target_type": "post",
+        "target_id": post_id,
+        "status": "resolved",
+    }
 
 
 async def test_one_open_report_per_reporter_and_target(

@@ -186,3 +186,33 @@ class UserMuted(_UserPairEvent):
 @dataclass(frozen=True)
 class UserUnmuted(_UserPairEvent):
     event_type: ClassVar[str] = "user.unmuted"
+
+
+@dataclass(frozen=True)
+class _ReportEvent(DomainEvent):
+    report_id: int
+    user_id: int  # the reporter (created) or the moderator (closed)
+    target_type: str
+    target_id: int
+
+    @property
+    def aggregate_id(self) -> int:
+        return self.report_id
+
+    @property
+    def actor_id(self) -> int | None:
+        return self.user_id
+
+
+@dataclass(frozen=True)
+class ReportCreated(_ReportEvent):
+    """For moderators' tools (a webhook to a chat room, a ticket queue)."""
+
+    event_type: ClassVar[str] = "report.created"
+    reason: str = "other"
+
+
+@dataclass(frozen=True)
+class ReportClosed(_ReportEvent):
+    event_type: ClassVar[str] = "report.closed"
+    status: str = "resolved"

@@ -11,6 +11,8 @@ from tidings.comments.service import visible_comment
 from tidings.core.db import utcnow
 from tidings.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from tidings.core.pagination import PageParams, paginate
+from tidings.events import domain
+from tidings.events.outbox import record
 from tidings.graph.service import visible_user
 from tidings.posts.service import visible_post
 from tidings.reports.models import Report, ReportStatus, TargetType
@@ -55,6 +57,16 @@ async def create_report(session: AsyncSession, reporter: Principal, cmd: ReportC
         status=ReportStatus.OPEN.value,
     )
     await repo.add(report)
+    record(
+        session,
+        domain.ReportCreated(
+            report_id=report.id,
+            user_id=reporter.user_id,
+            target_type=report.target_type,
+            target_id=target_id,
+            reason=report.reason,
+        ),
+    )
     return report
 
 
@@ -105,5 +117,15 @@ async def decide(
         target_id=report.id,
         reported_type=report.target_type,
         reported_id=str(report.target_id),
+    )
+    record(
+        session,
+        domain.ReportClosed(
+            report_id=report.id,
+            user_id=moderator.user_id,
+            target_type=report.target_type,
+            target_id=report.target_id,
+            status=report.status,
+        ),
     )
     return report
