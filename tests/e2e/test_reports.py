@@ -283,3 +283,78 @@ async def test_the_queue_pages_by_cursor(client: httpx2.AsyncClient, container: 
         assert 'rel="next"' in page.headers["link"]
         params = {"limit": "2", "cursor": cursor}
     assert seen == list(reversed(made))
+
+
+async def test_blocking_someone_does_not_stop_reporting_them(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    """Blocking is what people do first: the blocker may still report the blocked user's posts,
+    comments and account. Someone who blocks the reporter is hidden from them (404)."""
+    author = await sign_up(client, "author")
+    reader = await sign_up(client, "reader")
+    host = await sign_up(client, "host")
+    post_id = await _post(client, author)
+    thread = await _post(client, host)
+    comment_id = await _comment(client, author, thread)
+    blocked = await client.put("/api/v1/users/author/block", headers=reader.headers)
+    assert blocked.status_code == 200, blocked.text
+    for body in ({"post_id": post_id}, {"comment_id": comment_id}, {"username": "author"}):
+        made = await _report(client, reader, reason="harassment", **body)
+        assert made.status_code == 201, (body, made.text)
+
+    other = await sign_up(client, "other")
+    blocker = await client.put("/api/v1/users/other/block", headers=author.headers)
+    assert blocker.status_code == 200, blocker.text
+    for body in ({"post_id": post_id}, {"comment_id": comment_id}, {"username": "author"}):
+        assert_problem(await _report(client, other, reason="spam", **body), 404)
+    assert await _count(container) == 3
+
+
+async def test_hidden_targets_are_not_found(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    author = await sign_up(client, "author")
+    reader = await sign_up(client, "reader")
+    await make_admin(container, "the_admin")
+    admin = await login(client, "the_admin")
+    private = await _post(client, author, visibility="private")
+    under_private = await _comment(client, author, private)
+    followers_only = await _post(client, author, visibility="followers")
+    public = await _post(client, author)
+    comment_id = await _comment(client, author, public)
+    for body in ({"comment_id": under_private}, {"post_id": followers_only}):
+        assert_problem(await _report(client, reader, reason="spam", **body), 404)
+    suspended = await client.patch(
+        "/api/v1/admin/users/author", json={"suspended": True}, headers=admin.headers
+    )
+    assert suspended.status_code == 200, suspended.text
+    for body in ({"post_id": public}, {"comment_id": comment_id}, {"username": "author"}):
+        assert_problem(await _report(client, reader, reason="spam", **body), 404)
+    # moderators see everything, so they may report it (for another moderator to decide)
+    assert (await _report(client, admin, post_id=private, reason="other")).status_code == 201
+    assert await _count(container) == 1
+
+
+async def test_a_report_about_a_moderator_is_for_someone_else(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    """The moderator it is about may not close it and does not learn who made it."""
+    reader = await sign_up(client, "reader")
+    mod = await _moderator(client, container)
+    admin = await login(client, "the_admin")
+    post_id = await _post(client, mod)
+    made = await _report(client, reader, post_id=post_id, reason="hate")
+    assert made.status_code == 201, made.text
+    report_id = made.json()["id"]
+    [seen_by_mod] = (await client.get(QUEUE, headers=mod.headers)).json()["data"]
+    assert seen_by_mod["reporter_id"] is None
+    [seen_by_admin] = (await client.get(QUEUE, headers=admin.headers)).json()["data"]
+    assert seen_by_admin["reporter_id"] == reader.user_id
+    own = await client.patch(
+        f"{QUEUE}/{report_id}", json={"status": "dismissed"}, headers=mod.headers
+    )
+    assert_problem(own, 403)
+    decided = await client.patch(
+        f"{QUEUE}/{report_id}", json={"status": "resolved"}, headers=admin.headers
+    )
+    assert decided.status_code == 200, decided.text

@@ -16,12 +16,20 @@ from tidings.core.idempotency import IdempotencyKey, idempotent
 from tidings.core.pagination import Page, PageParams, page_params, set_next_link
 from tidings.core.schemas import MAX_ID
 from tidings.reports import service
-from tidings.reports.models import ReportStatus, TargetType
+from tidings.reports.models import Report, ReportStatus, TargetType
 from tidings.reports.schemas import ModerationReportOut, ReportCreate, ReportDecision, ReportOut
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
 Reporter = Annotated[Principal, Depends(require(Permission.CONTENT_WRITE))]
 Moderator = Annotated[Principal, Depends(require(Permission.CONTENT_MODERATE))]
+
+
+def _as_moderator_sees(report: Report, moderator: Principal) -> ModerationReportOut:
+    """A report about the moderator themselves does not tell them who made it."""
+    out = ModerationReportOut.model_validate(report)
+    if report.target_owner_id == moderator.user_id:
+        out.reporter_id = None
+    return out
 
 
 def _filter_id(value: str | None) -> int | None:
@@ -64,7 +72,7 @@ async def create_report(
 async def list_reports(
     request: Request,
     response: Response,
-    _moderator: Moderator,
+    moderator: Moderator,
     session: DbSession,
     page: Annotated[PageParams, Depends(page_params)],
     status: Annotated[ReportStatus | None, Query(description="Only this status.")] = None,
@@ -82,7 +90,7 @@ async def list_reports(
     )
     set_next_link(request, response, cursor)
     return Page[ModerationReportOut](
-        data=[ModerationReportOut.model_validate(r) for r in rows], next_cursor=cursor
+        data=[_as_moderator_sees(r, moderator) for r in rows], next_cursor=cursor
     )
 
 
@@ -95,4 +103,4 @@ async def decide_report(
     report_id: IdPath, body: ReportDecision, moderator: Moderator, session: DbSession
 ) -> ModerationReportOut:
     report = await service.decide(session, moderator, parse_id(report_id, "report"), body)
-    return ModerationReportOut.model_validate(report)
+    return _as_moderator_sees(report, moderator)

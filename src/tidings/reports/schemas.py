@@ -48,9 +48,10 @@ class ReportOut(ResponseModel):
 
 
 class ModerationReportOut(ReportOut):
-    """A report as moderators see it: who reported it, whose content it is, how it ended."""
+    """A report as moderators see it: who reported it (not shown to the moderator it is
+    about), whose content it is, how it ended."""
 
-    reporter_id: Id
+    reporter_id: Id | None
     target_owner_id: Id
     resolved_at: Timestamp | None
     resolved_by_id: Id | None
