@@ -142,7 +142,13 @@ async def _run_worker(settings: Settings) -> bool:
         from tidings.core.collector import tune_collector
 
         tune_collector()
-    console.print(f"Tidings worker: broker {settings.broker}, relay and consumers running")
+    if events.broker_up:
+        console.print(f"Tidings worker: broker {settings.broker}, relay and consumers running")
+    else:
+        console.print(
+            f"Tidings worker: waiting for the {settings.broker} broker "
+            f"(at most {settings.broker_startup_seconds:g} s)"
+        )
     try:
         waits = [asyncio.create_task(stop.wait()), asyncio.create_task(events.gave_up.wait())]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

@@ -240,3 +240,41 @@ async def test_stop_is_bounded_when_a_task_or_the_broker_hangs(
         await task
         await shutdown()
     assert elapsed < 0.1 + 2 * 0.3 + 0.5
+
+
+async def test_a_broker_that_never_answers_is_given_up_on_time(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker address that accepts connections and then says nothing (a host that drops
+    packets behaves alike): each startup attempt is cut off, and a worker's runtime gives up
+    once TIDINGS_BROKER_STARTUP_SECONDS have passed, rather than hang in its first attempt."""
+    monkeypatch.setattr(runtime_module, "STARTUP_ATTEMPT_SECONDS", 0.5)
+    monkeypatch.setattr(runtime_module, "STOP_SECONDS", 0.3)
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # keep the connection open, answer nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    runtime = _runtime(
+        container,
+        ConsumerRegistry(),
+        broker="redis",
+        broker_url=f"redis://127.0.0.1:{port}/0",
+        broker_startup_seconds=1.5,
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        await asyncio.wait_for(runtime.start(relay=True, consume=True, give_up=True), 5)
+        assert runtime.started
+        assert not runtime.broker_up
+        await asyncio.wait_for(runtime.gave_up.wait(), 10)
+        assert loop.time() - started < 1.5 + 0.5 + 2.0
+    finally:
+        await runtime.stop(0.5)
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()

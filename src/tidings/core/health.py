@@ -43,7 +43,7 @@ async def readyz(request: Request, container: ContainerDep) -> Response | dict[s
         "rate_limit_store": "ok" if limits_ok else "degraded",
     }
     events = container.events
-    if events is not None and not events.broker_up:
+    if events is not None and events.started and not events.broker_up:
         # writes still succeed (they wait in the outbox), so the process stays ready
         body["status"] = "degraded"
         body["broker"] = "starting"

@@ -30,6 +30,7 @@ from tidings.settings import Settings
 TASK_NAME = "tidings.deliver_event"
 # after the grace period: how long cancelled tasks, then the broker's shutdown, may take each
 STOP_SECONDS = 5.0
+STARTUP_ATTEMPT_SECONDS = 10.0  # one attempt at a broker's startup
 log = structlog.get_logger("tidings.events")
 
 
@@ -90,6 +91,7 @@ class EventRuntime:
         self._stop = asyncio.Event()
         self._finish = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.started = False  # start() has run (with a production broker: attempts began)
         self.broker_up = False
         # set when a process that may not live without its broker (``tidings worker``) has
         # tried to start it for ``broker_startup_seconds`` in vain
@@ -125,11 +127,13 @@ class EventRuntime:
         failure each second for ever. An API process keeps trying: its writes only need the
         outbox."""
         self.broker.is_worker_process = consume
+        self.started = True
+        deadline = time.monotonic() + self.settings.broker_startup_seconds if give_up else None
         if self.embedded:
             await self.broker.startup()
             up = True
         else:
-            up = await self._start_broker()
+            up = await self._start_broker(deadline)
         self.broker_up = up
         if relay:
             for loop in self.registry.loops.values():  # they do not use the broker
@@ -137,7 +141,6 @@ class EventRuntime:
         if up:
             self._run(relay=relay, consume=consume)
         else:
-            deadline = time.monotonic() + self.settings.broker_startup_seconds if give_up else None
             self._tasks.append(asyncio.create_task(self._start_later(relay, consume, deadline)))
         log.info("events_started", broker=self.settings.broker, relay=relay, consume=consume)
 
@@ -169,22 +172,38 @@ class EventRuntime:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=1.0)
-            if not self._stop.is_set() and await self._start_broker():
+            if not self._stop.is_set() and await self._start_broker(deadline):
                 self.broker_up = True
                 if not self._stop.is_set():
                     self._run(relay=relay, consume=consume)
                 return
 
-    async def _start_broker(self) -> bool:
+    async def _start_broker(self, deadline: float | None = None) -> bool:
         """One attempt at the broker's startup; False (logged) when it fails, after closing
-        what the attempt opened (a failed attempt each second must not leak connections)."""
+        what the attempt opened (a failed attempt each second must not leak connections). An
+        attempt lasts at most :data:`STARTUP_ATTEMPT_SECONDS` (a host that drops packets would
+        otherwise hold it for minutes), and never past ``deadline``, nor past :meth:`stop`."""
+        limit = STARTUP_ATTEMPT_SECONDS
+        if deadline is not None:
+            limit = max(0.1, min(limit, deadline - time.monotonic()))
+        attempt = asyncio.create_task(self.broker.startup())
+        stopping = asyncio.create_task(self._stop.wait())
         try:
-            await self.broker.startup()
+            done, _ = await asyncio.wait(
+                {attempt, stopping}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
+            )
+            if attempt not in done:
+                attempt.cancel()
+                await asyncio.gather(attempt, return_exceptions=True)
+                raise TimeoutError(f"no answer within {limit:.1f} s")
+            attempt.result()
         except Exception as exc:
             log.warning("broker_startup_failed", error=f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(Exception):
-                await self.broker.shutdown()
+                await asyncio.wait_for(self.broker.shutdown(), STOP_SECONDS)
             return False
+        finally:
+            stopping.cancel()
         return True
 
     async def _consume(self) -> None:

@@ -117,11 +117,13 @@ class GraphRepository:
         keys = sorted({_pair_key(a, b) for b in others})
         if len(keys) == 1:
             await self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": keys[0]})
-        elif keys:  # one round trip; unnest yields the sorted array's keys in order
+        elif keys:  # one round trip, locked in the sorted keys' order (volatile functions in
+            # a select list run after its ORDER BY)
             await self.session.execute(
                 text(
-                    "SELECT count(pg_advisory_xact_lock(k)) "
-                    "FROM unnest(CAST(:keys AS bigint[])) AS k"
+                    "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(t.k) "
+                    "FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS t(k, n) "
+                    "ORDER BY t.n) AS locked"
                 ),
                 {"keys": keys},
             )
