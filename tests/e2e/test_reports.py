@@ -213,6 +213,7 @@ async def test_what_cannot_be_reported(client: httpx2.AsyncClient, container: Co
         ({"username": "reader", "reason": "spam"}, 422),  # yourself
         ({"reason": "spam"}, 422),  # no target
         ({"post_id": mine, "username": "author", "reason": "spam"}, 422),  # two targets
+        ({"post_id": None, "username": "author", "reason": "spam"}, 422),  # null is not absent
         ({"post_id": private, "reason": "because"}, 422),  # unknown reason
         ({"post_id": private, "reason": "spam", "note": "x" * 1001}, 422),
         ({"post_id": private, "reason": "spam", "status": "resolved"}, 422),  # mass assignment
@@ -358,3 +359,17 @@ async def test_a_report_about_a_moderator_is_for_someone_else(
         f"{QUEUE}/{report_id}", json={"status": "resolved"}, headers=admin.headers
     )
     assert decided.status_code == 200, decided.text
+
+
+async def test_the_schema_says_exactly_one_target(client: httpx2.AsyncClient) -> None:
+    """What the validator enforces is in the OpenAPI document too (schema-driven clients and
+    tests then build only bodies the API accepts)."""
+    schema = (await client.get("/openapi.json")).json()["components"]["schemas"]["ReportCreate"]
+    assert schema["oneOf"] == [
+        {"required": ["post_id"]},
+        {"required": ["comment_id"]},
+        {"required": ["username"]},
+    ]
+    assert schema["additionalProperties"] is False
+    for name in ("post_id", "comment_id", "username"):
+        assert "anyOf" not in schema["properties"][name]  # no null

@@ -2,37 +2,56 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from tidings.accounts.schemas import USERNAME_PATTERN
-from tidings.core.schemas import Id, IdIn, RequestModel, ResponseModel, Timestamp
+from tidings.core.schemas import (
+    Id,
+    IdIn,
+    RequestModel,
+    ResponseModel,
+    Timestamp,
+    describe_strings,
+)
 from tidings.reports.models import ReportReason, ReportStatus, TargetType
 
 Note = Annotated[str, StringConstraints(max_length=1000)]
 Username = Annotated[str, StringConstraints(pattern=USERNAME_PATTERN, max_length=30)]
 
 
-class _Report(RequestModel):
+TARGET_FIELDS = ("post_id", "comment_id", "username")
+
+
+def _one_target_schema(schema: dict[str, Any]) -> None:
+    """The strings' patterns (as every request body), and "exactly one target" stated in the
+    JSON schema, so clients and schema-driven tests see the rule the validator enforces."""
+    describe_strings(stripped=True)(schema)
+    schema["oneOf"] = [{"required": [name]} for name in TARGET_FIELDS]
+    for name in TARGET_FIELDS:  # absent, or a value: an explicit null is refused
+        field = schema["properties"][name]
+        [value] = [branch for branch in field.pop("anyOf") if branch.get("type") != "null"]
+        field.update(value)
+
+
+class ReportCreate(RequestModel):
+    """Exactly one of ``post_id``, ``comment_id`` and ``username`` names what is reported."""
+
+    model_config = ConfigDict(json_schema_extra=_one_target_schema)
+
+    post_id: IdIn | None = None
+    comment_id: IdIn | None = None
+    username: Username | None = None
     reason: ReportReason
     note: Note = Field(default="", description="What a moderator should know (optional).")
 
-
-class PostReport(_Report):
-    post_id: IdIn
-
-
-class CommentReport(_Report):
-    comment_id: IdIn
-
-
-class UserReport(_Report):
-    username: Username
-
-
-# Exactly one target: each variant forbids the others' fields (unknown fields are an error).
-ReportCreate = PostReport | CommentReport | UserReport
+    @model_validator(mode="after")
+    def _one_target(self) -> ReportCreate:
+        named = [name for name in TARGET_FIELDS if name in self.model_fields_set]
+        if len(named) != 1 or getattr(self, named[0]) is None:
+            raise ValueError("name exactly one of post_id, comment_id and username")
+        return self
 
 
 class ReportOut(ResponseModel):

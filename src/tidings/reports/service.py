@@ -22,7 +22,7 @@ from tidings.posts.repository import PostRepository
 from tidings.posts.views import load_context
 from tidings.reports.models import Report, ReportStatus, TargetType
 from tidings.reports.repository import DUPLICATE, ReportRepository
-from tidings.reports.schemas import CommentReport, PostReport, ReportCreate, ReportDecision
+from tidings.reports.schemas import ReportCreate, ReportDecision
 
 NOT_FOUND = "No such report."
 
@@ -78,12 +78,13 @@ async def _target(
     session: AsyncSession, reporter: Principal, cmd: ReportCreate
 ) -> tuple[TargetType, int, int, str]:
     """What is reported: its type, id, owner, and the body field that named it."""
-    if isinstance(cmd, PostReport):
+    if cmd.post_id is not None:
         post = await _reportable_post(session, reporter, cmd.post_id)
         return TargetType.POST, post.id, post.author_id, "post_id"
-    if isinstance(cmd, CommentReport):
+    if cmd.comment_id is not None:
         comment = await _reportable_comment(session, reporter, cmd.comment_id)
         return TargetType.COMMENT, comment.id, comment.author_id, "comment_id"
+    assert cmd.username is not None  # the schema requires exactly one target
     user = await visible_user(session, cmd.username, reporter)  # hidden only by their block
     return TargetType.USER, user.id, user.id, "username"
 
