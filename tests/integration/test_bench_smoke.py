@@ -89,6 +89,10 @@ async def test_seed_small_then_a_short_run_has_no_errors(
     assert report["seed"] == 4242
     assert report["outbox_backlog_at_start"] == 0  # the seed leaves no event to relay
     assert "Warning: the outbox held" not in report_markdown(report)
+    storage = report["storage"]
+    assert storage["database_bytes"] > 0
+    assert storage["shared_buffers"]
+    assert "Storage: the database is" in report_markdown(report)
     busy = report_markdown({**report, "outbox_backlog_at_start": 51_916})
     assert "Warning: the outbox held 51,916 events no relay had picked up" in busy
     redis = Redis.from_url(bench_settings.redis_url)

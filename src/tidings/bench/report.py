@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tidings.bench.load import Tally
+from tidings.bench.storage import storage_lines
 from tidings.bench.workload import BASELINES, ENDPOINTS
 
 ORDER = (*BASELINES, *ENDPOINTS)
@@ -338,6 +339,7 @@ def markdown(report: dict[str, Any]) -> str:
             if report.get("outbox_backlog_at_start")
             else []
         ),
+        *storage_lines(report.get("storage")),
         "## Targets (issue 5)",
         "",
         "| target | measured | from | result |",

@@ -43,6 +43,7 @@ from tidings.bench.fanout import fanout_throughput
 from tidings.bench.load import Tally, drive
 from tidings.bench.pgbench import run_pgbench
 from tidings.bench.report import add_ratios, markdown, summarize, targets, write_results
+from tidings.bench.storage import database_state, disk_read_bytes, storage_report
 from tidings.bench.visibility import settle, time_to_visible
 from tidings.bench.workload import Workload, requests_for
 from tidings.bench.wrk import drive_wrk, threads_for, wrk_path, wrk_version
@@ -316,6 +317,8 @@ class _Results:
 async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]:
     workload, tokens = await load_workload(settings)
     backlog, last_event = await outbox_state(settings)
+    database = await database_state(asyncpg_dsn(settings.effective_database_url))
+    read_before = disk_read_bytes()
     if not workload.clients:
         raise RuntimeError("no seeded sign-in sessions: run `tidings bench seed` first")
     store = settings.feed_store
@@ -444,6 +447,7 @@ async def run_benchmark(settings: Settings, config: RunConfig) -> dict[str, Any]
     report = _report(settings, config, workload, results)
     report["seed"] = seed
     report["outbox_backlog_at_start"] = backlog
+    report["storage"] = storage_report(database, read_before)
     report |= {"pgbench": pgbench, "fanout": fanout, "visibility": visibility}
     report["server_errors"] = server_errors
     report["generator"] = {"name": name, "detail": detail, "note": _generator_note(name, report)}
