@@ -38,6 +38,7 @@ RELAXED_POLICIES = (
     "like",
     "share",
     "webhook_create",
+    "report_create",
 )
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BACKENDS = ["sqlite", "postgres"]

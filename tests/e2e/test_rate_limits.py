@@ -14,7 +14,14 @@ import httpx2
 import pytest
 
 from tests.conftest import make_settings
-from tests.support.api import DEFAULT_PASSWORD, assert_problem, register
+from tests.support.api import (
+    DEFAULT_PASSWORD,
+    assert_problem,
+    login,
+    make_admin,
+    register,
+    sign_up,
+)
 from tidings.app import create_app
 
 OTHER_IP = "203.0.113.9"
@@ -180,3 +187,105 @@ async def test_redis_down_reads_fail_open_and_login_fails_closed(
         ready = await client.get("/readyz")
         assert ready.status_code == 200
         assert ready.json()["rate_limit_store"] == "degraded"
+
+
+# --- the write budgets -----------------------------------------------------------------------
+
+WRITE_BUDGETS = (
+    "post_create",
+    "comment_create",
+    "follow",
+    "like",
+    "share",
+    "webhook_create",
+    "report_create",
+)
+
+
+@pytest.mark.parametrize("policy", WRITE_BUDGETS)
+async def test_each_write_budget_refuses_past_its_limit_and_writes_nothing(
+    tmp_path: Path, database_url: str, policy: str
+) -> None:
+    """Every spam-prone write has its own budget (here 2 an hour): the third call is a 429
+    problem with Retry-After, and it changes nothing."""
+    async with limited_client(
+        tmp_path,
+        database_url,
+        rate_limits={policy: "2/hour"},
+        webhook_allowed_hosts=["127.0.0.1/32"],
+    ) as client:
+        container = client._transport.app.state.container  # type: ignore[attr-defined]
+        author = await sign_up(client, "author")
+        others = [await sign_up(client, f"other{i}") for i in range(3)]
+        posts = []
+        for i, by in enumerate((author, author, others[2])):  # within a post budget of 2
+            made = await client.post(
+                "/api/v1/posts", json={"text": f"post {i}"}, headers=by.headers
+            )
+            assert made.status_code == 201, made.text
+            posts.append(made.json()["id"])
+        actor = others[0]
+        if policy == "webhook_create":
+            await make_admin(container, "the_admin")
+            actor = await login(client, "the_admin")
+
+        async def act(i: int) -> httpx2.Response:
+            h = actor.headers
+            match policy:
+                case "post_create":
+                    return await client.post("/api/v1/posts", json={"text": f"n{i}"}, headers=h)
+                case "comment_create":
+                    url = f"/api/v1/posts/{posts[0]}/comments"
+                    return await client.post(url, json={"text": f"c{i}"}, headers=h)
+                case "follow":
+                    name = ["author", "other1", "other2"][i]
+                    return await client.put(f"/api/v1/users/{name}/follow", headers=h)
+                case "like":
+                    return await client.put(f"/api/v1/posts/{posts[i]}/like", headers=h)
+                case "share":
+                    return await client.post(f"/api/v1/posts/{posts[i]}/share", headers=h)
+                case "webhook_create":
+                    body = {"url": f"http://127.0.0.1:9/hook{i}", "event_types": ["*"]}
+                    return await client.post("/api/v1/webhooks", json=body, headers=h)
+                case _:
+                    body = {"post_id": posts[i], "reason": "spam"}
+                    return await client.post("/api/v1/reports", json=body, headers=h)
+
+        async def effects() -> int:
+            """How many of the three calls left something behind."""
+            h = actor.headers
+            match policy:
+                case "post_create":
+                    page = await client.get(f"/api/v1/users/{actor.username}/posts", headers=h)
+                    return len(page.json()["data"])
+                case "comment_create":
+                    page = await client.get(f"/api/v1/posts/{posts[0]}/comments", headers=h)
+                    return len(page.json()["data"])
+                case "follow":
+                    page = await client.get(f"/api/v1/users/{actor.username}/following")
+                    return len(page.json()["data"])
+                case "webhook_create":
+                    return len((await client.get("/api/v1/webhooks", headers=h)).json()["data"])
+                case "report_create":  # the reports of the third post, as an admin sees them
+                    await make_admin(container, "the_admin")
+                    admin = await login(client, "the_admin")
+                    page = await client.get(
+                        "/api/v1/moderation/reports",
+                        params={"target_id": posts[2]},
+                        headers=admin.headers,
+                    )
+                    return 2 + len(page.json()["data"])
+                case _:  # like, share: the third post's counts
+                    counts = (await client.get(f"/api/v1/posts/{posts[2]}", headers=h)).json()[
+                        "counts"
+                    ]
+                    return 2 + counts["likes"] + counts["shares"]
+
+        for i in range(2):
+            done = await act(i)
+            assert done.status_code in (200, 201), (policy, done.text)
+        refused = await act(2)
+        body = assert_problem(refused, 429)
+        assert int(refused.headers["retry-after"]) > 0, body
+        assert refused.headers["ratelimit-policy"].startswith(f'"{policy}";q=2;')
+        assert await effects() == 2

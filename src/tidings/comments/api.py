@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel
 
-from tidings.auth.deps import Viewer, require
+from tidings.auth.deps import Viewer, limit, require
 from tidings.auth.policy import Permission, Principal
 from tidings.comments import service
 from tidings.comments.schemas import CommentCreate, CommentOut, CommentSort, CommentUpdate
@@ -41,6 +41,7 @@ def _comment_headers(body: bytes) -> dict[str, str]:
     response_model=CommentOut,
     summary="Comment on a post, or reply to a comment",
     responses={201: {"headers": {"ETag": {"schema": {"type": "string"}}}}},
+    dependencies=[Depends(limit("comment_create"))],
 )
 async def create_comment(
     request: Request,

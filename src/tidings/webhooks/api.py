@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from tidings.auth.deps import require
+from tidings.auth.deps import limit, require
 from tidings.auth.policy import Permission, Principal
 from tidings.core.deps import ContainerDep, DbSession
 from tidings.core.http import IdPath, parse_id
@@ -39,6 +39,7 @@ Keys = Annotated[WebhookKeys, Depends(webhook_keys)]
     status_code=201,
     response_model=WebhookWithSecret,
     summary="Subscribe an endpoint (the secret is shown only in this response)",
+    dependencies=[Depends(limit("webhook_create"))],
 )
 async def create_webhook(
     body: WebhookCreate, admin: Admin, session: DbSession, keys: Keys, response: Response
