@@ -62,9 +62,12 @@ def render(comment: Comment, author: User | None) -> CommentOut:
     )
 
 
-async def _can_see_author(session: AsyncSession, viewer: Principal | None, author: User) -> bool:
-    """Comments by suspended users, or by users blocked either way with the viewer, are hidden
-    (except from their author and from moderators)."""
+async def _can_see_author(
+    session: AsyncSession, viewer: Principal | None, author: User, *, own_blocks_hide: bool = True
+) -> bool:
+    """Comments by suspended users, or by users blocked either way with the viewer (only by the
+    author, without ``own_blocks_hide``), are hidden (except from their author and from
+    moderators)."""
     if viewer is not None and (
         viewer.user_id == author.id or viewer.can(Permission.CONTENT_MODERATE)
     ):
@@ -73,7 +76,10 @@ async def _can_see_author(session: AsyncSession, viewer: Principal | None, autho
         return False
     if viewer is None:
         return True
-    return not await GraphRepository(session).blocked_between(viewer.user_id, author.id)
+    graph = GraphRepository(session)
+    if not own_blocks_hide:
+        return not (await graph.relationship(viewer.user_id, author.id)).blocked_by
+    return not await graph.blocked_between(viewer.user_id, author.id)
 
 
 async def visible_comment(
@@ -83,14 +89,16 @@ async def visible_comment(
     *,
     for_update: bool = False,
     live: bool = False,
+    own_blocks_hide: bool = True,
 ) -> tuple[Comment, User]:
     """The comment and its author; 404 when missing, when its post is invisible to the viewer,
-    when its author is hidden from them, or when it is deleted (``live``) or a deleted leaf."""
+    when its author is hidden from them, or when it is deleted (``live``) or a deleted leaf
+    (``own_blocks_hide``: see :func:`tidings.posts.views.load_context`)."""
     comment = await CommentRepository(session).get(comment_id, for_update=for_update)
     if comment is None:
         raise NotFound(NOT_FOUND)
     try:
-        await visible_post(session, viewer, comment.post_id)
+        await visible_post(session, viewer, comment.post_id, own_blocks_hide=own_blocks_hide)
     except NotFound:
         raise NotFound(NOT_FOUND) from None
     author = await session.get(User, comment.author_id)
@@ -100,7 +108,7 @@ async def visible_comment(
         if live or comment.reply_count == 0:
             raise NotFound(NOT_FOUND)
         return comment, author
-    if not await _can_see_author(session, viewer, author):
+    if not await _can_see_author(session, viewer, author, own_blocks_hide=own_blocks_hide):
         raise NotFound(NOT_FOUND)
     return comment, author
 

@@ -30,13 +30,19 @@ NOT_FOUND = "No such post."
 
 
 async def visible_post(
-    session: AsyncSession, viewer: Principal | None, post_id: int, *, for_update: bool = False
+    session: AsyncSession,
+    viewer: Principal | None,
+    post_id: int,
+    *,
+    for_update: bool = False,
+    own_blocks_hide: bool = True,
 ) -> tuple[Post, ViewContext]:
-    """The post and its view context; 404 when missing *or* invisible to the viewer."""
+    """The post and its view context; 404 when missing *or* invisible to the viewer (see
+    :func:`load_context` for ``own_blocks_hide``)."""
     post = await PostRepository(session).get(post_id, for_update=for_update)
     if post is None:
         raise NotFound(NOT_FOUND)
-    ctx = await load_context(session, viewer, [post])
+    ctx = await load_context(session, viewer, [post], own_blocks_hide=own_blocks_hide)
     if not ctx.can_see(post):
         raise NotFound(NOT_FOUND)
     return post, ctx

@@ -77,8 +77,15 @@ def can_see_with(
 
 
 async def load_context(
-    session: AsyncSession, viewer: Principal | None, posts: Sequence[PostView]
+    session: AsyncSession,
+    viewer: Principal | None,
+    posts: Sequence[PostView],
+    *,
+    own_blocks_hide: bool = True,
 ) -> ViewContext:
+    """Everything rendering and :meth:`ViewContext.can_see` need for ``posts``. Blocks hide
+    authors either way; with ``own_blocks_hide=False`` only a block by the author does (a
+    report: blocking someone must not stop you reporting them)."""
     ctx = ViewContext(viewer=viewer, posts={p.id: p for p in posts})
     for _level in range(2):  # shared/quoted posts, and the post a shared post quotes
         refs = {r for p in ctx.posts.values() for r in (p.share_of_id, p.quote_of_id) if r}
@@ -90,7 +97,8 @@ async def load_context(
     if viewer is not None:
         others = [a for a in ctx.authors if a != viewer.user_id]
         found = await relations_of(session, viewer.user_id, others, ctx.posts)
-        ctx.following, ctx.blocked = found.following, found.blocked
+        ctx.following = found.following
+        ctx.blocked = found.blocked if own_blocks_hide else set(found.blocked_by)
         ctx.liked, ctx.shared = found.liked, found.shared
     return ctx
 

@@ -5,21 +5,16 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tidings.accounts.models import User
 from tidings.audit.service import AuditAction, record_audit
-from tidings.auth.policy import Permission, Principal
-from tidings.comments.models import Comment
-from tidings.comments.repository import CommentRepository
+from tidings.auth.policy import Principal
+from tidings.comments.service import visible_comment
 from tidings.core.db import utcnow
 from tidings.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from tidings.core.pagination import PageParams, paginate
 from tidings.events import domain
 from tidings.events.outbox import record
-from tidings.graph.repository import GraphRepository
 from tidings.graph.service import visible_user
-from tidings.posts.models import Post
-from tidings.posts.repository import PostRepository
-from tidings.posts.views import load_context
+from tidings.posts.service import visible_post
 from tidings.reports.models import Report, ReportStatus, TargetType
 from tidings.reports.repository import DUPLICATE, ReportRepository
 from tidings.reports.schemas import ReportCreate, ReportDecision
@@ -27,63 +22,20 @@ from tidings.reports.schemas import ReportCreate, ReportDecision
 NOT_FOUND = "No such report."
 
 
-async def _blocked_only_by(session: AsyncSession, reporter_id: int, author_id: int) -> bool:
-    """The reporter blocks the author and the author does not block the reporter."""
-    rel = await GraphRepository(session).relationship(reporter_id, author_id)
-    return rel.blocking and not rel.blocked_by
-
-
-async def _reportable_post(session: AsyncSession, reporter: Principal, post_id: int) -> Post:
-    """The post as the reporter may see it, except that a block of their own does not hide it:
-    blocking someone is what people do first, and it must not stop them reporting. A post the
-    reporter cannot see otherwise (private, followers-only, deleted, by a suspended author or
-    by someone who blocks them) is a 404 like a missing one."""
-    post = await PostRepository(session).get(post_id)
-    if post is None:
-        raise NotFound("No such post.")
-    ctx = await load_context(session, reporter, [post])
-    author_id = post.author_id
-    if author_id in ctx.blocked and await _blocked_only_by(session, reporter.user_id, author_id):
-        ctx.blocked.discard(author_id)
-    if not ctx.can_see(post):
-        raise NotFound("No such post.")
-    return post
-
-
-async def _reportable_comment(
-    session: AsyncSession, reporter: Principal, comment_id: int
-) -> Comment:
-    """A live comment under a post the reporter may report, by an author who is not suspended
-    and does not block the reporter (the same 404 otherwise)."""
-    missing = NotFound("No such comment.")
-    comment = await CommentRepository(session).get(comment_id)
-    if comment is None or comment.deleted_at is not None:
-        raise missing
-    try:
-        await _reportable_post(session, reporter, comment.post_id)
-    except NotFound:
-        raise missing from None
-    if reporter.can(Permission.CONTENT_MODERATE) or comment.author_id == reporter.user_id:
-        return comment
-    author = await session.get(User, comment.author_id)
-    if author is None or author.suspended:
-        raise missing
-    rel = await GraphRepository(session).relationship(reporter.user_id, author.id)
-    if rel.blocked_by:
-        raise missing
-    return comment
-
-
 async def _target(
     session: AsyncSession, reporter: Principal, cmd: ReportCreate
 ) -> tuple[TargetType, int, int, str]:
-    """What is reported: its type, id, owner, and the body field that named it."""
+    """What is reported: its type, id, owner, and the body field that named it. What the
+    reporter cannot see is a 404 like a missing target, except that a block of their own does
+    not hide it: blocking someone is what people do first, and it must not stop a report."""
     if cmd.post_id is not None:
-        post = await _reportable_post(session, reporter, cmd.post_id)
+        post, _ctx = await visible_post(session, reporter, cmd.post_id, own_blocks_hide=False)
         return TargetType.POST, post.id, post.author_id, "post_id"
     if cmd.comment_id is not None:
-        comment = await _reportable_comment(session, reporter, cmd.comment_id)
-        return TargetType.COMMENT, comment.id, comment.author_id, "comment_id"
+        comment, author = await visible_comment(
+            session, reporter, cmd.comment_id, live=True, own_blocks_hide=False
+        )
+        return TargetType.COMMENT, comment.id, author.id, "comment_id"
     assert cmd.username is not None  # the schema requires exactly one target
     user = await visible_user(session, cmd.username, reporter)  # hidden only by their block
     return TargetType.USER, user.id, user.id, "username"
