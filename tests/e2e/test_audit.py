@@ -139,3 +139,16 @@ async def test_tampering_is_refused_and_detected(
     assert not report.ok
     assert report.broken_seq == 3
     assert report.checked == 2
+
+
+async def test_an_actor_id_past_the_id_range_is_a_422_not_a_500(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    await make_admin(container, "auditor")
+    admin = await login(client, "auditor")
+    too_big = await client.get(
+        "/api/v1/admin/audit-events",
+        params={"actor_id": "9999999999999999999"},  # 19 digits, past a 64-bit id
+        headers=admin.headers,
+    )
+    assert assert_problem(too_big, 422)["errors"][0]["loc"] == ["query", "actor_id"]

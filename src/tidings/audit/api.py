@@ -13,6 +13,7 @@ from tidings.auth.deps import require
 from tidings.auth.policy import Permission, Principal
 from tidings.core.deps import DbSession
 from tidings.core.pagination import Page, PageParams, page_params, paginate, set_next_link
+from tidings.core.schemas import IdIn
 
 router = APIRouter(prefix="/api/v1/admin", tags=["audit"])
 Admin = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
@@ -25,7 +26,7 @@ async def list_audit_events(
     _admin: Admin,
     session: DbSession,
     page: Annotated[PageParams, Depends(page_params)],
-    actor_id: Annotated[str | None, Query(pattern=r"^[0-9]{1,19}$")] = None,
+    actor_id: Annotated[IdIn | None, Query()] = None,
     action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_]+:[a-z_]+$")] = None,
     target_type: Annotated[str | None, Query(max_length=32)] = None,
     target_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -34,7 +35,7 @@ async def list_audit_events(
 ) -> Page[AuditEventOut]:
     key = page.key("seq")
     flt = AuditFilter(
-        actor_id=int(actor_id) if actor_id else None,
+        actor_id=actor_id,
         action=action,
         target_type=target_type,
         target_id=target_id,

@@ -10,11 +10,10 @@ from pydantic import BaseModel
 from tidings.auth.deps import limit, require
 from tidings.auth.policy import Permission, Principal
 from tidings.core.deps import DbSession
-from tidings.core.errors import FieldError, ValidationFailed
 from tidings.core.http import IdPath, parse_id
 from tidings.core.idempotency import IdempotencyKey, idempotent
 from tidings.core.pagination import Page, PageParams, page_params, set_next_link
-from tidings.core.schemas import MAX_ID
+from tidings.core.schemas import IdIn
 from tidings.reports import service
 from tidings.reports.models import Report, ReportStatus, TargetType
 from tidings.reports.schemas import ModerationReportOut, ReportCreate, ReportDecision, ReportOut
@@ -30,18 +29,6 @@ def _as_moderator_sees(report: Report, moderator: Principal) -> ModerationReport
     if report.target_owner_id == moderator.user_id:
         out.reporter_id = None
     return out
-
-
-def _filter_id(value: str | None) -> int | None:
-    if value is None:
-        return None
-    number = int(value)
-    if number > MAX_ID:
-        raise ValidationFailed(
-            "target_id is out of range.",
-            errors=[FieldError(loc=["query", "target_id"], msg="id out of range")],
-        )
-    return number
 
 
 @router.post(
@@ -77,16 +64,14 @@ async def list_reports(
     page: Annotated[PageParams, Depends(page_params)],
     status: Annotated[ReportStatus | None, Query(description="Only this status.")] = None,
     target_type: Annotated[TargetType | None, Query(description="Only this kind.")] = None,
-    target_id: Annotated[
-        str | None, Query(pattern=r"^[0-9]{1,19}$", description="Only this post, comment or user.")
-    ] = None,
+    target_id: Annotated[IdIn | None, Query(description="Only this post, comment or user.")] = None,
 ) -> Page[ModerationReportOut]:
     rows, cursor = await service.list_reports(
         session,
         page,
         status=status,
         target_type=target_type,
-        target_id=_filter_id(target_id),
+        target_id=target_id,
     )
     set_next_link(request, response, cursor)
     return Page[ModerationReportOut](
