@@ -32,6 +32,7 @@ RELAXED_POLICIES = (
     "login_account",
     "token_refresh",
     "password_change",
+    "account_delete",
     "post_create",
     "comment_create",
     "follow",

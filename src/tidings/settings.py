@@ -173,6 +173,10 @@ class Settings(BaseSettings):
     retention_notifications_days: int = Field(default=90, ge=1, le=3650)
     retention_batch: int = Field(default=5000, ge=1, le=100_000)
     retention_max_batches: int = Field(default=100, ge=1, le=100_000)
+    # account erasure (tidings.accounts.erasure): a loop next to the relay
+    erasure_interval_seconds: float = Field(default=5.0, ge=0.05, le=3600)
+    erasure_batch: int = Field(default=200, ge=1, le=10_000)
+    erasure_max_batches: int = Field(default=50, ge=1, le=100_000)
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -134,6 +134,10 @@ EXPECTED: dict[Key, Row] = {
     ("GET", "/api/v1/admin/users"): admin_only(200),
     # the target is the user: the user cell is an attempt to promote themselves
     ("PATCH", "/api/v1/admin/users/{username}"): admin_only(200),
+    # each signed-in actor deletes their own account (a group of its own: it ends the world);
+    # an admin cannot (409: another admin demotes them first)
+    ("DELETE", "/api/v1/me"): cells(401, 202, 202, 202, 409),
+    ("DELETE", "/api/v1/admin/users/{username}"): admin_only(202),
     # social graph, acting on the user: the user cell acts on themselves (422, not allowed)
     ("PUT", "/api/v1/users/{username}/follow"): cells(401, 422, 200, 200, 200),
     ("DELETE", "/api/v1/users/{username}/follow"): cells(401, 422, 204, 204, 204),
@@ -777,6 +781,41 @@ async def _admin_update(w: World, actor: str) -> Call:
         "PATCH",
         f"/api/v1/admin/users/{NAMES['user']}",
         json={"role": role},
+        verify=verify,
+        missing_url=f"/api/v1/admin/users/{NOBODY}",
+    )
+
+
+@scenario("DELETE", "/api/v1/me", "account-deletion")
+async def _delete_me(w: World, actor: str) -> Call:
+    """Each actor deletes their own account, proving it with their password (anonymous: the
+    user's password, without a token)."""
+    password = w.passwords["user" if actor == "anonymous" else actor]
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        me = await w.call(actor, "GET", "/api/v1/me")
+        if response.status_code >= 300:
+            return check(actor == "anonymous" or me.status_code == 200, f"refused, yet {me.text}")
+        return check(me.status_code == 401, f"a deleted account still reads /me: {me.text}")
+
+    return Call("DELETE", "/api/v1/me", json={"password": password}, verify=verify)
+
+
+@scenario("DELETE", "/api/v1/admin/users/{username}", "account-deletion-by-admin")
+async def _admin_delete(w: World, actor: str) -> Call:
+    """Each actor tries to delete a fresh account of its own; only the admin may."""
+    target = f"gone_{secrets.token_hex(4)}"
+    await sign_up(w.client, target)
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        profile = await w.call("admin", "GET", f"/api/v1/users/{target}")
+        if response.status_code >= 300:
+            return check(profile.status_code == 200, f"a refused deletion: {profile.text}")
+        return check(profile.status_code == 404, f"deleted, yet the profile: {profile.text}")
+
+    return Call(
+        "DELETE",
+        f"/api/v1/admin/users/{target}",
         verify=verify,
         missing_url=f"/api/v1/admin/users/{NOBODY}",
     )

@@ -10,7 +10,9 @@ from tidings.accounts import service
 from tidings.accounts.schemas import (
     USERNAME_PATTERN,
     Account,
+    AccountDeletion,
     AdminUserUpdate,
+    DeletionAccepted,
     PasswordChange,
     ProfileUpdate,
     PublicProfile,
@@ -69,6 +71,20 @@ async def change_password(
     return Response(status_code=204)
 
 
+@router.delete(
+    "/me",
+    status_code=202,
+    response_model=DeletionAccepted,
+    summary="Delete your account (its content is erased in the background)",
+    dependencies=[Depends(limit("account_delete"))],
+)
+async def delete_me(
+    body: AccountDeletion, principal: SelfWriter, session: DbSession, container: ContainerDep
+) -> DeletionAccepted:
+    user = await service.delete_account(session, container.hasher, principal, body)
+    return DeletionAccepted.model_validate(user)
+
+
 @router.get("/users/{username}", response_model=PublicProfile, summary="A public profile")
 async def read_profile(username: UsernamePath, session: DbSession, viewer: Viewer) -> PublicProfile:
     return PublicProfile.model_validate(await service.public_profile(session, username, viewer))
@@ -95,3 +111,15 @@ async def admin_update_user(
     username: UsernamePath, body: AdminUserUpdate, principal: Admin, session: DbSession
 ) -> Account:
     return Account.model_validate(await service.admin_update(session, principal, username, body))
+
+
+@router.delete(
+    "/admin/users/{username}",
+    status_code=202,
+    response_model=DeletionAccepted,
+    summary="Delete an account (its content is erased in the background)",
+)
+async def admin_delete_user(
+    username: UsernamePath, principal: Admin, session: DbSession
+) -> DeletionAccepted:
+    return DeletionAccepted.model_validate(await service.admin_delete(session, principal, username))

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String, Text
+from sqlalchemy import Boolean, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tidings.core.db import Base, utcnow
 from tidings.core.ids import new_id
 
+ERASURE_PENDING = "deleted_at IS NOT NULL AND erased_at IS NULL"
+
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (
+        # the accounts whose erasure is pending (tidings.accounts.erasure): a handful at most
+        Index(
+            "ix_users_erasure_pending",
+            "deleted_at",
+            postgresql_where=text(ERASURE_PENDING),
+            sqlite_where=text(ERASURE_PENDING),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, default=new_id, autoincrement=False)
     username: Mapped[str] = mapped_column(String(30))
@@ -32,3 +43,6 @@ class User(Base):
     post_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # when the account's deletion was asked for, and when its erasure finished
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    erased_at: Mapped[datetime | None] = mapped_column(default=None)

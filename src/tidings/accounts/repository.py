@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
 from typing import NamedTuple
 
@@ -19,12 +20,13 @@ class UserRef(NamedTuple):
 
     id: int
     suspended: bool
+    deleted_at: datetime | None
 
 
 @cache
-def _ref_by_username() -> Select[int, bool]:
+def _ref_by_username() -> Select[int, bool, datetime | None]:
     key = bindparam("key", type_=String)
-    return select(User.id, User.suspended).where(User.username_key == key)
+    return select(User.id, User.suspended, User.deleted_at).where(User.username_key == key)
 
 
 class UserRepository:
@@ -34,15 +36,21 @@ class UserRepository:
     async def get(self, user_id: int) -> User | None:
         return await self.session.get(User, user_id)
 
-    async def by_username(self, username: str) -> User | None:
+    async def get_for_update(self, user_id: int) -> User | None:
+        return await self.session.get(User, user_id, with_for_update=True)
+
+    async def by_username(self, username: str, *, for_update: bool = False) -> User | None:
         stmt = select(User).where(User.username_key == username.lower())
+        if for_update:
+            stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def ref_by_username(self, username: str) -> UserRef | None:
-        """:meth:`by_username`'s id and suspension, on the driver (:mod:`tidings.core.rawsql`):
-        no ORM object, and no transaction opened for a read-only page."""
+        """:meth:`by_username`'s id, suspension and deletion, on the driver
+        (:mod:`tidings.core.rawsql`): no ORM object, and no transaction opened for a read-only
+        page."""
         rows = await rawsql.fetch(self.session, _ref_by_username(), {"key": username.lower()})
-        return UserRef(int(rows[0][0]), bool(rows[0][1])) if rows else None
+        return UserRef(int(rows[0][0]), bool(rows[0][1]), rows[0][2]) if rows else None
 
     async def by_login(self, login: str) -> User | None:
         """A user by username or email, both case-insensitive."""
@@ -59,8 +67,11 @@ class UserRepository:
         return None
 
     async def page(self, limit: int, before_id: int | None, role: str | None) -> list[User]:
-        """Newest first, keyset on the primary key; fetches ``limit + 1`` to see a next page."""
-        stmt = select(User).order_by(User.id.desc()).limit(limit + 1)
+        """Newest first, keyset on the primary key; fetches ``limit + 1`` to see a next page.
+        Deleted accounts are not listed."""
+        stmt = (
+            select(User).where(User.deleted_at.is_(None)).order_by(User.id.desc()).limit(limit + 1)
+        )
         if before_id is not None:
             stmt = stmt.where(User.id < before_id)
         if role is not None:

@@ -153,6 +153,25 @@ class PasswordChange(RequestModel):
     new_password: Password
 
 
+class AccountDeletion(RequestModel):
+    """Proof that the account's holder asks: the password, or for an account without one
+    (made by a sign-in provider) the username typed out."""
+
+    password: Annotated[str, StringConstraints(max_length=128, strip_whitespace=False)] | None = (
+        None
+    )
+    confirm_username: Annotated[str, StringConstraints(max_length=30)] | None = None
+
+
+class DeletionAccepted(ResponseModel):
+    """The account is closed now (no sign-in, no profile); its content is erased shortly after
+    by a background job (``status``: ``erasing``)."""
+
+    username: str
+    deleted_at: Timestamp
+    status: str = "erasing"
+
+
 class AdminUserUpdate(RequestModel):
     role: Role | None = None
     suspended: bool | None = None

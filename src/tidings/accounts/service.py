@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
 from tidings.accounts.repository import UserRepository
-from tidings.accounts.schemas import AdminUserUpdate, RegisterRequest
+from tidings.accounts.schemas import AccountDeletion, AdminUserUpdate, RegisterRequest
 from tidings.audit.service import AuditAction, record_audit
 from tidings.auth.policy import Principal, Role
+from tidings.auth.providers.models import UserIdentity
 from tidings.auth.repository import AuthRepository
+from tidings.core.db import utcnow
 from tidings.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from tidings.core.pagination import PageParams, paginate
 from tidings.core.security import PasswordHasher
+from tidings.events import domain
+from tidings.events.outbox import record
 from tidings.graph.service import visible_user
 
 
@@ -116,7 +121,7 @@ async def admin_update(
     session: AsyncSession, actor: Principal, username: str, cmd: AdminUserUpdate
 ) -> User:
     user = await UserRepository(session).by_username(username)
-    if user is None:
+    if user is None or user.deleted_at is not None:
         raise NotFound(f"No user named '{username}'.")
     if user.id == actor.user_id and (
         (cmd.role is not None and cmd.role != Role.ADMIN) or cmd.suspended
@@ -143,3 +148,73 @@ async def admin_update(
             await AuthRepository(session).revoke_all_for_user(user.id, "suspended")
     await session.flush()
     return user
+
+
+async def delete_account(
+    session: AsyncSession, hasher: PasswordHasher, principal: Principal, cmd: AccountDeletion
+) -> User:
+    """Close the signed-in account at once and leave its content to the erasure
+    (:mod:`tidings.accounts.erasure`). The holder proves it is them: the password, or for an
+    account without one the username typed out."""
+    user = await UserRepository(session).get_for_update(principal.user_id)
+    if user is None or user.deleted_at is not None:
+        raise NotFound("No such account.")
+    if user.role == Role.ADMIN:
+        raise Conflict("Admins cannot delete their own account; ask another admin to demote you.")
+    if user.password_hash is not None:
+        valid = (
+            cmd.password is not None and (await hasher.verify(cmd.password, user.password_hash))[0]
+        )
+        if not valid:
+            msg = "field required" if cmd.password is None else "does not match"
+            raise ValidationFailed(
+                "Your password is required to delete the account.",
+                errors=[FieldError(loc=["body", "password"], msg=msg)],
+            )
+    elif (cmd.confirm_username or "").lower() != user.username_key:
+        raise ValidationFailed(
+            "Type your username to confirm: the account has no password.",
+            errors=[FieldError(loc=["body", "confirm_username"], msg="does not match")],
+        )
+    await _close(session, user, actor_id=user.id)
+    return user
+
+
+async def admin_delete(session: AsyncSession, actor: Principal, username: str) -> User:
+    """An admin deletes another account (a support request, an erasure request by mail)."""
+    user = await UserRepository(session).by_username(username, for_update=True)
+    if user is None or user.deleted_at is not None:
+        raise NotFound(f"No user named '{username}'.")
+    if user.id == actor.user_id:
+        raise Conflict("Admins cannot delete their own account; ask another admin.")
+    if user.role == Role.ADMIN:
+        raise Conflict("Demote an admin before deleting their account.")
+    await _close(session, user, actor_id=actor.user_id)
+    return user
+
+
+async def _close(session: AsyncSession, user: User, *, actor_id: int) -> None:
+    """What happens at once: no sign-in (sessions revoked, password and linked providers
+    gone), no profile (suspended), the personal fields blanked, the email freed; the username
+    stays taken until the erasure is done."""
+    user.deleted_at = utcnow()
+    user.suspended = True
+    user.password_hash = None
+    user.email = f"{user.id}@erased.invalid"
+    user.email_verified = False
+    user.display_name = ""
+    user.bio = ""
+    user.avatar_url = None
+    user.location = ""
+    user.website = None
+    await session.execute(delete(UserIdentity).where(UserIdentity.user_id == user.id))
+    await AuthRepository(session).revoke_all_for_user(user.id, "account_deleted")
+    await record_audit(
+        session,
+        AuditAction.ACCOUNT_DELETED,
+        actor_id=actor_id,
+        target_type="user",
+        target_id=user.id,
+    )
+    record(session, domain.UserDeleted(user_id=user.id, by_admin=actor_id != user.id))
+    await session.flush()

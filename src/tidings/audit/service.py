@@ -38,6 +38,8 @@ class AuditAction(StrEnum):
     ROLE_CHANGED = "account:role_changed"
     SUSPENDED = "account:suspended"
     UNSUSPENDED = "account:unsuspended"
+    ACCOUNT_DELETED = "account:deleted"
+    ACCOUNT_ERASED = "account:erased"
     POST_MODERATED = "post:deleted_by_moderator"
     COMMENT_MODERATED = "comment:deleted_by_moderator"
     WEBHOOK_CREATED = "webhook:created"

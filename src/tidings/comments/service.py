@@ -271,18 +271,7 @@ async def delete_comment(session: AsyncSession, viewer: Principal, comment_id: i
     comment, _ = await visible_comment(session, viewer, comment_id, for_update=True, live=True)
     if comment.author_id != viewer.user_id and not viewer.can(Permission.CONTENT_MODERATE):
         raise Forbidden("Only the author or a moderator can delete a comment.")
-    comment.deleted_at = utcnow()
-    comment.version += 1
-    await session.flush()
-    await PostRepository(session).bump(comment.post_id, comment_count=-1)
-    if comment.reply_count == 0:
-        await _leave_thread(CommentRepository(session), comment.parent_id)
-    record(
-        session,
-        domain.CommentDeleted(
-            comment_id=comment.id, post_id=comment.post_id, user_id=viewer.user_id
-        ),
-    )
+    await remove_comment(session, comment, actor_id=viewer.user_id)
     if comment.author_id != viewer.user_id:
         await record_audit(
             session,
@@ -292,6 +281,21 @@ async def delete_comment(session: AsyncSession, viewer: Principal, comment_id: i
             target_id=comment.id,
             author_id=comment.author_id,
         )
+
+
+async def remove_comment(session: AsyncSession, comment: Comment, *, actor_id: int) -> None:
+    """Delete a live comment (locked by the caller) with the counts that include it. No checks:
+    the caller decided."""
+    comment.deleted_at = utcnow()
+    comment.version += 1
+    await session.flush()
+    await PostRepository(session).bump(comment.post_id, comment_count=-1)
+    if comment.reply_count == 0:
+        await _leave_thread(CommentRepository(session), comment.parent_id)
+    record(
+        session,
+        domain.CommentDeleted(comment_id=comment.id, post_id=comment.post_id, user_id=actor_id),
+    )
 
 
 async def _leave_thread(repo: CommentRepository, parent_id: int | None) -> None:

@@ -189,6 +189,24 @@ class UserUnmuted(_UserPairEvent):
 
 
 @dataclass(frozen=True)
+class UserDeleted(DomainEvent):
+    """An account's deletion was asked for (by its holder, or by an admin: ``by_admin``); its
+    content is being erased. Systems holding copies of the user's data should erase them too."""
+
+    event_type: ClassVar[str] = "user.deleted"
+    user_id: int
+    by_admin: bool = False
+
+    @property
+    def aggregate_id(self) -> int:
+        return self.user_id
+
+    @property
+    def actor_id(self) -> int | None:
+        return self.user_id
+
+
+@dataclass(frozen=True)
 class _ReportEvent(DomainEvent):
     report_id: int
     user_id: int  # the reporter (created) or the moderator (closed)

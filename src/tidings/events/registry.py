@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tidings.accounts.erasure import run_erasure
 from tidings.events.consumers import ConsumerRegistry
 from tidings.feeds import fanout as feed_consumers
 from tidings.graph import consumers as graph_consumers
@@ -21,5 +22,8 @@ def build_registry(*, shared_row_cache: bool = True) -> ConsumerRegistry:
     feed_consumers.register(registry)  # a no-op without a feed store (TIDINGS_FEED_STORE)
     if shared_row_cache:
         graph_consumers.register(registry)
-    registry.add_loop("retention", run_retention)  # a no-op with TIDINGS_RETENTION_ENABLED=false
+    registry.add_loop("retention", run_retention)
+    registry.add_loop(
+        "erasure", run_erasure
+    )  # deleted accounts' content  # a no-op with TIDINGS_RETENTION_ENABLED=false
     return registry

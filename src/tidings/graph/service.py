@@ -48,7 +48,7 @@ async def _visible(
     page: bool = False,
 ) -> tuple[U, Standing | None]:
     missing = NotFound(f"No user named '{username}'.")
-    if user is None:
+    if user is None or user.deleted_at is not None:  # deleted: gone for moderators too
         raise missing
     moderator = viewer is not None and viewer.role in (Role.MODERATOR, Role.ADMIN)
     if user.suspended and not moderator:

@@ -208,6 +208,12 @@ class NotificationRepository:
 
     # --- reverse graph look-ups GraphRepository does not offer --------------------------------
 
+    async def deleted_among(self, candidates: Iterable[int]) -> set[int]:
+        """Which of ``candidates`` are deleted accounts (erased, or being erased)."""
+        ids = list(set(candidates))
+        stmt = select(User.id).where(User.id.in_(ids), User.deleted_at.is_not(None))
+        return set((await self.session.execute(stmt)).scalars())
+
     async def muting(self, muted_id: int, candidates: Iterable[int]) -> set[int]:
         """Which of ``candidates`` mute ``muted_id``."""
         ids = list(set(candidates))

@@ -41,9 +41,16 @@ class Notice:
 
 async def audience(session: AsyncSession, actor_id: int, candidates: Iterable[int]) -> set[int]:
     """The candidates who want to hear about the actor, as of now: never the actor themselves,
-    nobody blocked either way, nobody who mutes the actor. Each pair stays locked against a
-    block until the caller's commit (:meth:`GraphRepository.lock_pairs`)."""
+    nobody blocked either way, nobody who mutes the actor, no deleted account on either side.
+    Each pair stays locked against a block until the caller's commit
+    (:meth:`GraphRepository.lock_pairs`)."""
     ids = {c for c in candidates if c and c != actor_id}
+    if not ids:
+        return set()
+    gone = await NotificationRepository(session).deleted_among(ids | {actor_id})
+    if actor_id in gone:
+        return set()
+    ids -= gone
     if not ids:
         return set()
     graph = GraphRepository(session)

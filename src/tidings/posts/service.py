@@ -177,6 +177,21 @@ async def delete_post(session: AsyncSession, viewer: Principal, post_id: int) ->
     is_author = post.author_id == viewer.user_id
     if not is_author and not viewer.can(Permission.CONTENT_MODERATE):
         raise Forbidden("Only the author or a moderator can delete a post.")
+    await remove_post(session, post, actor_id=viewer.user_id)
+    if not is_author and post.kind != "share":
+        await record_audit(
+            session,
+            AuditAction.POST_MODERATED,
+            actor_id=viewer.user_id,
+            target_type="post",
+            target_id=post.id,
+            author_id=post.author_id,
+        )
+
+
+async def remove_post(session: AsyncSession, post: Post, *, actor_id: int) -> None:
+    """Delete a live post (locked by the caller), or undo a share, with everything that counts
+    it, and the event that takes it out of feeds. No checks: the caller decided."""
     repo = PostRepository(session)
     if post.kind == "share" and post.share_of_id is not None:
         await repo.remove_share(post.author_id, post.share_of_id)
@@ -193,17 +208,10 @@ async def delete_post(session: AsyncSession, viewer: Principal, post_id: int) ->
     await repo.delete_shares_of(post.id)
     record(
         session,
-        domain.PostDeleted(post_id=post.id, user_id=viewer.user_id, by_moderator=not is_author),
+        domain.PostDeleted(
+            post_id=post.id, user_id=actor_id, by_moderator=actor_id != post.author_id
+        ),
     )
-    if not is_author:
-        await record_audit(
-            session,
-            AuditAction.POST_MODERATED,
-            actor_id=viewer.user_id,
-            target_type="post",
-            target_id=post.id,
-            author_id=post.author_id,
-        )
 
 
 async def like(session: AsyncSession, viewer: Principal, post_id: int) -> LikeStateOut:

@@ -40,6 +40,7 @@ DEFAULT_POLICIES: dict[str, Policy] = {
         Policy("token_refresh", "60/5 minutes", "ip"),
         Policy("register", "10/hour", "ip", fail_closed=True),
         Policy("password_change", "5/hour", "user", fail_closed=True),
+        Policy("account_delete", "5/hour", "user", fail_closed=True),
         Policy("post_create", "100/hour", "user"),
         Policy("comment_create", "300/hour", "user"),
         Policy("follow", "200/hour", "user"),

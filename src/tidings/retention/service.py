@@ -13,7 +13,6 @@ once, and only if it still qualifies. Like the relay, this module drives its own
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +21,7 @@ import structlog
 
 from tidings.core.db import Database, utcnow
 from tidings.core.idempotency import TTL as IDEMPOTENCY_TTL
+from tidings.core.stopping import stopped_within
 from tidings.retention import repository as repo
 from tidings.settings import Settings
 
@@ -118,7 +118,7 @@ async def retention_loop(
     """Prune every ``interval`` seconds until ``stop`` is set (which also cuts a wait short).
     A failed pass (the database away, a lock timeout) is logged and retried at the next one."""
     delay = first_pass_after
-    while not await _stopped_within(stop, delay):
+    while not await stopped_within(stop, delay):
         delay = interval
         try:
             counts = await prune(db, settings, stop=stop)
@@ -126,12 +126,6 @@ async def retention_loop(
             log.warning("retention_failed", error=f"{type(exc).__name__}: {exc}")
             continue
         log.info("retention_pruned", deleted=sum(counts.values()), **counts)
-
-
-async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-    return stop.is_set()
 
 
 async def run_retention(stop: asyncio.Event, container: Any) -> None:
