@@ -253,6 +253,66 @@ async def _create_admin(settings: Settings, cmd: object) -> int:
         await db.dispose()
 
 
+@users_app.command("delete")
+def delete_user(
+    username: Annotated[str, typer.Argument(help="The account to delete.")],
+    erase_now: Annotated[
+        bool,
+        typer.Option("--erase-now", help="Erase its content here and now, not in the background."),
+    ] = False,
+) -> None:
+    """Delete an account (an erasure request that reached you by mail, say): closed at once,
+    its content erased by the background loop, or here with --erase-now (docs/accounts.md)."""
+    from tidings.core.writers import ServerLock
+
+    settings = _settings()
+    # a server's in-memory row cache would keep serving the account's cached sign-in state:
+    # refuse beside one (servers without it hold the lock shared, as this does)
+    lock = ServerLock.for_database(settings.effective_database_url, exclusive=False)
+    try:
+        if lock is not None:
+            lock.acquire()
+        erased = asyncio.run(_delete_user(settings, username, erase_now))
+    except ConfigurationError as exc:
+        console.print(
+            "[red]A server with the in-memory row cache serves this database: delete through "
+            "the API (DELETE /api/v1/admin/users/USERNAME), or stop the server first.[/red]"
+        )
+        raise typer.Exit(1) from exc
+    except AppError as exc:
+        console.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        if lock is not None:
+            lock.release()
+    state = "and erased" if erased else "; its content is erased in the background"
+    console.print(f"[green]Deleted[/green] {username} {state}")
+
+
+async def _delete_user(settings: Settings, username: str, erase_now: bool) -> bool:
+    from tidings.accounts.erasure import erase_account
+    from tidings.accounts.models import User
+    from tidings.accounts.service import operator_delete
+    from tidings.core.db import Database
+
+    db = Database(settings.effective_database_url, pool_size=1)
+    try:
+        async with db.unit_of_work(write=True) as session:
+            user_id = (await operator_delete(session, username)).id
+        if not erase_now:
+            return False
+        while not await erase_account(
+            db, user_id, batch=settings.erasure_batch, max_batches=settings.erasure_max_batches
+        ):
+            async with db.unit_of_work(write=False) as session:
+                user = await session.get(User, user_id)
+                if user is None or user.erased_at is not None:
+                    break  # a running server's loop finished it
+        return True
+    finally:
+        await db.dispose()
+
+
 @keys_app.command("rotate")
 def rotate_keys(
     keep: Annotated[int, typer.Option(min=2, help="Keys kept for verification.")] = 3,

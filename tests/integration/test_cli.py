@@ -18,6 +18,7 @@ import uvicorn
 from typer.testing import CliRunner, Result
 
 from tidings.cli import app
+from tidings.core.writers import ServerLock
 from tidings.settings import get_settings
 
 PASSWORD = "a-long-admin-password"
@@ -185,6 +186,43 @@ def test_create_admin_with_password_option(runner: CliRunner, env: Env) -> None:
     assert password_hash is not None
     assert password_hash.startswith("$argon2id$")
     assert PASSWORD not in password_hash
+
+
+def test_users_delete_closes_and_erases_an_account(runner: CliRunner, env: Env) -> None:
+    _migrate(runner)
+    args = ["users", "create-admin", "--username", "boss", "--email", "b@example.com"]
+    assert _invoke(runner, [*args, "--password", PASSWORD]).exit_code == 0
+    with sqlite3.connect(env.db_path) as conn:
+        [(user_id,)] = conn.execute("SELECT id FROM users WHERE username_key = 'boss'").fetchall()
+    result = _invoke(runner, ["users", "delete", "boss", "--erase-now"])
+    assert result.exit_code == 0, result.output
+    assert "Deleted boss and erased" in result.output
+    users = _users(env.db_path)
+    assert "boss" not in users
+    email, _role, _verified, password_hash = users[f"~{user_id}"]
+    assert email == f"{user_id}@erased.invalid"
+    assert password_hash is None
+    missing = _invoke(runner, ["users", "delete", "boss"])
+    assert missing.exit_code == 1
+    assert "No user named 'boss'" in missing.output
+
+
+def test_users_delete_refuses_beside_a_server_with_the_memory_cache(
+    runner: CliRunner, env: Env
+) -> None:
+    _migrate(runner)
+    args = ["users", "create-admin", "--username", "boss", "--email", "b@example.com"]
+    assert _invoke(runner, [*args, "--password", PASSWORD]).exit_code == 0
+    server = ServerLock.for_database(env.database_url, exclusive=True)  # as `tidings serve`
+    assert server is not None
+    server.acquire()
+    try:
+        result = _invoke(runner, ["users", "delete", "boss"])
+    finally:
+        server.release()
+    assert result.exit_code == 1
+    assert "in-memory row cache" in _text(result)
+    assert "boss" in _users(env.db_path)  # nothing changed
 
 
 def test_create_admin_prompts_for_the_password(runner: CliRunner, env: Env) -> None:

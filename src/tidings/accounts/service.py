@@ -193,7 +193,16 @@ async def admin_delete(session: AsyncSession, actor: Principal, username: str) -
     return user
 
 
-async def _close(session: AsyncSession, user: User, *, actor_id: int) -> None:
+async def operator_delete(session: AsyncSession, username: str) -> User:
+    """``tidings users delete``: whoever runs the server deletes any account, admins too."""
+    user = await UserRepository(session).by_username(username, for_update=True)
+    if user is None or user.deleted_at is not None:
+        raise NotFound(f"No user named '{username}'.")
+    await _close(session, user, actor_id=None)
+    return user
+
+
+async def _close(session: AsyncSession, user: User, *, actor_id: int | None) -> None:
     """What happens at once: no sign-in (sessions revoked, password and linked providers
     gone), no profile (suspended), the personal fields blanked, the email freed; the username
     stays taken until the erasure is done."""
