@@ -70,6 +70,9 @@ WFC_AUTH = Path(__file__).with_name("schemathesis-auth.json")
 #   422, as test_post_bad_input.py, test_comments.py and test_sessions.py pin down.
 # - a username that is the caller's own: following, muting or blocking yourself, or undoing it,
 #   is a 422 (test_post_bad_input.py).
+# - a report of the caller's own post, comment or account is a 422 (test_reports.py).
+# - deleting your account with a password that is not yours is a 422
+#   (test_account_deletion.py).
 # (The token endpoint needs nothing here: the document names it as the OAuth 2.0 `tokenUrl`, and
 # schemathesis itself expects a 400 for credentials it cannot know.)
 DEFAULT_POSITIVE = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
@@ -81,6 +84,8 @@ SEMANTIC_OPERATIONS = {
     "POST /api/v1/posts": "422",
     "POST /api/v1/posts/{post_id}/comments": "422",
     "POST /api/v1/me/password": "422",
+    "POST /api/v1/reports": "422",
+    "DELETE /api/v1/me": "422",
     **{
         f"{method} /api/v1/users/{{username}}/{relation}": "422"
         for method in ("PUT", "DELETE")
