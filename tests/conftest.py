@@ -33,6 +33,7 @@ RELAXED_POLICIES = (
     "token_refresh",
     "password_change",
     "account_delete",
+    "account_export",
     "post_create",
     "comment_create",
     "follow",

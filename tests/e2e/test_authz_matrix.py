@@ -130,6 +130,7 @@ EXPECTED: dict[Key, Row] = {
     ("GET", "/api/v1/me"): signed_in(200),
     ("PATCH", "/api/v1/me"): signed_in(200),
     ("POST", "/api/v1/me/password"): signed_in(204),
+    ("GET", "/api/v1/me/export"): signed_in(200),
     ("GET", "/api/v1/users/{username}"): everyone(200),
     ("GET", "/api/v1/admin/users"): admin_only(200),
     # the target is the user: the user cell is an attempt to promote themselves
@@ -743,6 +744,17 @@ async def _change_password(w: World, actor: str) -> Call:
 
     body = {"current_password": current, "new_password": new}
     return Call("POST", "/api/v1/me/password", json=body, verify=verify)
+
+
+@scenario("GET", "/api/v1/me/export", "accounts")
+async def _export(w: World, actor: str) -> Call:
+    async def verify(response: httpx2.Response) -> list[str]:
+        if response.status_code >= 300:
+            return []
+        name = response.json()["account"]["username"]
+        return check(name == w.name(actor), f"{actor} exported {name}'s account")
+
+    return Call("GET", "/api/v1/me/export", verify=verify)
 
 
 @scenario("GET", "/api/v1/users/{username}", "accounts")

@@ -7,10 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from tidings.accounts import service
+from tidings.accounts.export import export_account
 from tidings.accounts.schemas import (
     USERNAME_PATTERN,
     Account,
     AccountDeletion,
+    AccountExport,
     AdminUserUpdate,
     DeletionAccepted,
     PasswordChange,
@@ -54,6 +56,19 @@ async def update_me(body: ProfileUpdate, principal: SelfWriter, session: DbSessi
     changes = body.model_dump(exclude_unset=True)
     user = await service.update_profile(session, principal.user_id, changes)
     return Account.model_validate(user)
+
+
+@router.get(
+    "/me/export",
+    response_model=AccountExport,
+    summary="Download everything stored about your account (JSON)",
+    dependencies=[Depends(limit("account_export"))],
+)
+async def export_me(principal: SelfReader, session: DbSession, response: Response) -> AccountExport:
+    export = await export_account(session, principal.user_id)
+    name = f"tidings-export-{principal.username}.json"
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return export
 
 
 @router.post(

@@ -28,6 +28,7 @@ from tidings.core.schemas import (
 )
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_]{3,30}$"
+EXPORT_FORMAT = "tidings-export/1"
 RESERVED_USERNAMES = frozenset(
     {
         "admin",
@@ -199,3 +200,85 @@ class Account(PublicProfile):
     email_verified: bool
     suspended: bool
     updated_at: Timestamp
+
+
+# --- the export of one's own data (GET /api/v1/me/export) -------------------------------------
+
+
+class ExportedIdentity(ResponseModel):
+    provider: str
+    email: str | None
+    created_at: Timestamp
+    last_login_at: Timestamp | None
+
+
+class ExportedSession(ResponseModel):
+    id: Id
+    created_at: Timestamp
+    revoked_at: Timestamp | None
+    revoked_reason: str | None
+
+
+class ExportedPost(ResponseModel):
+    id: Id
+    kind: str
+    text: str
+    visibility: str
+    share_of_id: Id | None
+    quote_of_id: Id | None
+    media: list[dict[str, Any]]
+    links: list[str]
+    created_at: Timestamp
+    edited_at: Timestamp | None
+    deleted_at: Timestamp | None = Field(description="Deleted by you or a moderator, still stored.")
+
+
+class ExportedComment(ResponseModel):
+    id: Id
+    post_id: Id
+    parent_comment_id: Id | None
+    text: str
+    created_at: Timestamp
+    edited_at: Timestamp | None
+    deleted_at: Timestamp | None
+
+
+class ExportedLike(ResponseModel):
+    post_id: Id
+    created_at: Timestamp
+
+
+class ExportedRelation(ResponseModel):
+    """Someone you follow, who follows you, whom you block or mute."""
+
+    user_id: Id
+    username: str
+    created_at: Timestamp
+
+
+class ExportedReport(ResponseModel):
+    id: Id
+    target_type: str
+    target_id: Id
+    reason: str
+    note: str
+    status: str
+    created_at: Timestamp
+
+
+class AccountExport(ResponseModel):
+    """Everything stored about the account that it made or that describes it."""
+
+    format: str = Field(default=EXPORT_FORMAT, description="This document's version.")
+    exported_at: Timestamp
+    account: Account
+    identities: list[ExportedIdentity] = Field(description="Linked sign-in providers.")
+    sessions: list[ExportedSession] = Field(description="Sign-in sessions, newest first.")
+    posts: list[ExportedPost] = Field(description="Your posts and shares, oldest first.")
+    comments: list[ExportedComment]
+    likes: list[ExportedLike]
+    following: list[ExportedRelation]
+    followers: list[ExportedRelation]
+    blocks: list[ExportedRelation]
+    mutes: list[ExportedRelation]
+    reports: list[ExportedReport] = Field(description="Reports you filed.")

@@ -41,6 +41,7 @@ DEFAULT_POLICIES: dict[str, Policy] = {
         Policy("register", "10/hour", "ip", fail_closed=True),
         Policy("password_change", "5/hour", "user", fail_closed=True),
         Policy("account_delete", "5/hour", "user", fail_closed=True),
+        Policy("account_export", "10/hour", "user"),
         Policy("post_create", "100/hour", "user"),
         Policy("comment_create", "300/hour", "user"),
         Policy("follow", "200/hour", "user"),
