@@ -267,11 +267,14 @@ def delete_user(
 
     settings = _settings()
     # a server's in-memory row cache would keep serving the account's cached sign-in state:
-    # refuse beside one (servers without it hold the lock shared, as this does)
+    # refuse beside one (servers without it hold the lock shared, as this does); a shared
+    # Redis row cache is evicted from here
     lock = ServerLock.for_database(settings.effective_database_url, exclusive=False)
     try:
         if lock is not None:
             lock.acquire()
+        elif settings.effective_row_cache == "memory":  # a server's own cache, not on SQLite
+            raise ConfigurationError("TIDINGS_ROW_CACHE=memory")
         erased = asyncio.run(_delete_user(settings, username, erase_now))
     except ConfigurationError as exc:
         console.print(
@@ -296,6 +299,13 @@ async def _delete_user(settings: Settings, username: str, erase_now: bool) -> bo
     from tidings.core.db import Database
 
     db = Database(settings.effective_database_url, pool_size=1)
+    redis = None
+    if settings.effective_row_cache == "redis":  # evict what the servers cache of the account
+        from tidings.feeds.store import connect
+        from tidings.posts.cache import open_row_cache
+
+        redis = connect(settings)
+        open_row_cache(settings, redis, db.sessions)
     try:
         async with db.unit_of_work(write=True) as session:
             user_id = (await operator_delete(session, username)).id
@@ -310,6 +320,8 @@ async def _delete_user(settings: Settings, username: str, erase_now: bool) -> bo
                     break  # a running server's loop finished it
         return True
     finally:
+        if redis is not None:
+            await redis.aclose(close_connection_pool=True)
         await db.dispose()
 
 

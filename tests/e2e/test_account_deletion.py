@@ -78,6 +78,9 @@ async def test_a_deleted_account_is_closed_at_once_and_erased_with_exact_counts(
     quote = await _post(client, alice, text="look", quote_post_id=bobs)
     gone_before = await _post(client, alice, text="deleted earlier #old")
     await _ok(await client.delete(f"/api/v1/posts/{gone_before}", headers=alice.headers), 204)
+    link_only = await _post(client, alice, quote_post_id=bobs, links=["https://a.test/home"])
+    await _ok(await client.delete(f"/api/v1/posts/{link_only}", headers=alice.headers), 204)
+    await _ok(await client.put("/api/v1/users/alice/mute", headers=carol.headers))
     await _ok(await client.put(f"/api/v1/posts/{bobs}/like", headers=alice.headers))
     await _ok(await client.post(f"/api/v1/posts/{bobs}/share", headers=alice.headers), 201)
     await _ok(await client.put(f"/api/v1/posts/{alices}/like", headers=bob.headers))
@@ -168,6 +171,12 @@ async def test_a_deleted_account_is_closed_at_once_and_erased_with_exact_counts(
     assert await _count(container, Follow, both_ways) == 0
     assert await _count(container, Block, Block.blocker_id == alice_id) == 0
     assert await _count(container, Mute, Mute.muter_id == alice_id) == 0
+    # carol's mute of alice: no one could undo it any more
+    assert await _count(container, Mute, Mute.muted_id == alice_id) == 0
+    async with container.db.unit_of_work(write=False) as session:
+        quoted = await session.get(Post, int(link_only))
+        assert quoted is not None
+        assert quoted.links == []  # a quote deleted before: its links went too
     assert (
         await _count(container, NotificationGroup, NotificationGroup.recipient_id == alice_id) == 0
     )
@@ -185,6 +194,10 @@ async def test_a_deleted_account_is_closed_at_once_and_erased_with_exact_counts(
             )
         ).scalars()
         assert {"account:deleted", "account:erased"} <= set(actions)
+    erased = select(func.count()).where(
+        OutboxMessage.event_type == "user.erased", OutboxMessage.aggregate_id == alice_id
+    )
+    assert await _rows(container, erased) == 1
     assert await erase_pending(container.db, batch=10, max_batches=10) == 0  # nothing left
 
     # the name is free again, for a new account that starts from nothing
@@ -258,6 +271,8 @@ async def test_admins_delete_accounts_but_not_their_own_or_another_admins(
             )
         ).scalar_one()
     assert event["by_admin"] is True
+    admin_id = (await _ok(await client.get("/api/v1/me", headers=admin.headers)))["id"]
+    assert event["deleted_by"] == admin_id
     assert await erase_pending(container.db, batch=50, max_batches=50) in (0, 1)
     async with container.db.unit_of_work(write=False) as session:
         row = await session.get(User, int(user.user_id))

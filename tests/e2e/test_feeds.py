@@ -514,11 +514,11 @@ async def test_a_deleted_account_leaves_every_feed(apps: Apps) -> None:
 
     await _ok(apps.feeds, "DELETE", "/api/v1/me", bob, json={"password": DEFAULT_PASSWORD})
     await apps.settled()
-    assert not await apps.redis.exists(apps.timeline(bob))  # the account's own timeline went
     await erase_pending(apps.container.db, batch=2, max_batches=50)  # (or the app's own loop)
     async with apps.container.db.unit_of_work(write=False) as session:
         erased = await session.get(User, int(bob.user_id))
         assert erased is not None
         assert erased.erased_at is not None
     await apps.settled()
+    assert not await apps.redis.exists(apps.timeline(bob))  # the account's own timeline went
     assert await _same_feed(apps, alice) == [alices]

@@ -199,8 +199,9 @@ def test_users_delete_closes_and_erases_an_account(runner: CliRunner, env: Env) 
     assert "Deleted boss and erased" in result.output
     users = _users(env.db_path)
     assert "boss" not in users
-    email, _role, _verified, password_hash = users[f"~{user_id}"]
+    email, role, _verified, password_hash = users[f"~{user_id}"]
     assert email == f"{user_id}@erased.invalid"
+    assert role == "user"  # a deleted admin holds no role
     assert password_hash is None
     missing = _invoke(runner, ["users", "delete", "boss"])
     assert missing.exit_code == 1

@@ -11,10 +11,13 @@ its event (feeds, caches, notifications and webhooks follow as they do for a use
    and mentions blanked (also posts deleted before);
 2. comments: live ones deleted (threads keep a placeholder where others replied), then their
    text blanked;
-3. likes, follows (both ways), the account's blocks and mutes: removed;
+3. likes, follows (both ways), the account's blocks and mutes: removed (with their events),
+   then others' blocks and mutes of the account (without: no one undid anything);
 4. notifications addressed to the account: deleted;
 5. last, the username is freed (the row stays, as ``~<id>``, so what still refers to the
-   account, such as the audit trail, keeps its meaning) and ``erased_at`` is set.
+   account, such as the audit trail, keeps its meaning), ``erased_at`` is set, and the event
+   ``user.erased`` tells the feed store to drop the account's lists (not earlier: while its
+   follows last, a follower's read would rebuild them).
 
 The state is in the database (``users.deleted_at`` / ``erased_at``), so a stopped process
 leaves nothing half done: the next pass carries on where the last committed batch ended.
@@ -28,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
@@ -60,7 +63,12 @@ async def _posts(session: AsyncSession, user_id: int, limit: int) -> int:
         select(Post)
         .where(
             Post.author_id == user_id,
-            or_(Post.deleted_at.is_(None), Post.text != "", Post.has_media),
+            or_(
+                Post.deleted_at.is_(None),
+                Post.text != "",
+                Post.has_media,
+                func.json_array_length(Post.links) > 0,  # a quote may have links, no text
+            ),
         )
         .order_by(Post.id)
         .limit(limit)
@@ -144,6 +152,22 @@ async def _blocks_and_mutes(session: AsyncSession, user_id: int, limit: int) -> 
     return len(others) + len(quiet)
 
 
+async def _blocked_and_muted_by_others(session: AsyncSession, user_id: int, limit: int) -> int:
+    """Others' blocks and mutes of the account: nothing to keep once it is erased, and they
+    could not undo them (the account is a 404). Removed without an event: no one unblocked
+    anyone; their cached relations are evicted as for any change."""
+    graph = GraphRepository(session)
+    blockers = select(Block.blocker_id).where(Block.blocked_id == user_id).limit(limit)
+    by_block = list((await session.execute(blockers)).scalars())
+    for other in by_block:
+        await graph.remove_block(other, user_id)
+    muters = select(Mute.muter_id).where(Mute.muted_id == user_id).limit(limit)
+    by_mute = list((await session.execute(muters)).scalars())
+    for other in by_mute:
+        await graph.remove_mute(other, user_id)
+    return len(by_block) + len(by_mute)
+
+
 async def _notifications(session: AsyncSession, user_id: int, limit: int) -> int:
     ids = select(NotificationGroup.id).where(NotificationGroup.recipient_id == user_id)
     batch = list((await session.execute(ids.limit(limit))).scalars())
@@ -152,13 +176,22 @@ async def _notifications(session: AsyncSession, user_id: int, limit: int) -> int
     return len(batch)
 
 
-STEPS: tuple[Step, ...] = (_posts, _comments, _likes, _follows, _blocks_and_mutes, _notifications)
+STEPS: tuple[Step, ...] = (
+    _posts,
+    _comments,
+    _likes,
+    _follows,
+    _blocks_and_mutes,
+    _blocked_and_muted_by_others,
+    _notifications,
+)
 
 
 async def _finish(session: AsyncSession, user: User) -> None:
     user.username = user.username_key = f"~{user.id}"  # outside USERNAME_PATTERN: never taken
     user.erased_at = utcnow()
     await record_audit(session, AuditAction.ACCOUNT_ERASED, target_type="user", target_id=user.id)
+    record(session, domain.UserErased(user_id=user.id))
 
 
 async def erase_account(

@@ -120,7 +120,7 @@ async def list_users(
 async def admin_update(
     session: AsyncSession, actor: Principal, username: str, cmd: AdminUserUpdate
 ) -> User:
-    user = await UserRepository(session).by_username(username)
+    user = await UserRepository(session).by_username(username, for_update=True)
     if user is None or user.deleted_at is not None:
         raise NotFound(f"No user named '{username}'.")
     if user.id == actor.user_id and (
@@ -208,6 +208,7 @@ async def _close(session: AsyncSession, user: User, *, actor_id: int | None) -> 
     stays taken until the erasure is done."""
     user.deleted_at = utcnow()
     user.suspended = True
+    user.role = Role.USER.value  # a deleted account holds no role (the operator may delete admins)
     user.password_hash = None
     user.email = f"{user.id}@erased.invalid"
     user.email_verified = False
@@ -225,5 +226,12 @@ async def _close(session: AsyncSession, user: User, *, actor_id: int | None) -> 
         target_type="user",
         target_id=user.id,
     )
-    record(session, domain.UserDeleted(user_id=user.id, by_admin=actor_id != user.id))
+    record(
+        session,
+        domain.UserDeleted(
+            user_id=user.id,
+            deleted_by=actor_id,
+            by_admin=actor_id is not None and actor_id != user.id,
+        ),
+    )
     await session.flush()

@@ -190,11 +190,13 @@ class UserUnmuted(_UserPairEvent):
 
 @dataclass(frozen=True)
 class UserDeleted(DomainEvent):
-    """An account's deletion was asked for (by its holder, or by an admin: ``by_admin``); its
-    content is being erased. Systems holding copies of the user's data should erase them too."""
+    """An account's deletion was asked for, by its holder, an admin (``by_admin``) or the
+    operator (``deleted_by`` null); its content is being erased. Systems holding copies of the
+    user's data should erase them too."""
 
     event_type: ClassVar[str] = "user.deleted"
     user_id: int
+    deleted_by: int | None = None
     by_admin: bool = False
 
     @property
@@ -203,6 +205,18 @@ class UserDeleted(DomainEvent):
 
     @property
     def actor_id(self) -> int | None:
+        return self.deleted_by
+
+
+@dataclass(frozen=True)
+class UserErased(DomainEvent):
+    """A deleted account's erasure is done: nothing it made is left."""
+
+    event_type: ClassVar[str] = "user.erased"
+    user_id: int
+
+    @property
+    def aggregate_id(self) -> int:
         return self.user_id
 
 

@@ -22,8 +22,7 @@ def build_registry(*, shared_row_cache: bool = True) -> ConsumerRegistry:
     feed_consumers.register(registry)  # a no-op without a feed store (TIDINGS_FEED_STORE)
     if shared_row_cache:
         graph_consumers.register(registry)
+    # a no-op with TIDINGS_RETENTION_ENABLED=false
     registry.add_loop("retention", run_retention)
-    registry.add_loop(
-        "erasure", run_erasure
-    )  # deleted accounts' content  # a no-op with TIDINGS_RETENTION_ENABLED=false
+    registry.add_loop("erasure", run_erasure)  # deleted accounts' content: always on
     return registry

@@ -8,7 +8,8 @@ feed read), so followers who are not around cost one ``EXISTS`` each and nothing
 Unfollows, blocks, mutes, deletions and visibility downgrades need nothing here: the read path
 filters every candidate with the pull query's own conditions. A follow merges the followee's
 recent posts; a visibility upgrade (private → public) fans the post out like a new one; a
-deleted account's own timeline and recent-posts list are dropped.
+erased account's own timeline and recent-posts list are dropped (once its follows are gone, so
+no follower's read builds the list again).
 
 The consumer is registered always and does nothing without a feed store (``TIDINGS_FEED_STORE
 =none``, the embedded default). While Redis (or the database) cannot be reached, the event is
@@ -103,7 +104,7 @@ async def _followed(store: FeedStore, session: AsyncSession, env: Envelope) -> N
     await merge_followee(store, session, _id(env, "user_id"), _id(env, "target_user_id"))
 
 
-async def _user_deleted(store: FeedStore, _session: AsyncSession, env: Envelope) -> None:
+async def _user_erased(store: FeedStore, _session: AsyncSession, env: Envelope) -> None:
     await store.forget_user(_id(env, "user_id"))
 
 
@@ -112,7 +113,7 @@ HANDLERS: dict[str, Callable[[FeedStore, AsyncSession, Envelope], Awaitable[None
     "post.updated": _updated,
     "post.shared": _shared,
     "user.followed": _followed,
-    "user.deleted": _user_deleted,
+    "user.erased": _user_erased,
 }
 
 

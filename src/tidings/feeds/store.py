@@ -228,12 +228,13 @@ class FeedStore:
         return complete is not None, int(low[0]) if low else 0
 
     async def forget_user(self, user_id: int) -> None:
-        """A deleted account: its own timeline and recent-posts list go, and it is merged into
-        no one's feed any more."""
+        """An erased account: its own timeline and recent-posts list go, and it is merged into
+        no one's feed any more (this process forgets its copy of that set at once)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(self.timeline_key(user_id), self.author_key(user_id))
             pipe.srem(self.celebs_key, str(user_id))
             await pipe.execute()
+        self._celebs = None
 
     # --- reads -----------------------------------------------------------------------------
 
