@@ -37,6 +37,7 @@ from tidings.events.api import router as dead_letters_router
 from tidings.graph.api import router as graph_router
 from tidings.notifications.api import router as notifications_router
 from tidings.posts.api import router as posts_router
+from tidings.recovery.api import router as recovery_router
 from tidings.reports.api import router as reports_router
 from tidings.settings import Settings, get_settings
 from tidings.timelines.api import router as timelines_router
@@ -151,6 +152,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         notifications_router,
         webhooks_router,
         reports_router,
+        recovery_router,
         audit_router,
         dead_letters_router,
     )

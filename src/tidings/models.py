@@ -13,8 +13,10 @@ from tidings.events.models import (
     ProcessedEvent,
 )
 from tidings.graph.models import Block, Follow, Mute
+from tidings.mail.models import OutgoingMail
 from tidings.notifications.models import NotificationActor, NotificationGroup
 from tidings.posts.models import Like, Post, PostMention, PostTag
+from tidings.recovery.models import EmailToken
 from tidings.reports.models import Report
 from tidings.webhooks.models import WebhookDelivery, WebhookSubscription
 
@@ -25,6 +27,7 @@ __all__ = [
     "Block",
     "Comment",
     "DeadLetter",
+    "EmailToken",
     "Follow",
     "IdempotencyRecord",
     "Like",
@@ -34,6 +37,7 @@ __all__ = [
     "OAuthAuthorization",
     "OAuthLoginCode",
     "OutboxMessage",
+    "OutgoingMail",
     "Post",
     "PostMention",
     "PostTag",

@@ -177,6 +177,22 @@ class Settings(BaseSettings):
     erasure_interval_seconds: float = Field(default=5.0, ge=0.05, le=3600)
     erasure_batch: int = Field(default=200, ge=1, le=10_000)
     erasure_max_batches: int = Field(default=50, ge=1, le=100_000)
+    # outgoing mail (tidings.mail): a loop next to the relay sends what requests queued
+    mail_backend: Literal["log", "smtp"] = "log"
+    mail_from: str = Field(default="Tidings <no-reply@localhost>", max_length=254)
+    mail_interval_seconds: float = Field(default=2.0, ge=0.05, le=3600)
+    mail_max_attempts: int = Field(default=8, ge=1, le=100)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    # account recovery (tidings.recovery): where the links in its mails point ("{token}" is
+    # replaced); unset, the mail gives the code to send to the API instead
+    password_reset_url: str | None = None
+    email_verification_url: str | None = None
+    recovery_token_minutes: int = Field(default=30, ge=5, le=24 * 60)
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -200,6 +216,15 @@ class Settings(BaseSettings):
             value = [item.strip() for item in value.split(",") if item.strip()]
         if isinstance(value, list):
             return [_check_redirect_uri(str(item)) for item in value]
+        return value
+
+    @field_validator("password_reset_url", "email_verification_url", mode="after")
+    @classmethod
+    def _link_template(cls, value: str | None) -> str | None:
+        if value is not None and (
+            not value.startswith(("http://", "https://")) or "{token}" not in value
+        ):
+            raise ValueError("must be an http(s) URL containing {token}")
         return value
 
     @field_validator("oauth_callback_base_url", mode="after")

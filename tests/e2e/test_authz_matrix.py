@@ -31,6 +31,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,10 +62,12 @@ from tests.unit.test_route_policies import policies, schema_routes
 from tidings.app import create_app
 from tidings.auth.policy import ROLE_PERMISSIONS, Permission, Role
 from tidings.core.container import Container
+from tidings.core.db import utcnow
 from tidings.core.ids import new_id
 from tidings.events.models import DeadLetter
 from tidings.notifications.models import NotificationGroup
 from tidings.notifications.service import notify_system
+from tidings.recovery.repository import TokenRepository
 from tidings.settings import Settings
 from tidings.webhooks.models import DeliveryStatus, WebhookDelivery
 
@@ -131,6 +134,12 @@ EXPECTED: dict[Key, Row] = {
     ("PATCH", "/api/v1/me"): signed_in(200),
     ("POST", "/api/v1/me/password"): signed_in(204),
     ("GET", "/api/v1/me/export"): signed_in(200),
+    # account recovery: public routes (a token proves who it is for); the admin's address was
+    # verified when the admin was made (409)
+    ("POST", "/api/v1/auth/password-reset"): everyone(202),
+    ("POST", "/api/v1/auth/password-reset/confirm"): everyone(204),
+    ("POST", "/api/v1/me/email/verification"): cells(401, 202, 202, 202, 409),
+    ("POST", "/api/v1/auth/email/verify"): everyone(204),
     ("GET", "/api/v1/users/{username}"): everyone(200),
     ("GET", "/api/v1/admin/users"): admin_only(200),
     # the target is the user: the user cell is an attempt to promote themselves
@@ -755,6 +764,51 @@ async def _export(w: World, actor: str) -> Call:
         return check(name == w.name(actor), f"{actor} exported {name}'s account")
 
     return Call("GET", "/api/v1/me/export", verify=verify)
+
+
+async def _throwaway_token(w: World, purpose: str) -> tuple[str, str]:
+    """A fresh account and a token for it, issued as the mail would carry it: (name, token)."""
+    name = f"rc_{secrets.token_hex(4)}"
+    account = await sign_up(w.client, name)
+    async with w.container.db.unit_of_work(write=True) as session:
+        token = await TokenRepository(session).issue(
+            int(account.user_id), purpose, f"{name}@example.com", utcnow() + timedelta(minutes=5)
+        )
+    return name, token
+
+
+@scenario("POST", "/api/v1/auth/password-reset", "recovery")
+async def _password_reset(w: World, actor: str) -> Call:
+    return Call("POST", "/api/v1/auth/password-reset", json={"email": "user@example.com"})
+
+
+@scenario("POST", "/api/v1/auth/password-reset/confirm", "recovery")
+async def _password_reset_confirm(w: World, actor: str) -> Call:
+    name, token = await _throwaway_token(w, "password_reset")
+    new = f"reset-staple-{secrets.token_hex(4)}"
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        await login(w.client, name, new)  # asserts the new password signs in
+        return []
+
+    body = {"token": token, "new_password": new}
+    return Call("POST", "/api/v1/auth/password-reset/confirm", json=body, verify=verify)
+
+
+@scenario("POST", "/api/v1/me/email/verification", "recovery")
+async def _email_verification(w: World, actor: str) -> Call:
+    return Call("POST", "/api/v1/me/email/verification")
+
+
+@scenario("POST", "/api/v1/auth/email/verify", "recovery")
+async def _email_verify(w: World, actor: str) -> Call:
+    name, token = await _throwaway_token(w, "verify_email")
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        me = await w.client.get("/api/v1/me", headers=(await login(w.client, name)).headers)
+        return check(me.json()["email_verified"] is True, f"{name} is not verified: {me.text}")
+
+    return Call("POST", "/api/v1/auth/email/verify", json={"token": token}, verify=verify)
 
 
 @scenario("GET", "/api/v1/users/{username}", "accounts")

@@ -40,6 +40,9 @@ class AuditAction(StrEnum):
     UNSUSPENDED = "account:unsuspended"
     ACCOUNT_DELETED = "account:deleted"
     ACCOUNT_ERASED = "account:erased"
+    PASSWORD_RESET_REQUESTED = "account:password_reset_requested"  # noqa: S105 (an action name)
+    PASSWORD_RESET = "account:password_reset"  # noqa: S105 (an action name)
+    EMAIL_VERIFIED = "account:email_verified"
     POST_MODERATED = "post:deleted_by_moderator"
     COMMENT_MODERATED = "comment:deleted_by_moderator"
     WEBHOOK_CREATED = "webhook:created"

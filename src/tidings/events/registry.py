@@ -6,6 +6,7 @@ from tidings.accounts.erasure import run_erasure
 from tidings.events.consumers import ConsumerRegistry
 from tidings.feeds import fanout as feed_consumers
 from tidings.graph import consumers as graph_consumers
+from tidings.mail.delivery import run_mail
 from tidings.notifications import consumers as notification_consumers
 from tidings.retention.service import run_retention
 from tidings.webhooks import consumers as webhook_consumers
@@ -25,4 +26,5 @@ def build_registry(*, shared_row_cache: bool = True) -> ConsumerRegistry:
     # a no-op with TIDINGS_RETENTION_ENABLED=false
     registry.add_loop("retention", run_retention)
     registry.add_loop("erasure", run_erasure)  # deleted accounts' content: always on
+    registry.add_loop("mail", run_mail)  # queued mail (TIDINGS_MAIL_BACKEND)
     return registry

@@ -1,0 +1,1 @@
+"""Account recovery by email: password reset and email verification."""

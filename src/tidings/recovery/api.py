@@ -1,0 +1,73 @@
+"""Recovery routes: password reset and email verification by one-time links sent by mail."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from tidings.auth.deps import Viewer, limit, require
+from tidings.auth.policy import Permission, Principal
+from tidings.core.deps import ContainerDep, DbSession
+from tidings.recovery import service
+from tidings.recovery.schemas import (
+    EmailVerification,
+    MailQueued,
+    PasswordReset,
+    PasswordResetRequest,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["account recovery"])
+SelfWriter = Annotated[Principal, Depends(require(Permission.SELF_WRITE))]
+
+
+@router.post(
+    "/auth/password-reset",
+    status_code=202,
+    response_model=MailQueued,
+    summary="Forgot your password: mail a reset link (the same answer for any address)",
+    dependencies=[Depends(limit("password_reset"))],
+)
+async def request_reset(
+    body: PasswordResetRequest, session: DbSession, container: ContainerDep, _viewer: Viewer
+) -> MailQueued:
+    await service.request_password_reset(session, container.settings, str(body.email))
+    return MailQueued(detail=service.QUEUED)
+
+
+@router.post(
+    "/auth/password-reset/confirm",
+    status_code=204,
+    summary="Set a new password with the link's token (signs out everywhere)",
+    dependencies=[Depends(limit("recovery_confirm"))],
+)
+async def reset(
+    body: PasswordReset, session: DbSession, container: ContainerDep, _viewer: Viewer
+) -> Response:
+    await service.reset_password(session, container.hasher, body.token, body.new_password)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/me/email/verification",
+    status_code=202,
+    response_model=MailQueued,
+    summary="Mail a link that confirms your email address",
+    dependencies=[Depends(limit("email_verification"))],
+)
+async def request_verification(
+    principal: SelfWriter, session: DbSession, container: ContainerDep
+) -> MailQueued:
+    await service.request_verification(session, container.settings, principal)
+    return MailQueued(detail="A message with a link is on its way.")
+
+
+@router.post(
+    "/auth/email/verify",
+    status_code=204,
+    summary="Confirm your email address with the link's token",
+    dependencies=[Depends(limit("recovery_confirm"))],
+)
+async def verify(body: EmailVerification, session: DbSession, _viewer: Viewer) -> Response:
+    await service.verify_email(session, body.token)
+    return Response(status_code=204)

@@ -1,0 +1,176 @@
+"""Password reset and email verification by one-time links sent by mail (on SQLite and
+PostgreSQL, through the HTTP API; the mail is what the mail loop would send)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from sqlalchemy import update
+
+from tests.conftest import make_settings
+from tests.support.api import DEFAULT_PASSWORD, assert_problem, login, sign_up
+from tidings.accounts.models import User
+from tidings.core.container import Container
+from tidings.core.db import utcnow
+from tidings.mail.delivery import send_due
+from tidings.recovery.models import EmailToken
+from tidings.settings import Settings
+
+NEW_PASSWORD = "a-brand-new-staple-77"
+RESET = "/api/v1/auth/password-reset"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    # the app's own mail loop stays out of the way: the tests send what is due themselves
+    return make_settings(tmp_path / "data", database_url, mail_interval_seconds=3600)
+
+
+class Outbox:
+    """A sender that keeps the messages (what an SMTP server would receive)."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def send(self, message: EmailMessage) -> None:
+        self.messages.append(message)
+
+
+async def _deliver(container: Container) -> list[EmailMessage]:
+    outbox = Outbox()
+    await send_due(container.db, container.settings, outbox)
+    return outbox.messages
+
+
+def _token(message: EmailMessage) -> str:
+    body = message.get_content()
+    found = re.search(r"code:\n\n(\S+)\n", body) or re.search(r"token=(\S+)\n", body)
+    assert found, body
+    return found.group(1)
+
+
+async def test_a_forgotten_password_is_reset_by_the_mailed_code(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    alice = await sign_up(client, "alice")
+    asked = await client.post(RESET, json={"email": "Alice@Example.com"})
+    unknown = await client.post(RESET, json={"email": "nobody@example.com"})
+    assert asked.status_code == unknown.status_code == 202, (asked.text, unknown.text)
+    assert asked.json() == unknown.json()  # no way to tell which addresses have accounts
+    [message] = await _deliver(container)
+    assert message["To"] == "alice@example.com"
+    assert message["Subject"] == "Reset your password"
+    token = _token(message)
+    assert await _deliver(container) == []  # sent once
+
+    weak = await client.post(f"{RESET}/confirm", json={"token": token, "new_password": "short"})
+    assert_problem(weak, 422)
+    wrong = await client.post(
+        f"{RESET}/confirm", json={"token": "x" * 43, "new_password": NEW_PASSWORD}
+    )
+    assert assert_problem(wrong, 422)["errors"][0]["loc"] == ["body", "token"]
+    done = await client.post(
+        f"{RESET}/confirm", json={"token": token, "new_password": NEW_PASSWORD}
+    )
+    assert done.status_code == 204, done.text
+
+    assert_problem(await client.get("/api/v1/me", headers=alice.headers), 401)  # signed out
+    refresh = await client.post(
+        "/api/v1/auth/token",
+        data={"grant_type": "refresh_token", "refresh_token": alice.refresh_token},
+    )
+    assert refresh.status_code == 400, refresh.text
+    old = await client.post(
+        "/api/v1/auth/token",
+        data={"grant_type": "password", "username": "alice", "password": DEFAULT_PASSWORD},
+    )
+    assert old.status_code in (400, 401), old.text
+    again = await login(client, "alice", NEW_PASSWORD)
+    me = (await client.get("/api/v1/me", headers=again.headers)).json()
+    assert me["email_verified"] is True  # the code reached the address
+    reused = await client.post(
+        f"{RESET}/confirm", json={"token": token, "new_password": "yet-another-staple-88"}
+    )
+    assert_problem(reused, 422)
+
+
+async def test_a_newer_code_replaces_the_older_and_codes_expire(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    await sign_up(client, "bob")
+    await client.post(RESET, json={"email": "bob@example.com"})
+    await client.post(RESET, json={"email": "bob@example.com"})
+    first, second = (_token(m) for m in await _deliver(container))
+    body = {"token": first, "new_password": NEW_PASSWORD}
+    assert_problem(await client.post(f"{RESET}/confirm", json=body), 422)
+    async with container.db.unit_of_work(write=True) as session:
+        await session.execute(update(EmailToken).values(expires_at=utcnow() - timedelta(seconds=1)))
+    body = {"token": second, "new_password": NEW_PASSWORD}
+    assert_problem(await client.post(f"{RESET}/confirm", json=body), 422)
+    await login(client, "bob")  # the password did not change
+
+
+async def test_no_mail_for_accounts_that_may_not_sign_in(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    user = await sign_up(client, "suspended_one")
+    async with container.db.unit_of_work(write=True) as session:
+        await session.execute(
+            update(User).where(User.id == int(user.user_id)).values(suspended=True)
+        )
+    assert (
+        await client.post(RESET, json={"email": "suspended_one@example.com"})
+    ).status_code == 202
+    assert await _deliver(container) == []
+
+
+async def test_an_email_address_is_verified_by_the_mailed_code(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    carol = await sign_up(client, "carol")
+    assert (await client.get("/api/v1/me", headers=carol.headers)).json()["email_verified"] is False
+    assert_problem(await client.post("/api/v1/me/email/verification"), 401)
+    asked = await client.post("/api/v1/me/email/verification", headers=carol.headers)
+    assert asked.status_code == 202, asked.text
+    [message] = await _deliver(container)
+    assert message["To"] == "carol@example.com"
+    assert_problem(await client.post("/api/v1/auth/email/verify", json={"token": "nope"}), 422)
+    token = _token(message)
+    verified = await client.post("/api/v1/auth/email/verify", json={"token": token})
+    assert verified.status_code == 204, verified.text
+    me: dict[str, Any] = (await client.get("/api/v1/me", headers=carol.headers)).json()
+    assert me["email_verified"] is True
+    assert_problem(await client.post("/api/v1/auth/email/verify", json={"token": token}), 422)
+    twice = await client.post("/api/v1/me/email/verification", headers=carol.headers)
+    assert_problem(twice, 409)
+
+
+async def test_the_link_follows_the_configured_template(tmp_path: Path, database_url: str) -> None:
+    settings = make_settings(
+        tmp_path / "data",
+        database_url,
+        mail_interval_seconds=3600,
+        password_reset_url="https://app.example/reset?token={token}",
+    )
+    container = Container.build(settings)
+    try:
+        from tidings.app import create_app
+
+        app = create_app(settings, container)
+        transport = httpx2.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx2.AsyncClient(transport=transport, base_url="http://t") as client,
+        ):
+            await sign_up(client, "dave")
+            await client.post(RESET, json={"email": "dave@example.com"})
+            [message] = await _deliver(container)
+    finally:
+        await container.close()
+    assert re.search(r"https://app\.example/reset\?token=[\w-]{43}\n", message.get_content())

@@ -1,0 +1,122 @@
+"""The mail loop against a real SMTP server on loopback (aiosmtpd), and its retries when the
+server is not there."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import select
+
+from tests.conftest import make_settings
+from tidings.core.container import Container
+from tidings.core.db import utcnow
+from tidings.mail.delivery import LogSender, SmtpSender, send_due
+from tidings.mail.models import OutgoingMail
+from tidings.mail.service import queue_mail
+from tidings.settings import Settings
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.received: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    port = _free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+def _settings(tmp_path: Path, database_url: str, port: int, **extra: Any) -> Settings:
+    return make_settings(
+        tmp_path / "data",
+        database_url,
+        mail_backend="smtp",
+        smtp_port=port,
+        smtp_security="none",
+        smtp_timeout_seconds=5,
+        mail_from="Tidings <no-reply@tidings.test>",
+        **extra,
+    )
+
+
+@pytest.fixture
+async def queued(tmp_path: Path, database_url: str) -> AsyncIterator[Container]:
+    container = Container.build(make_settings(tmp_path / "data", database_url))
+    async with container.db.unit_of_work(write=True) as session:
+        queue_mail(session, "reader@example.com", "Hello", "A body\nwith two lines.\n")
+    yield container
+    await container.close()
+
+
+async def _rows(container: Container) -> list[OutgoingMail]:
+    async with container.db.unit_of_work(write=False) as session:
+        return list((await session.execute(select(OutgoingMail))).scalars())
+
+
+async def test_queued_mail_reaches_the_smtp_server_once(
+    tmp_path: Path, database_url: str, queued: Container, smtp: tuple[Inbox, int]
+) -> None:
+    inbox, port = smtp
+    settings = _settings(tmp_path, database_url, port)
+    assert await send_due(queued.db, settings, SmtpSender(settings)) == 1
+    [(sender, recipients, content)] = inbox.received
+    assert sender == "no-reply@tidings.test"
+    assert recipients == ["reader@example.com"]
+    assert b"Subject: Hello" in content
+    assert b"with two lines." in content
+    assert await _rows(queued) == []  # sent: gone
+    assert await send_due(queued.db, settings, SmtpSender(settings)) == 0
+    assert len(inbox.received) == 1
+
+
+async def test_a_missing_server_is_retried_then_given_up_with_the_body_blanked(
+    tmp_path: Path, database_url: str, queued: Container
+) -> None:
+    settings = _settings(tmp_path, database_url, _free_port(), mail_max_attempts=2)
+    sender = SmtpSender(settings)
+    assert await send_due(queued.db, settings, sender) == 0
+    [row] = await _rows(queued)
+    assert row.attempts == 1
+    assert row.last_error
+    assert row.next_attempt_at is not None
+    assert row.next_attempt_at > utcnow()  # backed off: not due again at once
+    assert row.body
+    assert await send_due(queued.db, settings, sender) == 0  # not due yet: not attempted
+    async with queued.db.unit_of_work(write=True) as session:
+        (await session.get(OutgoingMail, row.id)).next_attempt_at = utcnow()  # type: ignore[union-attr]
+    assert await send_due(queued.db, settings, sender) == 0
+    [row] = await _rows(queued)
+    assert row.attempts == 2
+    assert row.next_attempt_at is None  # given up
+    assert row.body == ""
+
+
+async def test_the_log_backend_writes_each_message_to_a_file(
+    tmp_path: Path, queued: Container
+) -> None:
+    directory = tmp_path / "mail"
+    assert await send_due(queued.db, queued.settings, LogSender(directory)) == 1
+    [path] = directory.glob("*.eml")
+    assert "To: reader@example.com" in path.read_text()
