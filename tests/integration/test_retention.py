@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,9 @@ from tidings.cli import app as cli_app
 from tidings.core.db import Base, Database, utcnow
 from tidings.events.models import DeadLetter, IdempotencyRecord, OutboxMessage, ProcessedEvent
 from tidings.events.registry import build_registry
+from tidings.mail.models import OutgoingMail
 from tidings.notifications.models import NotificationActor, NotificationGroup
+from tidings.recovery.models import EmailToken
 from tidings.retention import service
 from tidings.retention.repository import RULES
 from tidings.settings import Settings, get_settings
@@ -248,6 +251,46 @@ async def _seed_everything(db: Database) -> Seeded:
         session.add(NotificationActor(group_id=unread_old.id, actor_id=bob.id))
         s.gone["notification_groups"].add(read_long_ago.id)
         s.kept["notification_groups"] |= {read_lately.id, unread_old.id}
+
+        # -- mailed one-time tokens (their expiry), mail given up on (30 d) -------------------
+        def token(expires: datetime, used: datetime | None = None) -> EmailToken:
+            row = EmailToken(
+                user_id=alice.id,
+                purpose="password_reset",
+                token_hash=secrets.token_hex(32),
+                email="alice@example.com",
+                created_at=expires - timedelta(minutes=30),
+                expires_at=expires,
+                used_at=used,
+            )
+            session.add(row)
+            return row
+
+        expired_token = token(ago(hours=1))
+        used_expired = token(ago(hours=2), used=ago(hours=2, days=0.01))
+        live_token = token(NOW + timedelta(minutes=10))
+        await session.flush()
+        s.gone["email_tokens"] |= {expired_token.id, used_expired.id}
+        s.kept["email_tokens"].add(live_token.id)
+
+        def mail(created: datetime, next_attempt: datetime | None) -> OutgoingMail:
+            row = OutgoingMail(
+                to_address="alice@example.com",
+                subject="s",
+                body="",
+                created_at=created,
+                next_attempt_at=next_attempt,
+                attempts=8 if next_attempt is None else 1,
+            )
+            session.add(row)
+            return row
+
+        failed_long_ago = mail(ago(31), None)
+        failed_lately = mail(ago(29), None)
+        still_trying = mail(ago(40), ago(1))
+        await session.flush()
+        s.gone["outgoing_mail"].add(failed_long_ago.id)
+        s.kept["outgoing_mail"] |= {failed_lately.id, still_trying.id}
     return s
 
 

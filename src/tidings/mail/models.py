@@ -24,7 +24,7 @@ class OutgoingMail(Base):
     subject: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # when it is due next; None once it has failed for good
-    next_attempt_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    # when it is due next (queue_mail: now); None once it has failed for good
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(500), default=None)

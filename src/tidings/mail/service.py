@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tidings.core.db import utcnow
 from tidings.mail.models import OutgoingMail
 
 
 def queue_mail(session: AsyncSession, to_address: str, subject: str, body: str) -> None:
-    session.add(OutgoingMail(to_address=to_address, subject=subject, body=body))
+    session.add(
+        OutgoingMail(to_address=to_address, subject=subject, body=body, next_attempt_at=utcnow())
+    )

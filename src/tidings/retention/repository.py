@@ -34,7 +34,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.auth.models import AuthSession, RefreshToken
 from tidings.core.db import Base
 from tidings.events.models import DeadLetter, IdempotencyRecord, OutboxMessage, ProcessedEvent
+from tidings.mail.models import OutgoingMail
 from tidings.notifications.models import NotificationGroup
+from tidings.recovery.models import EmailToken
 from tidings.webhooks.models import DeliveryStatus, WebhookDelivery
 
 Keys: TypeAlias = Select[*tuple[Any, ...]]  # the primary keys of rows that may go
@@ -182,6 +184,19 @@ def read_notifications(c: Cutoffs) -> Keys:
     )
 
 
+def expired_email_tokens(c: Cutoffs) -> Keys:
+    """Password-reset and verification tokens past ``expires_at``: refused anyway."""
+    return select(EmailToken.id).where(EmailToken.expires_at < c.now)
+
+
+def failed_mail(c: Cutoffs) -> Keys:
+    """Mail given up on (its body already blanked) more than the webhook cutoff ago, by when it
+    was queued. Mail still being tried always stays; sent mail is deleted when sent."""
+    return select(OutgoingMail.id).where(
+        OutgoingMail.next_attempt_at.is_(None), OutgoingMail.created_at < c.webhooks
+    )
+
+
 # In this order: an outbox row goes before its markers, tokens before their sessions.
 RULES: tuple[Rule, ...] = (
     Rule("outbox", OutboxMessage, (OutboxMessage.id,), published_outbox),
@@ -202,6 +217,8 @@ RULES: tuple[Rule, ...] = (
     Rule("refresh_tokens", RefreshToken, (RefreshToken.id,), expired_refresh_tokens),
     Rule("auth_sessions", AuthSession, (AuthSession.id,), revoked_sessions),
     Rule("notification_groups", NotificationGroup, (NotificationGroup.id,), read_notifications),
+    Rule("email_tokens", EmailToken, (EmailToken.id,), expired_email_tokens),
+    Rule("outgoing_mail", OutgoingMail, (OutgoingMail.id,), failed_mail),
 )
 
 
