@@ -178,7 +178,8 @@ class Settings(BaseSettings):
     erasure_batch: int = Field(default=200, ge=1, le=10_000)
     erasure_max_batches: int = Field(default=50, ge=1, le=100_000)
     # outgoing mail (tidings.mail): a loop next to the relay sends what requests queued
-    mail_backend: Literal["log", "smtp"] = "log"
+    # None: "log" in development, "disabled" in production (where "log" is refused)
+    mail_backend: Literal["log", "smtp", "disabled"] | None = None
     mail_from: str = Field(default="Tidings <no-reply@localhost>", max_length=254)
     mail_interval_seconds: float = Field(default=2.0, ge=0.05, le=3600)
     mail_max_attempts: int = Field(default=8, ge=1, le=100)
@@ -217,6 +218,20 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             return [_check_redirect_uri(str(item)) for item in value]
         return value
+
+    @model_validator(mode="after")
+    def _mail_in_production(self) -> Settings:
+        if self.is_production and self.mail_backend == "log":
+            raise ValueError(
+                "TIDINGS_MAIL_BACKEND=log writes one-time links to files: in production use "
+                "smtp, or disabled (no password reset by mail)"
+            )
+        if self.is_production:
+            for name in ("password_reset_url", "email_verification_url"):
+                url = getattr(self, name)
+                if url is not None and not url.startswith("https://"):
+                    raise ValueError(f"TIDINGS_{name.upper()} must be https in production")
+        return self
 
     @field_validator("password_reset_url", "email_verification_url", mode="after")
     @classmethod
@@ -299,6 +314,12 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def effective_mail_backend(self) -> str:
+        if self.mail_backend is not None:
+            return self.mail_backend
+        return "disabled" if self.is_production else "log"
 
     @property
     def effective_database_url(self) -> str:

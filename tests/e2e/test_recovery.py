@@ -18,8 +18,9 @@ from tests.support.api import DEFAULT_PASSWORD, assert_problem, login, sign_up
 from tidings.accounts.models import User
 from tidings.core.container import Container
 from tidings.core.db import utcnow
-from tidings.mail.delivery import send_due
+from tidings.mail.delivery import default_renderers, send_due
 from tidings.recovery.models import EmailToken
+from tidings.recovery.repository import token_hash
 from tidings.settings import Settings
 
 NEW_PASSWORD = "a-brand-new-staple-77"
@@ -38,13 +39,14 @@ class Outbox:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, recipient: str) -> None:
+        assert recipient == message["To"]
         self.messages.append(message)
 
 
 async def _deliver(container: Container) -> list[EmailMessage]:
     outbox = Outbox()
-    await send_due(container.db, container.settings, outbox)
+    await send_due(container.db, container.settings, outbox, default_renderers())
     return outbox.messages
 
 
@@ -91,6 +93,9 @@ async def test_a_forgotten_password_is_reset_by_the_mailed_code(
         data={"grant_type": "password", "username": "alice", "password": DEFAULT_PASSWORD},
     )
     assert old.status_code in (400, 401), old.text
+    [notice] = await _deliver(container)
+    assert notice["To"] == "alice@example.com"
+    assert notice["Subject"] == "Your password was changed"
     again = await login(client, "alice", NEW_PASSWORD)
     me = (await client.get("/api/v1/me", headers=again.headers)).json()
     assert me["email_verified"] is True  # the code reached the address
@@ -100,20 +105,27 @@ async def test_a_forgotten_password_is_reset_by_the_mailed_code(
     assert_problem(reused, 422)
 
 
-async def test_a_newer_code_replaces_the_older_and_codes_expire(
+async def test_codes_work_until_one_is_used_or_they_expire_and_are_capped_per_hour(
     client: httpx2.AsyncClient, container: Container
 ) -> None:
     await sign_up(client, "bob")
-    await client.post(RESET, json={"email": "bob@example.com"})
-    await client.post(RESET, json={"email": "bob@example.com"})
-    first, second = (_token(m) for m in await _deliver(container))
-    body = {"token": first, "new_password": NEW_PASSWORD}
-    assert_problem(await client.post(f"{RESET}/confirm", json=body), 422)
-    async with container.db.unit_of_work(write=True) as session:
-        await session.execute(update(EmailToken).values(expires_at=utcnow() - timedelta(seconds=1)))
-    body = {"token": second, "new_password": NEW_PASSWORD}
+    for _ in range(5):  # asked for five times (from many addresses, say): three mails an hour
+        assert (await client.post(RESET, json={"email": "bob@example.com"})).status_code == 202
+    first, second, third = (_token(m) for m in await _deliver(container))
+    async with container.db.unit_of_work(write=True) as session:  # the third one expired
+        await session.execute(
+            update(EmailToken)
+            .where(EmailToken.token_hash == token_hash(third))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    body = {"token": third, "new_password": NEW_PASSWORD}
     assert_problem(await client.post(f"{RESET}/confirm", json=body), 422)
     await login(client, "bob")  # the password did not change
+    body = {"token": second, "new_password": NEW_PASSWORD}  # a newer request did not cancel it
+    assert (await client.post(f"{RESET}/confirm", json=body)).status_code == 204
+    body = {"token": first, "new_password": "another-staple-99"}  # used one: the others retire
+    assert_problem(await client.post(f"{RESET}/confirm", json=body), 422)
+    await login(client, "bob", NEW_PASSWORD)
 
 
 async def test_no_mail_for_accounts_that_may_not_sign_in(
@@ -174,3 +186,40 @@ async def test_the_link_follows_the_configured_template(tmp_path: Path, database
     finally:
         await container.close()
     assert re.search(r"https://app\.example/reset\?token=[\w-]{43}\n", message.get_content())
+
+
+async def test_without_mail_the_routes_that_need_it_answer_503(
+    tmp_path: Path, database_url: str
+) -> None:
+    settings = make_settings(tmp_path / "data", database_url, mail_backend="disabled")
+    container = Container.build(settings)
+    try:
+        from tidings.app import create_app
+
+        app = create_app(settings, container)
+        transport = httpx2.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx2.AsyncClient(transport=transport, base_url="http://t") as client,
+        ):
+            erin = await sign_up(client, "erin")
+            assert_problem(await client.post(RESET, json={"email": "erin@example.com"}), 503)
+            sent = await client.post("/api/v1/me/email/verification", headers=erin.headers)
+            assert_problem(sent, 503)
+            change = {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD}
+            changed = await client.post("/api/v1/me/password", json=change, headers=erin.headers)
+            assert changed.status_code == 204, changed.text  # no notice to queue, no error
+            assert await _deliver(container) == []
+    finally:
+        await container.close()
+
+
+async def test_a_password_change_is_told_to_the_address(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    frank = await sign_up(client, "frank")
+    change = {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD}
+    changed = await client.post("/api/v1/me/password", json=change, headers=frank.headers)
+    assert changed.status_code == 204, changed.text
+    [notice] = await _deliver(container)
+    assert (notice["To"], notice["Subject"]) == ("frank@example.com", "Your password was changed")

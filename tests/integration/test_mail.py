@@ -120,3 +120,46 @@ async def test_the_log_backend_writes_each_message_to_a_file(
     assert await send_due(queued.db, queued.settings, LogSender(directory)) == 1
     [path] = directory.glob("*.eml")
     assert "To: reader@example.com" in path.read_text()
+
+
+class Kept:
+    def __init__(self) -> None:
+        self.to: list[str] = []
+
+    async def send(self, message: Any, recipient: str) -> None:
+        self.to.append(recipient)
+
+
+async def test_an_unsendable_or_expired_message_does_not_hold_up_the_rest(
+    queued: Container,
+) -> None:
+    async with queued.db.unit_of_work(write=True) as session:
+        queue_mail(session, "x@example.com\r\nBcc: victim@example.com", "Injected", "body")
+        queue_mail(session, "late@example.com", "Late", "body", expires_at=utcnow())
+
+        async def boom(session: Any, mail: OutgoingMail, settings: Settings) -> bool:
+            raise RuntimeError("renderer bug")
+
+        queue_mail(session, "rendered@example.com", "", kind="boom")
+        queue_mail(session, "nobody@example.com", "", kind="skip")
+
+    async def skip(session: Any, mail: OutgoingMail, settings: Settings) -> bool:
+        return False
+
+    sender = Kept()
+    renderers = {"boom": boom, "skip": skip}
+    assert await send_due(queued.db, queued.settings, sender, renderers) == 1
+    assert sender.to == ["reader@example.com"]  # the good one went
+    rows = {row.to_address: row for row in await _rows(queued)}
+    assert "nobody@example.com" not in rows  # nothing to send: gone
+    injected = rows["x@example.com\r\nBcc: victim@example.com"]
+    assert injected.next_attempt_at is None  # failed for good, at once
+    assert injected.body == ""
+    assert injected.last_error is not None
+    assert injected.last_error.startswith("unsendable")
+    assert rows["late@example.com"].next_attempt_at is None
+    assert rows["late@example.com"].last_error == "expired before it could be sent"
+    broken = rows["rendered@example.com"]
+    assert broken.last_error == "RuntimeError: renderer bug"
+    assert broken.next_attempt_at is not None  # tried again later
+    assert broken.next_attempt_at > utcnow()

@@ -310,3 +310,32 @@ def test_an_in_memory_row_cache_with_a_separate_worker_is_refused(tmp_path: Path
     with pytest.raises(ValidationError, match="TIDINGS_ROW_CACHE=memory"):
         Settings(data_dir=tmp_path, row_cache="memory", relay_in_api=False)
     assert Settings(data_dir=tmp_path, row_cache="memory").effective_row_cache == "memory"
+
+
+# --- mail ----------------------------------------------------------------------------------------
+
+
+def test_mail_is_logged_in_development_and_off_in_production_by_default(tmp_path: Path) -> None:
+    assert Settings(data_dir=tmp_path).effective_mail_backend == "log"
+    assert Settings(env="production", data_dir=tmp_path).effective_mail_backend == "disabled"
+    smtp = Settings(env="production", data_dir=tmp_path, mail_backend="smtp")
+    assert smtp.effective_mail_backend == "smtp"
+
+
+def test_production_refuses_mail_to_files_and_plain_http_links(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="TIDINGS_MAIL_BACKEND=log"):
+        Settings(env="production", data_dir=tmp_path, mail_backend="log")
+    with pytest.raises(ValidationError, match="must be https in production"):
+        Settings(
+            env="production",
+            data_dir=tmp_path,
+            password_reset_url="http://app.example/reset?token={token}",
+        )
+    with pytest.raises(ValidationError, match="containing \\{token\\}"):
+        Settings(data_dir=tmp_path, email_verification_url="https://app.example/verify")
+    ok = Settings(
+        env="production",
+        data_dir=tmp_path,
+        password_reset_url="https://app.example/reset#token={token}",
+    )
+    assert ok.password_reset_url == "https://app.example/reset#token={token}"

@@ -81,7 +81,12 @@ async def change_password(
     body: PasswordChange, principal: SelfWriter, session: DbSession, container: ContainerDep
 ) -> Response:
     await service.change_password(
-        session, container.hasher, principal.user_id, body.current_password, body.new_password
+        session,
+        container.settings,
+        container.hasher,
+        principal.user_id,
+        body.current_password,
+        body.new_password,
     )
     return Response(status_code=204)
 

@@ -21,6 +21,8 @@ from tidings.core.security import PasswordHasher
 from tidings.events import domain
 from tidings.events.outbox import record
 from tidings.graph.service import visible_user
+from tidings.mail.service import mail_enabled, queue_mail
+from tidings.settings import Settings
 
 
 def normalise_email(email: str) -> str:
@@ -78,8 +80,26 @@ async def update_profile(session: AsyncSession, user_id: int, changes: dict[str,
     return user
 
 
+def notify_password_changed(session: AsyncSession, settings: Settings, user: User) -> None:
+    """Tell the address that the password changed (a reset, or a change while signed in)."""
+    if not mail_enabled(settings):
+        return
+    queue_mail(
+        session,
+        user.email,
+        "Your password was changed",
+        f"The password of @{user.username} was just changed, and every session signed out.\n"
+        "If it was not you, reset it at once and tell the service's operators.\n",
+    )
+
+
 async def change_password(
-    session: AsyncSession, hasher: PasswordHasher, user_id: int, current: str | None, new: str
+    session: AsyncSession,
+    settings: Settings,
+    hasher: PasswordHasher,
+    user_id: int,
+    current: str | None,
+    new: str,
 ) -> None:
     """Change the password; an account without one (made by a sign-in provider) sets its first
     without ``current``."""
@@ -98,6 +118,7 @@ async def change_password(
             )
     user.password_hash = await hasher.hash(new)
     await AuthRepository(session).revoke_all_for_user(user.id, "password_changed")
+    notify_password_changed(session, settings, user)
     await record_audit(
         session,
         AuditAction.PASSWORD_CHANGED,

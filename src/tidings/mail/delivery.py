@@ -1,21 +1,29 @@
 """Sending queued mail: a loop wherever the relay runs (``tidings worker``, or the API process
 in the embedded default), every ``TIDINGS_MAIL_INTERVAL_SECONDS``.
 
-A pass claims due messages (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several processes
-split them) by moving their next attempt a lease ahead, commits, sends them outside any
-transaction, then deletes each one sent, or schedules the next attempt with a growing delay
-(at most ``TIDINGS_MAIL_MAX_ATTEMPTS``; then it stays, failed, with its body blanked). A
-process that stops between sending and deleting sends that message again after the lease:
-delivery is at least once.
+A pass claims up to :data:`BATCH` due messages (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
+several processes split them) by moving their next attempt a lease ahead (longer than the batch
+can take to send), renders those whose body is written at sending time, commits, sends them
+outside any transaction, then deletes each one sent, or schedules the next attempt with a
+growing delay (at most ``TIDINGS_MAIL_MAX_ATTEMPTS``; then it stays, failed, with its body
+blanked). A message that cannot even be built (a malformed address) fails for good at once,
+and one past its ``expires_at`` is given up: neither holds up the rest. A process that stops
+between sending and deleting sends that message again after the lease: delivery is at least
+once; settling checks the claim is still this pass's.
 
-Backends (``TIDINGS_MAIL_BACKEND``): ``log`` (the default, for development: each message is
-logged and written as an ``.eml`` file under ``<data dir>/mail/``, where the link in it can be
-followed) and ``smtp`` (aiosmtplib: ``TIDINGS_SMTP_*``).
+Backends (``TIDINGS_MAIL_BACKEND``): ``log`` (the development default: each message is
+written as an ``.eml`` file, readable by its owner only, under ``<data dir>/mail/``, where the
+link in it can be followed; refused in production), ``smtp`` (aiosmtplib: ``TIDINGS_SMTP_*``)
+and ``disabled`` (the production default: nothing is queued; the routes that need mail answer
+503).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -25,6 +33,7 @@ from typing import Any, Protocol
 import aiosmtplib
 import structlog
 from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.core.db import Database, utcnow
 from tidings.core.stopping import stopped_within
@@ -33,36 +42,45 @@ from tidings.settings import Settings
 
 log = structlog.get_logger("tidings.mail")
 
-LEASE = timedelta(minutes=2)  # a claimed message is due again after this if not settled
-BATCH = 50
+BATCH = 10
+
+# Writes the subject and body of a message whose ``kind`` is its own, in the claiming
+# transaction; False: there is nothing to send (the row is deleted).
+Renderer = Callable[[AsyncSession, OutgoingMail, Settings], Awaitable[bool]]
 
 
 class Sender(Protocol):
-    async def send(self, message: EmailMessage) -> None: ...
+    async def send(self, message: EmailMessage, recipient: str) -> None: ...
 
 
 class LogSender:
-    """Development: the message goes to the log and to ``<directory>/<id>.eml``."""
+    """Development: each message goes to ``<directory>/<id>.eml`` (mode 0600)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    async def send(self, message: EmailMessage) -> None:
+    def _write(self, name: str, data: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+
+    async def send(self, message: EmailMessage, recipient: str) -> None:
         name = str(message["Message-ID"]).strip("<>").replace("@", "_").replace("/", "_")
-        (self.directory / f"{name}.eml").write_bytes(bytes(message))
-        log.info("mail_logged", to=message["To"], subject=message["Subject"], file=name + ".eml")
+        await asyncio.to_thread(self._write, f"{name}.eml", bytes(message))
+        log.info("mail_written", subject=message["Subject"], file=f"{name}.eml")
 
 
 class SmtpSender:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, recipient: str) -> None:
         s = self.settings
         password = s.smtp_password.get_secret_value() if s.smtp_password else None
         await aiosmtplib.send(
             message,
+            recipients=[recipient],  # never parsed back out of the headers
             hostname=s.smtp_host,
             port=s.smtp_port,
             username=s.smtp_username,
@@ -74,7 +92,7 @@ class SmtpSender:
 
 
 def sender_for(settings: Settings) -> Sender:
-    if settings.mail_backend == "smtp":
+    if settings.effective_mail_backend == "smtp":
         return SmtpSender(settings)
     return LogSender(Path(settings.data_dir) / "mail")
 
@@ -93,32 +111,91 @@ def _retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** (attempts - 1), 3600))  # 30 s, 1 min, ... 1 h
 
 
-async def send_due(db: Database, settings: Settings, sender: Sender) -> int:
-    """One pass: claim the due messages, send them, settle each; returns how many were sent."""
+def lease_for(settings: Settings) -> timedelta:
+    """How long a claim lasts: longer than a batch can take to send (each message gets its
+    own connection, each step of it up to the SMTP timeout)."""
+    return timedelta(seconds=max(120.0, 3 * BATCH * settings.smtp_timeout_seconds))
+
+
+def _give_up(row: OutgoingMail, error: str) -> None:
+    row.next_attempt_at = None
+    row.body = ""  # it may hold a one-time link
+    row.last_error = error[:500]
+    log.error("mail_failed", mail_id=row.id, attempts=row.attempts, error=row.last_error)
+
+
+async def _claim(
+    session: AsyncSession,
+    settings: Settings,
+    renderers: Mapping[str, Renderer],
+    lease: timedelta,
+) -> list[tuple[int, int, EmailMessage, str]]:
     now = utcnow()
-    async with db.unit_of_work(write=True) as session:
-        stmt = (
-            select(OutgoingMail)
-            .where(OutgoingMail.next_attempt_at <= now)
-            .order_by(OutgoingMail.next_attempt_at)
-            .limit(BATCH)
-            .with_for_update(skip_locked=True)
-        )
-        rows = list((await session.execute(stmt)).scalars())
-        for row in rows:
-            row.next_attempt_at = now + LEASE
-            row.attempts += 1
-        claimed = [(row.id, row.attempts, _message(settings, row)) for row in rows]
-    sent = 0
-    for row_id, attempts, message in claimed:
+    stmt = (
+        select(OutgoingMail)
+        .where(OutgoingMail.next_attempt_at <= now)
+        .order_by(OutgoingMail.next_attempt_at)
+        .limit(BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    claimed: list[tuple[int, int, EmailMessage, str]] = []
+    for row in list((await session.execute(stmt)).scalars()):
+        row.attempts += 1
+        row.next_attempt_at = now + lease
+        if row.expires_at is not None and row.expires_at <= now:
+            _give_up(row, "expired before it could be sent")
+            continue
+        if row.kind != "message":
+            render = renderers.get(row.kind)
+            if render is None:
+                _give_up(row, f"no renderer for mail of kind {row.kind!r} in this process")
+                continue
+            try:
+                async with session.begin_nested():
+                    wanted = await render(session, row, settings)
+            except Exception as exc:  # its savepoint is undone; the claim of the rest stands
+                row.next_attempt_at = now + _retry_delay(row.attempts)
+                row.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                continue
+            if not wanted:
+                await session.delete(row)
+                continue
+            row.kind = "message"  # rendered once: a retry sends the same message
         try:
-            await sender.send(message)
+            message = _message(settings, row)
+        except Exception as exc:  # a malformed address or subject: it never will be sendable
+            _give_up(row, f"unsendable: {type(exc).__name__}: {exc}")
+            continue
+        claimed.append((row.id, row.attempts, message, row.to_address))
+    return claimed
+
+
+async def send_due(
+    db: Database,
+    settings: Settings,
+    sender: Sender,
+    renderers: Mapping[str, Renderer] | None = None,
+) -> int:
+    """One pass: claim the due messages, send them, settle each; returns how many were sent."""
+    lease = lease_for(settings)
+    started = time.monotonic()
+    async with db.unit_of_work(write=True) as session:
+        claimed = await _claim(session, settings, renderers or {}, lease)
+    sent = 0
+    for row_id, attempts, message, recipient in claimed:
+        if time.monotonic() - started > lease.total_seconds() / 2:
+            break  # the rest stay claimed, and are due again when the lease ends
+        try:
+            await sender.send(message, recipient)
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
-            await _failed(db, settings, row_id, attempts, error)
+            await _failed(db, settings, row_id, attempts, f"{type(exc).__name__}: {exc}"[:500])
             continue
         async with db.unit_of_work(write=True) as session:
-            await session.execute(delete(OutgoingMail).where(OutgoingMail.id == row_id))
+            await session.execute(
+                delete(OutgoingMail).where(
+                    OutgoingMail.id == row_id, OutgoingMail.attempts == attempts
+                )
+            )
         sent += 1
     return sent
 
@@ -133,16 +210,27 @@ async def _failed(db: Database, settings: Settings, row_id: int, attempts: int, 
         log.warning("mail_retry", mail_id=row_id, attempts=attempts, error=error)
     async with db.unit_of_work(write=True) as session:
         await session.execute(
-            update(OutgoingMail).where(OutgoingMail.id == row_id).values(**values)
+            update(OutgoingMail)
+            .where(OutgoingMail.id == row_id, OutgoingMail.attempts == attempts)  # still ours
+            .values(**values)
         )
+
+
+def default_renderers() -> dict[str, Renderer]:
+    from tidings.recovery.service import RESET_MAIL, render_password_reset
+
+    return {RESET_MAIL: render_password_reset}
 
 
 async def run_mail(stop: asyncio.Event, container: Any) -> None:
     """The background loop registered with the event runtime (``container`` is the app's)."""
     settings: Settings = container.settings
+    if settings.effective_mail_backend == "disabled":
+        return
     sender = sender_for(settings)
+    renderers = default_renderers()
     while not await stopped_within(stop, settings.mail_interval_seconds):
         try:
-            await send_due(container.db, settings, sender)
+            await send_due(container.db, settings, sender, renderers)
         except Exception as exc:
             log.warning("mail_pass_failed", error=f"{type(exc).__name__}: {exc}")

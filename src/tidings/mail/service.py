@@ -4,13 +4,37 @@ sent even if the process stops right after. Nothing here commits."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.core.db import utcnow
 from tidings.mail.models import OutgoingMail
+from tidings.settings import Settings
 
 
-def queue_mail(session: AsyncSession, to_address: str, subject: str, body: str) -> None:
+def mail_enabled(settings: Settings) -> bool:
+    return settings.effective_mail_backend != "disabled"
+
+
+def queue_mail(
+    session: AsyncSession,
+    to_address: str,
+    subject: str,
+    body: str = "",
+    *,
+    kind: str = "message",
+    expires_at: datetime | None = None,
+) -> None:
+    """A message to send after commit; ``kind`` other than ``message`` is rendered at sending
+    time (``body`` is then empty); not sent by ``expires_at``, it is given up."""
     session.add(
-        OutgoingMail(to_address=to_address, subject=subject, body=body, next_attempt_at=utcnow())
+        OutgoingMail(
+            kind=kind,
+            to_address=to_address,
+            subject=subject,
+            body=body,
+            next_attempt_at=utcnow(),
+            expires_at=expires_at,
+        )
     )

@@ -44,7 +44,9 @@ async def request_reset(
 async def reset(
     body: PasswordReset, session: DbSession, container: ContainerDep, _viewer: Viewer
 ) -> Response:
-    await service.reset_password(session, container.hasher, body.token, body.new_password)
+    await service.reset_password(
+        session, container.settings, container.hasher, body.token, body.new_password
+    )
     return Response(status_code=204)
 
 

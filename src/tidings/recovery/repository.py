@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.core.db import utcnow
@@ -22,17 +22,8 @@ class TokenRepository:
         self.session = session
 
     async def issue(self, user_id: int, purpose: str, email: str, expires_at: datetime) -> str:
-        """A new token for the purpose; the user's earlier unused ones for it stop working."""
-        await self.session.execute(
-            update(EmailToken)
-            .where(
-                EmailToken.user_id == user_id,
-                EmailToken.purpose == purpose,
-                EmailToken.used_at.is_(None),
-            )
-            .values(used_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
+        """A new token for the purpose. Earlier unused ones keep working until one is used
+        (:meth:`retire_others`): a new request cannot cancel a link already on its way."""
         token = secrets.token_urlsafe(32)
         self.session.add(
             EmailToken(
@@ -44,6 +35,27 @@ class TokenRepository:
             )
         )
         return token
+
+    async def issued_since(self, user_id: int, purpose: str, since: datetime) -> int:
+        stmt = select(func.count()).where(
+            EmailToken.user_id == user_id,
+            EmailToken.purpose == purpose,
+            EmailToken.created_at >= since,
+        )
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def retire_others(self, user_id: int, purpose: str) -> None:
+        """Once one token did its job, the user's other unused ones for it stop working."""
+        await self.session.execute(
+            update(EmailToken)
+            .where(
+                EmailToken.user_id == user_id,
+                EmailToken.purpose == purpose,
+                EmailToken.used_at.is_(None),
+            )
+            .values(used_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
 
     async def redeem(self, token: str, purpose: str) -> EmailToken | None:
         """The token's row, marked used, if it is unused and unexpired (locked until commit, so

@@ -24,11 +24,13 @@ def upgrade() -> None:
     op.create_table(
         "outgoing_mail",
         sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("to_address", sa.String(length=254), nullable=False),
         sa.Column("subject", sa.String(length=200), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("created_at", Time(timezone=True), nullable=False),
         sa.Column("next_attempt_at", Time(timezone=True), nullable=True),
+        sa.Column("expires_at", Time(timezone=True), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.String(length=500), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outgoing_mail")),
