@@ -4,6 +4,7 @@ trusted proxies, and Redis as the shared store (failing open or closed when it i
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -289,3 +290,39 @@ async def test_each_write_budget_refuses_past_its_limit_and_writes_nothing(
         assert int(refused.headers["retry-after"]) > 0, body
         assert refused.headers["ratelimit-policy"].startswith(f'"{policy}";q=2;')
         assert await effects() == 2
+
+
+async def test_a_password_reset_ends_the_lockout_from_the_client_that_used_it(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Locked out after failed sign-ins, the owner resets the password through the mailed link
+    (written by the real mail loop's development backend) and signs in at once."""
+    await _within_one_window(15 * 60)
+    async with limited_client(tmp_path, database_url, mail_interval_seconds=0.1) as client:
+        await register(client, "forgetful")
+        statuses = [
+            (
+                await client.post("/api/v1/auth/token", data=_login("forgetful", "wrong-1234"))
+            ).status_code
+            for _ in range(6)
+        ]
+        assert statuses == [400] * 5 + [429]
+        asked = await client.post(
+            "/api/v1/auth/password-reset", json={"email": "forgetful@example.com"}
+        )
+        assert asked.status_code == 202, asked.text
+        mail_dir = tmp_path / "rl" / "mail"
+        for _ in range(100):  # the loop's pass every 0.1 s: at most 10 s
+            files = list(mail_dir.glob("*.eml")) if mail_dir.exists() else []
+            if files:
+                break
+            await asyncio.sleep(0.1)
+        [mail] = files
+        token = re.search(r"code:\n\n(\S+)\n", mail.read_text()).group(1)  # type: ignore[union-attr]
+        new = "a-fresh-staple-after-reset"
+        done = await client.post(
+            "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": new}
+        )
+        assert done.status_code == 204, done.text
+        again = await client.post("/api/v1/auth/token", data=_login("forgetful", new))
+        assert again.status_code == 200, again.text

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Response
 from tidings.auth.deps import Viewer, limit, require
 from tidings.auth.policy import Permission, Principal
 from tidings.core.deps import ContainerDep, DbSession
+from tidings.core.requestid import current_client_ip
 from tidings.recovery import service
 from tidings.recovery.schemas import (
     EmailVerification,
@@ -44,9 +45,14 @@ async def request_reset(
 async def reset(
     body: PasswordReset, session: DbSession, container: ContainerDep, _viewer: Viewer
 ) -> Response:
-    await service.reset_password(
+    user = await service.reset_password(
         session, container.settings, container.hasher, body.token, body.new_password
     )
+    # whoever holds the link may sign in from here again at once: the lockout after failed
+    # sign-ins from this client ends for the account's username and email
+    ip = current_client_ip() or "unknown"
+    for login in (user.username_key, user.email):
+        await container.limiter.reset("login_lockout", f"{login}|{ip}")
     return Response(status_code=204)
 
 

@@ -108,7 +108,7 @@ async def reset_password(
     hasher: PasswordHasher,
     token: str,
     new_password: str,
-) -> None:
+) -> User:
     tokens = TokenRepository(session)
     row = await tokens.redeem(token, RESET)
     if row is None:
@@ -124,6 +124,7 @@ async def reset_password(
         session, AuditAction.PASSWORD_RESET, actor_id=user.id, target_type="user", target_id=user.id
     )
     notify_password_changed(session, settings, user)
+    return user
 
 
 async def request_verification(
