@@ -33,6 +33,7 @@ RELAXED_POLICIES = (
     "token_refresh",
     "password_change",
     "account_delete",
+    "session_end",
     "account_export",
     "password_reset",
     "recovery_confirm",

@@ -134,6 +134,9 @@ EXPECTED: dict[Key, Row] = {
     ("PATCH", "/api/v1/me"): signed_in(200),
     ("POST", "/api/v1/me/password"): signed_in(204),
     ("GET", "/api/v1/me/export"): signed_in(200),
+    ("GET", "/api/v1/me/sessions"): signed_in(200),
+    ("DELETE", "/api/v1/me/sessions"): signed_in(204),
+    ("DELETE", "/api/v1/me/sessions/{session_id}"): signed_in(204),
     # account recovery: public routes (a token proves who it is for); the admin's address was
     # verified when the admin was made (409)
     ("POST", "/api/v1/auth/password-reset"): everyone(202),
@@ -764,6 +767,57 @@ async def _export(w: World, actor: str) -> Call:
         return check(name == w.name(actor), f"{actor} exported {name}'s account")
 
     return Call("GET", "/api/v1/me/export", verify=verify)
+
+
+@scenario("GET", "/api/v1/me/sessions", "sessions")
+async def _my_sessions(w: World, actor: str) -> Call:
+    async def verify(response: httpx2.Response) -> list[str]:
+        if response.status_code >= 300:
+            return []
+        current = [s for s in response.json()["data"] if s["current"]]
+        return check(len(current) == 1, f"{actor}'s current sessions: {current}")
+
+    return Call("GET", "/api/v1/me/sessions", verify=verify)
+
+
+@scenario("DELETE", "/api/v1/me/sessions", "sessions")
+async def _end_other_sessions(w: World, actor: str) -> Call:
+    """Each actor signs out its other sessions: a second sign-in of its own stops working."""
+    name = w.name(actor)
+    second = await login(w.client, name, w.passwords["user" if actor == "anonymous" else actor])
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        me = await w.client.get("/api/v1/me", headers=second.headers)
+        if response.status_code >= 300:
+            return check(me.status_code == 200, f"refused, yet the session ended: {me.text}")
+        return check(me.status_code == 401, f"the other session still works: {me.text}")
+
+    body = {"password": w.passwords["user" if actor == "anonymous" else actor]}
+    return Call("DELETE", "/api/v1/me/sessions", json=body, verify=verify)
+
+
+@scenario("DELETE", "/api/v1/me/sessions/{session_id}", "sessions")
+async def _end_session(w: World, actor: str) -> Call:
+    """Each actor ends a second sign-in of its own (anonymous: the user's, without a token)."""
+    name = w.name(actor)
+    password = w.passwords["user" if actor == "anonymous" else actor]
+    second = await login(w.client, name, password)
+    listed = await w.client.get("/api/v1/me/sessions", headers=second.headers)
+    [session_id] = [s["id"] for s in listed.json()["data"] if s["current"]]
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        me = await w.client.get("/api/v1/me", headers=second.headers)
+        if response.status_code >= 300:
+            return check(me.status_code == 200, f"refused, yet the session ended: {me.text}")
+        return check(me.status_code == 401, f"the ended session still works: {me.text}")
+
+    return Call(
+        "DELETE",
+        f"/api/v1/me/sessions/{session_id}",
+        json={"password": password},
+        verify=verify,
+        missing_url=f"/api/v1/me/sessions/{missing_id()}",
+    )
 
 
 async def _throwaway_token(w: World, purpose: str) -> tuple[str, str]:

@@ -71,8 +71,8 @@ WFC_AUTH = Path(__file__).with_name("schemathesis-auth.json")
 # - a username that is the caller's own: following, muting or blocking yourself, or undoing it,
 #   is a 422 (test_post_bad_input.py).
 # - a report of the caller's own post, comment or account is a 422 (test_reports.py).
-# - deleting your account with a password that is not yours is a 422
-#   (test_account_deletion.py).
+# - deleting your account, or signing sessions out, with a password that is not yours is a 422
+#   (test_account_deletion.py, test_my_sessions.py).
 # - a password-reset or email-verification token the server did not mail is a 422
 #   (test_recovery.py).
 # (The token endpoint needs nothing here: the document names it as the OAuth 2.0 `tokenUrl`, and
@@ -88,6 +88,8 @@ SEMANTIC_OPERATIONS = {
     "POST /api/v1/me/password": "422",
     "POST /api/v1/reports": "422",
     "DELETE /api/v1/me": "422",
+    "DELETE /api/v1/me/sessions": "422",
+    "DELETE /api/v1/me/sessions/{session_id}": "422",
     "POST /api/v1/auth/password-reset/confirm": "422",
     "POST /api/v1/auth/email/verify": "422",
     **{

@@ -18,11 +18,14 @@ from tidings.accounts.schemas import (
     PasswordChange,
     ProfileUpdate,
     PublicProfile,
+    Reauthentication,
     RegisterRequest,
+    SessionList,
 )
 from tidings.auth.deps import Viewer, limit, require
 from tidings.auth.policy import Permission, Principal, Role
 from tidings.core.deps import ContainerDep, DbSession
+from tidings.core.http import IdPath, parse_id
 from tidings.core.pagination import Page, PageParams, page_params, set_next_link
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
@@ -103,6 +106,44 @@ async def delete_me(
 ) -> DeletionAccepted:
     user = await service.delete_account(session, container.hasher, principal, body)
     return DeletionAccepted.model_validate(user)
+
+
+@router.get(
+    "/me/sessions", response_model=SessionList, summary="Where you are signed in (active sessions)"
+)
+async def my_sessions(principal: SelfReader, session: DbSession) -> SessionList:
+    return SessionList(data=await service.list_sessions(session, principal))
+
+
+@router.delete(
+    "/me/sessions",
+    status_code=204,
+    summary="Sign out every other session (with your password)",
+    dependencies=[Depends(limit("session_end"))],
+)
+async def end_other_sessions(
+    body: Reauthentication, principal: SelfWriter, session: DbSession, container: ContainerDep
+) -> Response:
+    await service.end_sessions(session, container.hasher, principal, body, None)
+    return Response(status_code=204)
+
+
+@router.delete(
+    "/me/sessions/{session_id}",
+    status_code=204,
+    summary="Sign out one session (with your password)",
+    dependencies=[Depends(limit("session_end"))],
+)
+async def end_session(
+    session_id: IdPath,
+    body: Reauthentication,
+    principal: SelfWriter,
+    session: DbSession,
+    container: ContainerDep,
+) -> Response:
+    ending = parse_id(session_id, "session")
+    await service.end_sessions(session, container.hasher, principal, body, ending)
+    return Response(status_code=204)
 
 
 @router.get("/users/{username}", response_model=PublicProfile, summary="A public profile")

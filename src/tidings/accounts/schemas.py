@@ -154,7 +154,7 @@ class PasswordChange(RequestModel):
     new_password: Password
 
 
-class AccountDeletion(RequestModel):
+class Reauthentication(RequestModel):
     """Proof that the account's holder asks: the password, or for an account without one
     (made by a sign-in provider) the username typed out."""
 
@@ -162,6 +162,25 @@ class AccountDeletion(RequestModel):
         None
     )
     confirm_username: Annotated[str, StringConstraints(max_length=30)] | None = None
+
+
+class AccountDeletion(Reauthentication):
+    """Deleting the account: the holder's proof."""
+
+
+class SessionOut(ResponseModel):
+    """A sign-in session that can still be used."""
+
+    id: Id
+    created_at: Timestamp
+    last_used_at: Timestamp | None = Field(description="When it last got new tokens.")
+    ip: str | None = Field(description="The client address it signed in from.")
+    user_agent: str | None
+    current: bool = Field(description="The session of the token making this request.")
+
+
+class SessionList(ResponseModel):
+    data: list[SessionOut]
 
 
 class DeletionAccepted(ResponseModel):

@@ -9,7 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
 from tidings.accounts.repository import UserRepository
-from tidings.accounts.schemas import AccountDeletion, AdminUserUpdate, RegisterRequest
+from tidings.accounts.schemas import (
+    AccountDeletion,
+    AdminUserUpdate,
+    Reauthentication,
+    RegisterRequest,
+    SessionOut,
+)
 from tidings.audit.service import AuditAction, record_audit
 from tidings.auth.policy import Principal, Role
 from tidings.auth.providers.models import UserIdentity
@@ -182,23 +188,74 @@ async def delete_account(
         raise NotFound("No such account.")
     if user.role == Role.ADMIN:
         raise Conflict("Admins cannot delete their own account; ask another admin to demote you.")
+    await _prove_holder(hasher, user, cmd, "delete the account")
+    await _close(session, user, actor_id=user.id)
+    return user
+
+
+async def _prove_holder(
+    hasher: PasswordHasher, user: User, proof: Reauthentication, doing: str
+) -> None:
+    """The request comes from the account's holder, not just from a token: the password, or
+    for an account without one the username typed out (a 422 naming the field otherwise)."""
     if user.password_hash is not None:
         valid = (
-            cmd.password is not None and (await hasher.verify(cmd.password, user.password_hash))[0]
+            proof.password is not None
+            and (await hasher.verify(proof.password, user.password_hash))[0]
         )
         if not valid:
-            msg = "field required" if cmd.password is None else "does not match"
+            msg = "field required" if proof.password is None else "does not match"
             raise ValidationFailed(
-                "Your password is required to delete the account.",
+                f"Your password is required to {doing}.",
                 errors=[FieldError(loc=["body", "password"], msg=msg)],
             )
-    elif (cmd.confirm_username or "").lower() != user.username_key:
+    elif (proof.confirm_username or "").lower() != user.username_key:
         raise ValidationFailed(
             "Type your username to confirm: the account has no password.",
             errors=[FieldError(loc=["body", "confirm_username"], msg="does not match")],
         )
-    await _close(session, user, actor_id=user.id)
-    return user
+
+
+async def list_sessions(session: AsyncSession, principal: Principal) -> list[SessionOut]:
+    found = await AuthRepository(session).active_sessions(principal.user_id)
+    return [
+        SessionOut(
+            id=s.id,
+            created_at=s.created_at,
+            last_used_at=s.last_used_at,
+            ip=s.ip,
+            user_agent=s.user_agent,
+            current=s.id == principal.session_id,
+        )
+        for s in found
+    ]
+
+
+async def end_sessions(
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    principal: Principal,
+    proof: Reauthentication,
+    session_id: int | None,
+) -> None:
+    """Sign out one of the holder's sessions (``session_id``; the current one too), or every
+    other one (None). Their tokens stop working on their next use."""
+    user = await get_account(session, principal.user_id)
+    active = {s.id for s in await AuthRepository(session).active_sessions(user.id)}
+    if session_id is not None and session_id not in active:
+        raise NotFound("No such session.")
+    await _prove_holder(hasher, user, proof, "sign sessions out")
+    ended = [session_id] if session_id is not None else sorted(active - {principal.session_id})
+    repo = AuthRepository(session)
+    for ending in ended:
+        await repo.revoke_session(ending, "ended_by_user")
+        await record_audit(
+            session,
+            AuditAction.SESSION_ENDED,
+            actor_id=user.id,
+            target_type="session",
+            target_id=ending,
+        )
 
 
 async def admin_delete(session: AsyncSession, actor: Principal, username: str) -> User:

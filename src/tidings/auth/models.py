@@ -22,6 +22,11 @@ class AuthSession(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    # what the user sees of it in GET /api/v1/me/sessions: where it signed in from, and when
+    # it was last refreshed
+    ip: Mapped[str | None] = mapped_column(String(45), default=None)
+    user_agent: Mapped[str | None] = mapped_column(String(256), default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class RefreshToken(Base):

@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, bindparam, select, update
+from sqlalchemy import BigInteger, Select, bindparam, exists, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +16,7 @@ from tidings.auth.models import AuthSession, RefreshToken
 from tidings.core import rawsql
 from tidings.core.cache import record_eviction
 from tidings.core.db import utcnow
+from tidings.core.requestid import current_client_ip, current_user_agent
 
 SESSION = "session"  # the row-cache kind of a sign-in session's state (see auth.service)
 
@@ -93,7 +94,12 @@ class AuthRepository:
         return result.rowcount == 1
 
     async def new_session(self, user_id: int) -> AuthSession:
-        auth_session = AuthSession(user_id=user_id)
+        auth_session = AuthSession(
+            user_id=user_id,
+            ip=current_client_ip(),
+            user_agent=current_user_agent(),
+            last_used_at=utcnow(),
+        )
         self.session.add(auth_session)
         await self.session.flush()
         return auth_session
@@ -103,6 +109,19 @@ class AuthRepository:
             RefreshToken(session_id=session_id, token_hash=token_hash, expires_at=expires_at)
         )
         await self.session.flush()
+
+    async def active_sessions(self, user_id: int) -> list[AuthSession]:
+        """The user's sessions that can still be used: not revoked, with a refresh token that
+        has not expired. Most recently used first."""
+        live_token = exists().where(
+            RefreshToken.session_id == AuthSession.id, RefreshToken.expires_at > utcnow()
+        )
+        stmt = (
+            select(AuthSession)
+            .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None), live_token)
+            .order_by(AuthSession.last_used_at.desc(), AuthSession.id.desc())
+        )
+        return list((await self.session.execute(stmt)).scalars())
 
     async def revoke_session(self, session_id: int, reason: str) -> None:
         await self._revoke(AuthSession.id == session_id, reason)

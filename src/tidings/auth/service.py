@@ -166,6 +166,7 @@ async def refresh_grant(
     user = await UserRepository(session).get(auth_session.user_id)
     if user is None or user.suspended:
         raise OAuthError("invalid_grant", BAD_REFRESH)
+    auth_session.last_used_at = now
     return await _issue(session, signer, user, auth_session.id, refresh_ttl)
 
 

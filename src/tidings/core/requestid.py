@@ -19,6 +19,8 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 _client_ip: ContextVar[str | None] = ContextVar("tidings_client_ip", default=None)
+_user_agent: ContextVar[str | None] = ContextVar("tidings_user_agent", default=None)
+_PRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 
 def current_request_id() -> str | None:
@@ -27,6 +29,16 @@ def current_request_id() -> str | None:
 
 def current_client_ip() -> str | None:
     return _client_ip.get()
+
+
+def current_user_agent() -> str | None:
+    """The request's ``User-Agent``, printable ASCII only, at most 256 characters."""
+    return _user_agent.get()
+
+
+def _clean_user_agent(raw: bytes) -> str | None:
+    text = _PRINTABLE.sub("", raw.decode("latin-1"))[:256].strip()
+    return text or None
 
 
 class RequestIdMiddleware:
@@ -45,7 +57,9 @@ class RequestIdMiddleware:
         token = _request_id.set(request_id)
         client = scope.get("client")
         peer = client[0] if client else None
-        ip_token = _client_ip.set(client_ip(peer, dict(scope["headers"]), self.trusted_proxies))
+        headers = dict(scope["headers"])
+        ip_token = _client_ip.set(client_ip(peer, headers, self.trusted_proxies))
+        agent_token = _user_agent.set(_clean_user_agent(headers.get(b"user-agent", b"")))
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
         started = False
@@ -78,6 +92,7 @@ class RequestIdMiddleware:
             structlog.contextvars.unbind_contextvars("request_id")
             _request_id.reset(token)
             _client_ip.reset(ip_token)
+            _user_agent.reset(agent_token)
 
 
 async def send_problem(

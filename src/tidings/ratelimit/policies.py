@@ -41,6 +41,7 @@ DEFAULT_POLICIES: dict[str, Policy] = {
         Policy("register", "10/hour", "ip", fail_closed=True),
         Policy("password_change", "5/hour", "user", fail_closed=True),
         Policy("account_delete", "5/hour", "user", fail_closed=True),
+        Policy("session_end", "20/hour", "user", fail_closed=True),
         Policy("account_export", "10/hour", "user"),
         Policy("password_reset", "10/hour", "ip", fail_closed=True),
         Policy("recovery_confirm", "30/hour", "ip", fail_closed=True),
