@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import EmailStr, StringConstraints
+from pydantic import StringConstraints
 
-from tidings.accounts.schemas import Password
+from tidings.accounts.schemas import Email, Password
 from tidings.core.schemas import RequestModel, ResponseModel
 
 Token = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
 class PasswordResetRequest(RequestModel):
-    email: EmailStr
+    email: Email
 
 
 class PasswordReset(RequestModel):
