@@ -3,11 +3,17 @@ password (ASVS 5.0 7.5.2), on SQLite and PostgreSQL through the HTTP API."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx2
+from sqlalchemy import update
 
 from tests.support.api import DEFAULT_PASSWORD, SignedIn, assert_problem, login, sign_up
+from tidings.accounts.models import User
+from tidings.auth.models import AuthSession
+from tidings.core.container import Container
+from tidings.core.db import utcnow
 
 SESSIONS = "/api/v1/me/sessions"
 
@@ -92,11 +98,18 @@ async def test_the_holder_sees_their_sessions_and_signs_one_or_all_others_out(
 
 
 async def test_a_refresh_moves_last_used_and_the_list_needs_a_token(
-    client: httpx2.AsyncClient,
+    client: httpx2.AsyncClient, container: Container
 ) -> None:
     assert_problem(await client.get(SESSIONS), 401)
     user = await sign_up(client, "carol")
     [before] = await _list(client, user)
+    async with container.db.unit_of_work(write=True) as session:  # last used ten minutes ago
+        await session.execute(
+            update(AuthSession)
+            .where(AuthSession.id == int(before["id"]))
+            .values(last_used_at=utcnow() - timedelta(minutes=10))
+        )
+    [aged] = await _list(client, user)
     response = await client.post(
         "/api/v1/auth/token",
         data={"grant_type": "refresh_token", "refresh_token": user.refresh_token},
@@ -105,7 +118,36 @@ async def test_a_refresh_moves_last_used_and_the_list_needs_a_token(
     fresh = SignedIn("carol", user.user_id, response.json()["access_token"], "")
     [after] = await _list(client, fresh)
     assert after["id"] == before["id"]  # the same session, rotated
-    assert after["last_used_at"] >= before["last_used_at"]
+    assert after["last_used_at"] > aged["last_used_at"]
     assert after["current"] is True
     await login(client, "carol")
     assert len(await _list(client, fresh)) == 2
+
+
+async def test_an_account_without_a_password_needs_a_recent_sign_in(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    user = await sign_up(client, "provider_made")
+    second = await login(client, "provider_made")
+    async with container.db.unit_of_work(write=True) as session:  # as a provider makes it
+        await session.execute(
+            update(User).where(User.id == int(user.user_id)).values(password_hash=None)
+        )
+        await session.execute(
+            update(AuthSession)
+            .where(AuthSession.user_id == int(user.user_id))
+            .values(created_at=utcnow() - timedelta(minutes=11))
+        )
+    body = {"confirm_username": "provider_made"}
+    stale = await client.request("DELETE", SESSIONS, json=body, headers=user.headers)
+    assert "sign in again" in assert_problem(stale, 403)["detail"]
+    assert (await client.get("/api/v1/me", headers=second.headers)).status_code == 200
+    async with container.db.unit_of_work(write=True) as session:  # signed in just now
+        await session.execute(
+            update(AuthSession)
+            .where(AuthSession.user_id == int(user.user_id))
+            .values(created_at=utcnow())
+        )
+    ended = await client.request("DELETE", SESSIONS, json=body, headers=user.headers)
+    assert ended.status_code == 204, ended.text
+    assert_problem(await client.get("/api/v1/me", headers=second.headers), 401)

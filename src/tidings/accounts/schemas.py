@@ -234,6 +234,9 @@ class ExportedIdentity(ResponseModel):
 class ExportedSession(ResponseModel):
     id: Id
     created_at: Timestamp
+    last_used_at: Timestamp | None
+    ip: str | None
+    user_agent: str | None
     revoked_at: Timestamp | None
     revoked_reason: str | None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete
@@ -21,7 +22,7 @@ from tidings.auth.policy import Principal, Role
 from tidings.auth.providers.models import UserIdentity
 from tidings.auth.repository import AuthRepository
 from tidings.core.db import utcnow
-from tidings.core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from tidings.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from tidings.core.pagination import PageParams, paginate
 from tidings.core.security import PasswordHasher
 from tidings.events import domain
@@ -188,16 +189,33 @@ async def delete_account(
         raise NotFound("No such account.")
     if user.role == Role.ADMIN:
         raise Conflict("Admins cannot delete their own account; ask another admin to demote you.")
-    await _prove_holder(hasher, user, cmd, "delete the account")
+    await _prove_holder(session, hasher, principal, user, cmd, "delete the account")
     await _close(session, user, actor_id=user.id)
     return user
 
 
+RECENT_SIGN_IN = timedelta(minutes=10)
+
+
 async def _prove_holder(
-    hasher: PasswordHasher, user: User, proof: Reauthentication, doing: str
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    principal: Principal,
+    user: User,
+    proof: Reauthentication,
+    doing: str,
 ) -> None:
-    """The request comes from the account's holder, not just from a token: the password, or
-    for an account without one the username typed out (a 422 naming the field otherwise)."""
+    """The request comes from the account's holder, not just from a token: the password (a
+    422 naming the field otherwise). An account without one (made by a sign-in provider) has
+    signed in through its provider within :data:`RECENT_SIGN_IN` in this session (a 403
+    otherwise), and types its username out."""
+    if user.password_hash is None:
+        signed_in = await AuthRepository(session).created_at(principal.session_id)
+        if signed_in is None or utcnow() - signed_in > RECENT_SIGN_IN:
+            raise Forbidden(
+                f"To {doing}, sign in again through your provider, then retry within "
+                f"{int(RECENT_SIGN_IN.total_seconds() // 60)} minutes."
+            )
     if user.password_hash is not None:
         valid = (
             proof.password is not None
@@ -241,14 +259,19 @@ async def end_sessions(
     """Sign out one of the holder's sessions (``session_id``; the current one too), or every
     other one (None). Their tokens stop working on their next use."""
     user = await get_account(session, principal.user_id)
-    active = {s.id for s in await AuthRepository(session).active_sessions(user.id)}
-    if session_id is not None and session_id not in active:
-        raise NotFound("No such session.")
-    await _prove_holder(hasher, user, proof, "sign sessions out")
-    ended = [session_id] if session_id is not None else sorted(active - {principal.session_id})
     repo = AuthRepository(session)
-    for ending in ended:
-        await repo.revoke_session(ending, "ended_by_user")
+    if session_id is not None and session_id not in {
+        s.id for s in await repo.active_sessions(user.id)
+    }:
+        raise NotFound("No such session.")
+    await _prove_holder(session, hasher, principal, user, proof, "sign sessions out")
+    if session_id is not None:
+        await repo.revoke_session(session_id, "ended_by_user")
+        ended = [session_id]
+    else:  # every other one not signed out yet, listed or not (an access token may outlive
+        # its session's refresh tokens)
+        ended = await repo.revoke_others(user.id, principal.session_id, "ended_by_user")
+    for ending in sorted(ended):
         await record_audit(
             session,
             AuditAction.SESSION_ENDED,

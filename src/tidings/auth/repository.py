@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, bindparam, exists, select, update
+from sqlalchemy import BigInteger, Select, bindparam, exists, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -94,9 +94,10 @@ class AuthRepository:
         return result.rowcount == 1
 
     async def new_session(self, user_id: int) -> AuthSession:
+        ip = current_client_ip()
         auth_session = AuthSession(
             user_id=user_id,
-            ip=current_client_ip(),
+            ip=ip.split("%", 1)[0][:45] if ip else None,  # no IPv6 zone id: it has no bound
             user_agent=current_user_agent(),
             last_used_at=utcnow(),
         )
@@ -110,6 +111,11 @@ class AuthRepository:
         )
         await self.session.flush()
 
+    async def created_at(self, session_id: int) -> datetime | None:
+        """When the sign-in session began (None for an unknown one)."""
+        stmt = select(AuthSession.created_at).where(AuthSession.id == session_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def active_sessions(self, user_id: int) -> list[AuthSession]:
         """The user's sessions that can still be used: not revoked, with a refresh token that
         has not expired. Most recently used first."""
@@ -119,18 +125,28 @@ class AuthRepository:
         stmt = (
             select(AuthSession)
             .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None), live_token)
-            .order_by(AuthSession.last_used_at.desc(), AuthSession.id.desc())
+            .order_by(
+                func.coalesce(AuthSession.last_used_at, AuthSession.created_at).desc(),
+                AuthSession.id.desc(),
+            )
         )
         return list((await self.session.execute(stmt)).scalars())
 
     async def revoke_session(self, session_id: int, reason: str) -> None:
         await self._revoke(AuthSession.id == session_id, reason)
 
+    async def revoke_others(self, user_id: int, keep_id: int, reason: str) -> list[int]:
+        """Sign out every session of the user but ``keep_id``; the ids signed out."""
+        return await self._revoke(
+            (AuthSession.user_id == user_id) & (AuthSession.id != keep_id), reason
+        )
+
     async def revoke_all_for_user(self, user_id: int, reason: str) -> None:
         await self._revoke(AuthSession.user_id == user_id, reason)
 
-    async def _revoke(self, where: Any, reason: str) -> None:
-        """Sign sessions out; their cached state is evicted when the transaction commits."""
+    async def _revoke(self, where: Any, reason: str) -> list[int]:
+        """Sign sessions out; their cached state is evicted when the transaction commits.
+        Returns the ids signed out."""
         result = await self.session.execute(
             update(AuthSession)
             .where(where, AuthSession.revoked_at.is_(None))
@@ -138,4 +154,6 @@ class AuthRepository:
             .returning(AuthSession.id)
             .execution_options(synchronize_session=False)
         )
-        record_eviction(self.session.info, SESSION, result.scalars().all())
+        ids = [int(i) for i in result.scalars().all()]
+        record_eviction(self.session.info, SESSION, ids)
+        return ids

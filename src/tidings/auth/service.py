@@ -80,6 +80,9 @@ async def _sign_in_state(
     return users.get(user_id), states.get(session_id)
 
 
+LAST_USED_GRAIN = timedelta(minutes=5)  # how fresh a session's last_used_at is kept
+
+
 async def _issue(
     session: AsyncSession, signer: TokenSigner, user: User, session_id: int, refresh_ttl: int
 ) -> TokenPair:
@@ -166,7 +169,9 @@ async def refresh_grant(
     user = await UserRepository(session).get(auth_session.user_id)
     if user is None or user.suspended:
         raise OAuthError("invalid_grant", BAD_REFRESH)
-    auth_session.last_used_at = now
+    last = auth_session.last_used_at
+    if last is None or now - last > LAST_USED_GRAIN:  # a write at most every few minutes
+        auth_session.last_used_at = now
     return await _issue(session, signer, user, auth_session.id, refresh_ttl)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Response
 
 from tidings.auth.deps import Viewer, limit, require
 from tidings.auth.policy import Permission, Principal
@@ -43,17 +43,22 @@ async def request_reset(
     dependencies=[Depends(limit("recovery_confirm"))],
 )
 async def reset(
-    body: PasswordReset, session: DbSession, container: ContainerDep, _viewer: Viewer
+    body: PasswordReset,
+    session: DbSession,
+    container: ContainerDep,
+    background: BackgroundTasks,
+    _viewer: Viewer,
 ) -> Response:
     user = await service.reset_password(
         session, container.settings, container.hasher, body.token, body.new_password
     )
     # whoever holds the link may sign in from here again at once: the lockout after failed
-    # sign-ins from this client ends for the account's username and email
+    # sign-ins from this client ends for the account's username and email, once the new
+    # password is committed (background tasks run after the response, so after the commit)
     ip = current_client_ip() or "unknown"
     for login in (user.username_key, user.email):
-        await container.limiter.reset("login_lockout", f"{login}|{ip}")
-    return Response(status_code=204)
+        background.add_task(container.limiter.reset, "login_lockout", f"{login}|{ip}")
+    return Response(status_code=204, background=background)
 
 
 @router.post(

@@ -25,6 +25,7 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("last_used_at", tidings.core.db.UTCDateTime(timezone=True), nullable=True)
         )
+    op.execute("UPDATE auth_sessions SET last_used_at = created_at WHERE last_used_at IS NULL")
 
 
 def downgrade() -> None:
