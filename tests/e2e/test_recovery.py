@@ -4,6 +4,8 @@ PostgreSQL, through the HTTP API; the mail is what the mail loop would send)."""
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -16,6 +18,7 @@ from sqlalchemy import update
 from tests.conftest import make_settings
 from tests.support.api import DEFAULT_PASSWORD, assert_problem, login, sign_up
 from tidings.accounts.models import User
+from tidings.app import create_app
 from tidings.core.container import Container
 from tidings.core.db import utcnow
 from tidings.mail.delivery import default_renderers, send_due
@@ -163,6 +166,22 @@ async def test_an_email_address_is_verified_by_the_mailed_code(
     assert_problem(twice, 409)
 
 
+@asynccontextmanager
+async def _app(settings: Settings) -> AsyncIterator[tuple[httpx2.AsyncClient, Container]]:
+    """An app of its own with these settings: its client and container."""
+    container = Container.build(settings)
+    try:
+        app = create_app(settings, container)
+        transport = httpx2.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx2.AsyncClient(transport=transport, base_url="http://t") as client,
+        ):
+            yield client, container
+    finally:
+        await container.close()
+
+
 async def test_the_link_follows_the_configured_template(tmp_path: Path, database_url: str) -> None:
     settings = make_settings(
         tmp_path / "data",
@@ -170,21 +189,10 @@ async def test_the_link_follows_the_configured_template(tmp_path: Path, database
         mail_interval_seconds=3600,
         password_reset_url="https://app.example/reset?token={token}",
     )
-    container = Container.build(settings)
-    try:
-        from tidings.app import create_app
-
-        app = create_app(settings, container)
-        transport = httpx2.ASGITransport(app=app)
-        async with (
-            app.router.lifespan_context(app),
-            httpx2.AsyncClient(transport=transport, base_url="http://t") as client,
-        ):
-            await sign_up(client, "dave")
-            await client.post(RESET, json={"email": "dave@example.com"})
-            [message] = await _deliver(container)
-    finally:
-        await container.close()
+    async with _app(settings) as (client, container):
+        await sign_up(client, "dave")
+        await client.post(RESET, json={"email": "dave@example.com"})
+        [message] = await _deliver(container)
     assert re.search(r"https://app\.example/reset\?token=[\w-]{43}\n", message.get_content())
 
 
@@ -192,26 +200,15 @@ async def test_without_mail_the_routes_that_need_it_answer_503(
     tmp_path: Path, database_url: str
 ) -> None:
     settings = make_settings(tmp_path / "data", database_url, mail_backend="disabled")
-    container = Container.build(settings)
-    try:
-        from tidings.app import create_app
-
-        app = create_app(settings, container)
-        transport = httpx2.ASGITransport(app=app)
-        async with (
-            app.router.lifespan_context(app),
-            httpx2.AsyncClient(transport=transport, base_url="http://t") as client,
-        ):
-            erin = await sign_up(client, "erin")
-            assert_problem(await client.post(RESET, json={"email": "erin@example.com"}), 503)
-            sent = await client.post("/api/v1/me/email/verification", headers=erin.headers)
-            assert_problem(sent, 503)
-            change = {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD}
-            changed = await client.post("/api/v1/me/password", json=change, headers=erin.headers)
-            assert changed.status_code == 204, changed.text  # no notice to queue, no error
-            assert await _deliver(container) == []
-    finally:
-        await container.close()
+    async with _app(settings) as (client, container):
+        erin = await sign_up(client, "erin")
+        assert_problem(await client.post(RESET, json={"email": "erin@example.com"}), 503)
+        sent = await client.post("/api/v1/me/email/verification", headers=erin.headers)
+        assert_problem(sent, 503)
+        change = {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD}
+        changed = await client.post("/api/v1/me/password", json=change, headers=erin.headers)
+        assert changed.status_code == 204, changed.text  # no notice to queue, no error
+        assert await _deliver(container) == []
 
 
 async def test_a_password_change_is_told_to_the_address(
