@@ -182,6 +182,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     )
     app.add_middleware(SecurityHeadersMiddleware, docs_paths=DOCS_PATHS)
     app.add_middleware(
-        RequestIdMiddleware, trusted_proxies=parse_networks(settings.trusted_proxies)
+        RequestIdMiddleware,
+        trusted_proxies=parse_networks(settings.trusted_proxies),
+        proxy_header=settings.proxy_header,
     )
     return app

@@ -164,6 +164,8 @@ class Settings(BaseSettings):
     rate_limit_storage: Literal["memory", "redis"] = "memory"
     rate_limits: dict[str, str] = Field(default_factory=dict)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # the one header those proxies set (the other is never read: a client could send it)
+    proxy_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
 
     # data retention (docs/operations.md): a loop next to the relay, and `tidings prune`
     retention_enabled: bool = True

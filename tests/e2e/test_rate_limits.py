@@ -90,6 +90,15 @@ async def test_login_burst_is_throttled_but_the_owner_gets_in_from_elsewhere(
         assert_problem(
             await client.post("/api/v1/auth/token", data=_login("victim", DEFAULT_PASSWORD)), 429
         )
+        # The proxy sets X-Forwarded-For only: a Forwarded header the client sends is not read.
+        assert_problem(
+            await client.post(
+                "/api/v1/auth/token",
+                data=_login("victim", DEFAULT_PASSWORD),
+                headers={"Forwarded": f"for={OTHER_IP}"},
+            ),
+            429,
+        )
         # Right password from another address (behind the trusted proxy): signed in.
         elsewhere = await client.post(
             "/api/v1/auth/token",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
+from typing import Literal
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -29,28 +30,47 @@ def _trusted(address: str, trusted: Sequence[Network]) -> bool:
     return parsed is not None and any(parsed in net for net in trusted)
 
 
-def _forwarded_chain(headers: dict[bytes, bytes]) -> list[str]:
-    forwarded = headers.get(b"forwarded")
-    if forwarded is not None:
+ProxyHeader = Literal["x-forwarded-for", "forwarded"]
+
+
+def _header_value(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """Every line of one header, joined as RFC 9110 says repeated lines combine."""
+    values = [value.decode("latin-1") for key, value in headers if key == name]
+    return ",".join(values) if values else None
+
+
+def _forwarded_chain(headers: Sequence[tuple[bytes, bytes]], header: ProxyHeader) -> list[str]:
+    """The addresses in the one header the trusted proxy sets, oldest hop first. The other
+    header is never read: a proxy that sets only ``X-Forwarded-For`` passes a client's own
+    ``Forwarded`` through untouched, and reading it would let the client pick its address."""
+    if header == "forwarded":
+        forwarded = _header_value(headers, b"forwarded")
+        if forwarded is None:
+            return []
         chain = []
-        for element in forwarded.decode("latin-1").split(","):
+        for element in forwarded.split(","):
             for pair in element.split(";"):
                 name, _, value = pair.strip().partition("=")
                 if name.lower() == "for":
                     chain.append(value)
         return chain
-    xff = headers.get(b"x-forwarded-for")
-    return [p for p in xff.decode("latin-1").split(",")] if xff else []
+    xff = _header_value(headers, b"x-forwarded-for")
+    return xff.split(",") if xff else []
 
 
-def client_ip(peer: str | None, headers: dict[bytes, bytes], trusted: Sequence[Network]) -> str:
+def client_ip(
+    peer: str | None,
+    headers: Sequence[tuple[bytes, bytes]],
+    trusted: Sequence[Network],
+    header: ProxyHeader = "x-forwarded-for",
+) -> str:
     """Walk the forwarding chain from the right while hops are trusted proxies; the first
     untrusted hop is the client. A spoofed header from an untrusted peer changes nothing."""
     if peer is None:
         return "unknown"
     if not trusted or not _trusted(peer, trusted):
         return peer
-    for hop in reversed(_forwarded_chain(headers)):
+    for hop in reversed(_forwarded_chain(headers, header)):
         parsed = _address(hop)
         if parsed is None:
             return peer

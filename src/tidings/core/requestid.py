@@ -11,7 +11,7 @@ import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tidings.core.clientip import Network, client_ip
+from tidings.core.clientip import Network, ProxyHeader, client_ip
 
 log = structlog.get_logger("tidings.errors")
 _request_id: ContextVar[str | None] = ContextVar("tidings_request_id", default=None)
@@ -44,9 +44,15 @@ def _clean_user_agent(raw: bytes) -> str | None:
 class RequestIdMiddleware:
     """Pure ASGI middleware: sets the id, binds it for structlog, echoes it on the response."""
 
-    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[Network] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        trusted_proxies: Sequence[Network] = (),
+        proxy_header: ProxyHeader = "x-forwarded-for",
+    ) -> None:
         self.app = app
         self.trusted_proxies = list(trusted_proxies)
+        self.proxy_header: ProxyHeader = proxy_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,7 +64,9 @@ class RequestIdMiddleware:
         client = scope.get("client")
         peer = client[0] if client else None
         headers = dict(scope["headers"])
-        ip_token = _client_ip.set(client_ip(peer, headers, self.trusted_proxies))
+        ip_token = _client_ip.set(
+            client_ip(peer, scope["headers"], self.trusted_proxies, self.proxy_header)
+        )
         agent_token = _user_agent.set(_clean_user_agent(headers.get(b"user-agent", b"")))
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
