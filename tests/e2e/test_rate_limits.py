@@ -335,3 +335,69 @@ async def test_a_password_reset_ends_the_lockout_from_the_client_that_used_it(
         assert done.status_code == 204, done.text
         again = await client.post("/api/v1/auth/token", data=_login("forgetful", new))
         assert again.status_code == 200, again.text
+
+
+async def test_wrong_passwords_typed_again_lock_out_the_session_not_the_owner(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A stolen access token is no password oracle: wrong passwords on the routes that ask
+    for it again (delete the account, sign sessions out, change it) share one lockout per
+    sign-in session, each is audited, and the owner signing in elsewhere is not locked out."""
+    await _within_one_window(15 * 60)  # the reauth_lockout budget: 5 per 15 minutes
+    async with limited_client(tmp_path, database_url) as client:
+        container = client._transport.app.state.container  # type: ignore[attr-defined]
+        await make_admin(container, "the_admin")
+        admin = await login(client, "the_admin")
+        thief = await sign_up(client, "holder")
+        guesses = [
+            ("DELETE", "/api/v1/me", {"password": "guess-number-0"}),
+            ("DELETE", "/api/v1/me/sessions", {"password": "guess-number-1"}),
+            (
+                "POST",
+                "/api/v1/me/password",
+                {"current_password": "guess-number-2", "new_password": "a-new-long-one"},
+            ),
+            ("DELETE", "/api/v1/me", {"password": "guess-number-3"}),
+            ("DELETE", "/api/v1/me", {"password": "guess-number-4"}),
+        ]
+        for method, path, body in guesses:
+            wrong = await client.request(method, path, json=body, headers=thief.headers)
+            problem = assert_problem(wrong, 422)
+            assert problem["errors"][0]["msg"] == "does not match"
+        # The sixth try is refused before the password is looked at, even the right one.
+        for method, path, body in (
+            ("DELETE", "/api/v1/me", {"password": DEFAULT_PASSWORD}),
+            (
+                "POST",
+                "/api/v1/me/password",
+                {"current_password": DEFAULT_PASSWORD, "new_password": "a-new-long-one"},
+            ),
+        ):
+            refused = await client.request(method, path, json=body, headers=thief.headers)
+            problem = assert_problem(refused, 429)
+            assert "wrong passwords" in problem["detail"]
+            assert int(refused.headers["retry-after"]) >= 1
+        assert (await client.get("/api/v1/me", headers=thief.headers)).status_code == 200
+        # The owner, signed in afresh, is not locked out: they end the other session.
+        owner = await login(client, "holder")
+        sessions = (await client.get("/api/v1/me/sessions", headers=owner.headers)).json()["data"]
+        other = next(s["id"] for s in sessions if not s["current"])
+        ended = await client.request(
+            "DELETE",
+            f"/api/v1/me/sessions/{other}",
+            json={"password": DEFAULT_PASSWORD},
+            headers=owner.headers,
+        )
+        assert ended.status_code == 204, ended.text
+        assert_problem(await client.get("/api/v1/me", headers=thief.headers), 401)
+        # Each wrong password left an audit event naming the session it came from.
+        audit = await client.get(
+            "/api/v1/admin/audit-events",
+            params={"action": "auth:reauth_failed"},
+            headers=admin.headers,
+        )
+        assert audit.status_code == 200, audit.text
+        events = audit.json()["data"]
+        assert len(events) == 5
+        assert {(e["target_type"], str(e["target_id"])) for e in events} == {("session", other)}
+        assert {e["actor_id"] for e in events} == {owner.user_id}

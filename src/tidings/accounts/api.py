@@ -87,7 +87,8 @@ async def change_password(
         session,
         container.settings,
         container.hasher,
-        principal.user_id,
+        container.limiter,
+        principal,
         body.current_password,
         body.new_password,
     )
@@ -104,7 +105,9 @@ async def change_password(
 async def delete_me(
     body: AccountDeletion, principal: SelfWriter, session: DbSession, container: ContainerDep
 ) -> DeletionAccepted:
-    user = await service.delete_account(session, container.hasher, principal, body)
+    user = await service.delete_account(
+        session, container.hasher, container.limiter, principal, body
+    )
     return DeletionAccepted.model_validate(user)
 
 
@@ -124,7 +127,7 @@ async def my_sessions(principal: SelfReader, session: DbSession) -> SessionList:
 async def end_other_sessions(
     body: Reauthentication, principal: SelfWriter, session: DbSession, container: ContainerDep
 ) -> Response:
-    await service.end_sessions(session, container.hasher, principal, body, None)
+    await service.end_sessions(session, container.hasher, container.limiter, principal, body, None)
     return Response(status_code=204)
 
 
@@ -142,7 +145,9 @@ async def end_session(
     container: ContainerDep,
 ) -> Response:
     ending = parse_id(session_id, "session")
-    await service.end_sessions(session, container.hasher, principal, body, ending)
+    await service.end_sessions(
+        session, container.hasher, container.limiter, principal, body, ending
+    )
     return Response(status_code=204)
 
 

@@ -20,6 +20,7 @@ from tidings.accounts.schemas import (
 from tidings.audit.service import AuditAction, record_audit
 from tidings.auth.policy import Principal, Role
 from tidings.auth.providers.models import UserIdentity
+from tidings.auth.reauth import verify_password
 from tidings.auth.repository import AuthRepository
 from tidings.core.db import utcnow
 from tidings.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
@@ -29,6 +30,7 @@ from tidings.events import domain
 from tidings.events.outbox import record
 from tidings.graph.service import visible_user
 from tidings.mail.service import mail_enabled, queue_mail
+from tidings.ratelimit.limiter import RateLimiter
 from tidings.settings import Settings
 
 
@@ -104,25 +106,25 @@ async def change_password(
     session: AsyncSession,
     settings: Settings,
     hasher: PasswordHasher,
-    user_id: int,
+    limiter: RateLimiter,
+    principal: Principal,
     current: str | None,
     new: str,
 ) -> None:
     """Change the password; an account without one (made by a sign-in provider) sets its first
     without ``current``."""
-    user = await get_account(session, user_id)
+    user = await get_account(session, principal.user_id)
     if user.password_hash is not None:
-        if current is None:
-            raise ValidationFailed(
-                "The current password is required.",
-                errors=[FieldError(loc=["body", "current_password"], msg="field required")],
-            )
-        valid, _ = await hasher.verify(current, user.password_hash)
-        if not valid:
-            raise ValidationFailed(
-                "The current password is wrong.",
-                errors=[FieldError(loc=["body", "current_password"], msg="does not match")],
-            )
+        await verify_password(
+            session,
+            hasher,
+            limiter,
+            principal,
+            user,
+            current,
+            field="current_password",
+            detail="The current password is required, and must match.",
+        )
     user.password_hash = await hasher.hash(new)
     await AuthRepository(session).revoke_all_for_user(user.id, "password_changed")
     notify_password_changed(session, settings, user)
@@ -179,7 +181,11 @@ async def admin_update(
 
 
 async def delete_account(
-    session: AsyncSession, hasher: PasswordHasher, principal: Principal, cmd: AccountDeletion
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    limiter: RateLimiter,
+    principal: Principal,
+    cmd: AccountDeletion,
 ) -> User:
     """Close the signed-in account at once and leave its content to the erasure
     (:mod:`tidings.accounts.erasure`). The holder proves it is them: the password, or for an
@@ -189,7 +195,7 @@ async def delete_account(
         raise NotFound("No such account.")
     if user.role == Role.ADMIN:
         raise Conflict("Admins cannot delete their own account; ask another admin to demote you.")
-    await _prove_holder(session, hasher, principal, user, cmd, "delete the account")
+    await _prove_holder(session, hasher, limiter, principal, user, cmd, "delete the account")
     await _close(session, user, actor_id=user.id)
     return user
 
@@ -200,6 +206,7 @@ RECENT_SIGN_IN = timedelta(minutes=10)
 async def _prove_holder(
     session: AsyncSession,
     hasher: PasswordHasher,
+    limiter: RateLimiter,
     principal: Principal,
     user: User,
     proof: Reauthentication,
@@ -217,16 +224,16 @@ async def _prove_holder(
                 f"{int(RECENT_SIGN_IN.total_seconds() // 60)} minutes."
             )
     if user.password_hash is not None:
-        valid = (
-            proof.password is not None
-            and (await hasher.verify(proof.password, user.password_hash))[0]
+        await verify_password(
+            session,
+            hasher,
+            limiter,
+            principal,
+            user,
+            proof.password,
+            field="password",
+            detail=f"Your password is required to {doing}.",
         )
-        if not valid:
-            msg = "field required" if proof.password is None else "does not match"
-            raise ValidationFailed(
-                f"Your password is required to {doing}.",
-                errors=[FieldError(loc=["body", "password"], msg=msg)],
-            )
     elif (proof.confirm_username or "").lower() != user.username_key:
         raise ValidationFailed(
             "Type your username to confirm: the account has no password.",
@@ -252,6 +259,7 @@ async def list_sessions(session: AsyncSession, principal: Principal) -> list[Ses
 async def end_sessions(
     session: AsyncSession,
     hasher: PasswordHasher,
+    limiter: RateLimiter,
     principal: Principal,
     proof: Reauthentication,
     session_id: int | None,
@@ -264,7 +272,7 @@ async def end_sessions(
         s.id for s in await repo.active_sessions(user.id)
     }:
         raise NotFound("No such session.")
-    await _prove_holder(session, hasher, principal, user, proof, "sign sessions out")
+    await _prove_holder(session, hasher, limiter, principal, user, proof, "sign sessions out")
     if session_id is not None:
         await repo.revoke_session(session_id, "ended_by_user")
         ended = [session_id]

@@ -32,6 +32,7 @@ class AuditAction(StrEnum):
     LOGIN_FAILED = "auth:login_failed"
     LOGOUT = "auth:logout"
     SESSION_ENDED = "auth:session_ended"
+    REAUTH_FAILED = "auth:reauth_failed"
     REFRESH_REUSE = "auth:refresh_reuse_detected"
     PASSWORD_CHANGED = "account:password_changed"  # noqa: S105 (an action name)
     ACCOUNT_REGISTERED = "account:registered"

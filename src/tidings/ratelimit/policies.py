@@ -37,6 +37,9 @@ DEFAULT_POLICIES: dict[str, Policy] = {
         Policy("login_account", "50/5 minutes", "account", fail_closed=True),
         # Progressive lockout after failed sign-ins, per account and client.
         Policy("login_lockout", "5/15 minutes;10/hour;20/day", "account", fail_closed=True),
+        # Wrong passwords typed again before a sensitive change, per sign-in session
+        # (src/tidings/auth/reauth.py).
+        Policy("reauth_lockout", "5/15 minutes;10/hour;20/day", "user", fail_closed=True),
         Policy("token_refresh", "60/5 minutes", "ip"),
         Policy("register", "10/hour", "ip", fail_closed=True),
         Policy("password_change", "5/hour", "user", fail_closed=True),

@@ -1,0 +1,73 @@
+"""Re-authentication: the password typed again before a sensitive change (changing it,
+deleting the account, signing sessions out).
+
+A stolen access token must not become a password oracle. Wrong passwords here count toward
+a lockout of their own, keyed by the sign-in session (the token's holder), like the sign-in
+lockout (``reauth_lockout``: 5 per 15 minutes, 10 per hour, 20 per day), and each one is
+audited (``auth:reauth_failed``). Keying by session, not by account, means someone holding a
+stolen token locks out only that token, never the account's owner signing in elsewhere.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.accounts.models import User
+from tidings.audit.service import AuditAction, record_audit
+from tidings.auth.policy import Principal
+from tidings.core.errors import FieldError, RateLimited, ValidationFailed
+from tidings.core.security import PasswordHasher
+from tidings.ratelimit.limiter import RateLimiter
+
+POLICY = "reauth_lockout"
+
+
+async def verify_password(
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    limiter: RateLimiter,
+    principal: Principal,
+    user: User,
+    password: str | None,
+    *,
+    field: str,
+    detail: str,
+) -> None:
+    """Return when ``password`` is the account's; else a 422 naming ``field`` (``detail`` when
+    it is missing or wrong), or a 429 once this session has guessed wrong too often."""
+    assert user.password_hash is not None
+    key = str(principal.session_id)
+    try:
+        await limiter.enforce(POLICY, key, test_only=True)
+    except RateLimited as exc:
+        exc.detail = (
+            "Too many wrong passwords from this session; "
+            f"try again in {exc.extra.get('retry_after')} s."
+        )
+        raise
+    if password is None:
+        raise ValidationFailed(
+            detail, errors=[FieldError(loc=["body", field], msg="field required")]
+        )
+    valid, _ = await hasher.verify(password, user.password_hash)
+    if valid:
+        return
+    await record_audit(
+        session,
+        AuditAction.REAUTH_FAILED,
+        actor_id=user.id,
+        target_type="session",
+        target_id=principal.session_id,
+    )
+    # count the failure; a concurrent one may have taken the last: the next attempt is refused
+    with suppress(RateLimited):
+        await limiter.enforce(POLICY, key)
+    # keep_changes: the answer is a 422 but its audit event must be committed (nothing was
+    # written before the check in any caller)
+    raise ValidationFailed(
+        detail,
+        errors=[FieldError(loc=["body", field], msg="does not match")],
+        keep_changes=True,
+    )
