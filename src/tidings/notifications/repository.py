@@ -208,11 +208,23 @@ class NotificationRepository:
 
     # --- reverse graph look-ups GraphRepository does not offer --------------------------------
 
-    async def deleted_among(self, candidates: Iterable[int]) -> set[int]:
-        """Which of ``candidates`` are deleted accounts (erased, or being erased)."""
-        ids = list(set(candidates))
-        stmt = select(User.id).where(User.id.in_(ids), User.deleted_at.is_not(None))
-        return set((await self.session.execute(stmt)).scalars())
+    async def shut_out(self, actor_id: int, candidates: Iterable[int]) -> tuple[bool, set[int]]:
+        """Whether the actor is a deleted account, and which of ``candidates`` (the actor not
+        among them) are deleted accounts or blocked either way with the actor, in one query.
+        Deleted: erased, or being erased."""
+        ids = set(candidates) - {actor_id}
+        blocked = exists().where(
+            or_(
+                and_(Block.blocker_id == actor_id, Block.blocked_id == User.id),
+                and_(Block.blocker_id == User.id, Block.blocked_id == actor_id),
+            )
+        )
+        stmt = select(User.id).where(
+            User.id.in_([actor_id, *ids]),
+            or_(User.deleted_at.is_not(None), and_(User.id != actor_id, blocked)),
+        )
+        found = set((await self.session.execute(stmt)).scalars())
+        return actor_id in found, found - {actor_id}
 
     async def muting(self, muted_id: int, candidates: Iterable[int]) -> set[int]:
         """Which of ``candidates`` mute ``muted_id``."""

@@ -42,21 +42,20 @@ class Notice:
 async def audience(session: AsyncSession, actor_id: int, candidates: Iterable[int]) -> set[int]:
     """The candidates who want to hear about the actor, as of now: never the actor themselves,
     nobody blocked either way, nobody who mutes the actor, no deleted account on either side.
-    Each pair stays locked against a block until the caller's commit
-    (:meth:`GraphRepository.lock_pairs`)."""
+    Each pair of the actor and a candidate is locked against a block before blocks are checked,
+    and stays locked until the caller's commit (:meth:`GraphRepository.lock_pairs`)."""
     ids = {c for c in candidates if c and c != actor_id}
     if not ids:
         return set()
-    gone = await NotificationRepository(session).deleted_among(ids | {actor_id})
-    if actor_id in gone:
+    await GraphRepository(session).lock_pairs(actor_id, ids)
+    repo = NotificationRepository(session)
+    actor_gone, shut_out = await repo.shut_out(actor_id, ids)  # deleted, or blocked either way
+    if actor_gone:
         return set()
-    ids -= gone
+    ids -= shut_out
     if not ids:
         return set()
-    graph = GraphRepository(session)
-    await graph.lock_pairs(actor_id, ids)
-    ids -= await graph.blocked_any_way(actor_id, ids)
-    ids -= await NotificationRepository(session).muting(actor_id, ids)
+    ids -= await repo.muting(actor_id, ids)
     return ids
 
 
