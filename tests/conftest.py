@@ -39,6 +39,7 @@ RELAXED_POLICIES = (
     "password_reset",
     "recovery_confirm",
     "email_verification",
+    "email_change",
     "post_create",
     "comment_create",
     "follow",

@@ -195,6 +195,7 @@ class Settings(BaseSettings):
     # replaced); unset, the mail gives the code to send to the API instead
     password_reset_url: str | None = None
     email_verification_url: str | None = None
+    email_change_url: str | None = None
     recovery_token_minutes: int = Field(default=30, ge=5, le=24 * 60)
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -229,13 +230,15 @@ class Settings(BaseSettings):
                 "smtp, or disabled (no password reset by mail)"
             )
         if self.is_production:
-            for name in ("password_reset_url", "email_verification_url"):
+            for name in ("password_reset_url", "email_verification_url", "email_change_url"):
                 url = getattr(self, name)
                 if url is not None and not url.startswith("https://"):
                     raise ValueError(f"TIDINGS_{name.upper()} must be https in production")
         return self
 
-    @field_validator("password_reset_url", "email_verification_url", mode="after")
+    @field_validator(
+        "password_reset_url", "email_verification_url", "email_change_url", mode="after"
+    )
     @classmethod
     def _link_template(cls, value: str | None) -> str | None:
         if value is not None and (

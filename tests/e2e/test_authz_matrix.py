@@ -143,6 +143,8 @@ EXPECTED: dict[Key, Row] = {
     ("POST", "/api/v1/auth/password-reset/confirm"): everyone(204),
     ("POST", "/api/v1/me/email/verification"): cells(401, 202, 202, 202, 409),
     ("POST", "/api/v1/auth/email/verify"): everyone(204),
+    ("POST", "/api/v1/me/email"): signed_in(202),
+    ("POST", "/api/v1/auth/email/change/confirm"): everyone(204),
     ("GET", "/api/v1/users/{username}"): everyone(200),
     ("GET", "/api/v1/admin/users"): admin_only(200),
     # the target is the user: the user cell is an attempt to promote themselves
@@ -863,6 +865,41 @@ async def _email_verify(w: World, actor: str) -> Call:
         return check(me.json()["email_verified"] is True, f"{name} is not verified: {me.text}")
 
     return Call("POST", "/api/v1/auth/email/verify", json={"token": token}, verify=verify)
+
+
+@scenario("POST", "/api/v1/me/email", "recovery")
+async def _email_change(w: World, actor: str) -> Call:
+    """Each actor asks to move to a new address: a link goes there, the address stays."""
+    name = w.name(actor)
+    body = {
+        "email": f"{name}.moved@example.org",
+        "password": w.passwords["user" if actor == "anonymous" else actor],
+    }
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        if actor == "anonymous":
+            return []
+        me = (await w.call(actor, "GET", "/api/v1/me")).json()
+        return check(me["email"] != body["email"], f"changed before the link was used: {me}")
+
+    return Call("POST", "/api/v1/me/email", json=body, verify=verify)
+
+
+@scenario("POST", "/api/v1/auth/email/change/confirm", "recovery")
+async def _email_change_confirm(w: World, actor: str) -> Call:
+    name = f"rc_{secrets.token_hex(4)}"
+    account = await sign_up(w.client, name)
+    moved = f"{name}.moved@example.org"
+    async with w.container.db.unit_of_work(write=True) as session:
+        token = await TokenRepository(session).issue(
+            int(account.user_id), "change_email", moved, utcnow() + timedelta(minutes=5)
+        )
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        me = (await w.client.get("/api/v1/me", headers=account.headers)).json()
+        return check(me["email"] == moved, f"{name} did not move: {me}")
+
+    return Call("POST", "/api/v1/auth/email/change/confirm", json={"token": token}, verify=verify)
 
 
 @scenario("GET", "/api/v1/users/{username}", "accounts")

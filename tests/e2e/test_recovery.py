@@ -13,12 +13,13 @@ from typing import Any
 
 import httpx2
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from tests.conftest import make_settings
 from tests.support.api import DEFAULT_PASSWORD, assert_problem, login, sign_up
 from tidings.accounts.models import User
 from tidings.app import create_app
+from tidings.audit.models import AuditEvent
 from tidings.core.container import Container
 from tidings.core.db import utcnow
 from tidings.mail.delivery import default_renderers, send_due
@@ -205,6 +206,8 @@ async def test_without_mail_the_routes_that_need_it_answer_503(
         assert_problem(await client.post(RESET, json={"email": "erin@example.com"}), 503)
         sent = await client.post("/api/v1/me/email/verification", headers=erin.headers)
         assert_problem(sent, 503)
+        move = {"email": "erin@example.org", "password": DEFAULT_PASSWORD}
+        assert_problem(await client.post("/api/v1/me/email", json=move, headers=erin.headers), 503)
         change = {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD}
         changed = await client.post("/api/v1/me/password", json=change, headers=erin.headers)
         assert changed.status_code == 204, changed.text  # no notice to queue, no error
@@ -220,3 +223,92 @@ async def test_a_password_change_is_told_to_the_address(
     assert changed.status_code == 204, changed.text
     [notice] = await _deliver(container)
     assert (notice["To"], notice["Subject"]) == ("frank@example.com", "Your password was changed")
+
+
+CHANGE = "/api/v1/me/email"
+CHANGE_CONFIRM = "/api/v1/auth/email/change/confirm"
+
+
+async def _audited(container: Container, action: str) -> int:
+    async with container.db.unit_of_work() as session:
+        stmt = select(func.count()).where(AuditEvent.action == action)
+        return int((await session.execute(stmt)).scalar_one())
+
+
+async def test_an_email_address_is_changed_by_the_link_mailed_to_the_new_one(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    grace = await sign_up(client, "grace")
+    await sign_up(client, "heidi")
+    new = {"email": "Grace.New@Example.org", "password": DEFAULT_PASSWORD}
+    assert_problem(await client.post(CHANGE, json=new), 401)
+    for body, status, field in (
+        ({"email": "grace.new@example.org"}, 422, "password"),
+        ({"email": "grace.new@example.org", "password": "not-the-password"}, 422, "password"),
+        ({"email": "not an address", "password": DEFAULT_PASSWORD}, 422, "email"),
+        ({"email": "GRACE@example.com", "password": DEFAULT_PASSWORD}, 409, "email"),
+        ({"email": "heidi@example.com", "password": DEFAULT_PASSWORD}, 409, "email"),
+    ):
+        refused = await client.post(CHANGE, json=body, headers=grace.headers)
+        assert assert_problem(refused, status)["errors"][0]["loc"][-1] == field, refused.text
+    assert await _deliver(container) == []  # nothing refused sent anything
+
+    asked = await client.post(CHANGE, json=new, headers=grace.headers)
+    assert asked.status_code == 202, asked.text
+    messages = {m["To"]: m for m in await _deliver(container)}
+    assert set(messages) == {"grace.new@example.org", "grace@example.com"}
+    assert messages["grace.new@example.org"]["Subject"] == "Confirm your new email address"
+    warning = messages["grace@example.com"]
+    assert warning["Subject"] == "A change of your email address was requested"
+    assert "grace.new@example.org" in warning.get_content()
+    assert "token" not in warning.get_content()  # the old address gets no link
+    me = (await client.get("/api/v1/me", headers=grace.headers)).json()
+    assert me["email"] == "grace@example.com"  # nothing changes before the link is used
+
+    assert_problem(await client.post(CHANGE_CONFIRM, json={"token": "x" * 43}), 422)
+    token = _token(messages["grace.new@example.org"])
+    done = await client.post(CHANGE_CONFIRM, json={"token": token})
+    assert done.status_code == 204, done.text
+    me = (await client.get("/api/v1/me", headers=grace.headers)).json()
+    assert (me["email"], me["email_verified"]) == ("grace.new@example.org", True)
+    [told] = await _deliver(container)
+    assert (told["To"], told["Subject"]) == ("grace@example.com", "Your email address was changed")
+    assert_problem(await client.post(CHANGE_CONFIRM, json={"token": token}), 422)  # used
+    by_new = await login(client, "grace.new@example.org")  # signs in with the new address
+    assert (await client.get("/api/v1/me", headers=by_new.headers)).json()["username"] == "grace"
+    # the old address now belongs to no account: a reset sent there goes nowhere
+    assert (await client.post(RESET, json={"email": "grace@example.com"})).status_code == 202
+    assert await _deliver(container) == []
+    assert await _audited(container, "account:email_change_requested") == 1
+    assert await _audited(container, "account:email_changed") == 1
+
+
+async def test_a_password_change_cancels_a_pending_email_change(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    ivan = await sign_up(client, "ivan")
+    body = {"email": "ivan.other@example.org", "password": DEFAULT_PASSWORD}
+    assert (await client.post(CHANGE, json=body, headers=ivan.headers)).status_code == 202
+    [link] = [m for m in await _deliver(container) if m["To"] == "ivan.other@example.org"]
+    change = {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD}
+    changed = await client.post("/api/v1/me/password", json=change, headers=ivan.headers)
+    assert changed.status_code == 204, changed.text
+    assert_problem(await client.post(CHANGE_CONFIRM, json={"token": _token(link)}), 422)
+    ivan = await login(client, "ivan", NEW_PASSWORD)
+    me = (await client.get("/api/v1/me", headers=ivan.headers)).json()
+    assert me["email"] == "ivan@example.com"
+
+
+async def test_an_address_taken_before_the_link_is_used_is_a_conflict(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    judy = await sign_up(client, "judy")
+    body = {"email": "wanted@example.org", "password": DEFAULT_PASSWORD}
+    assert (await client.post(CHANGE, json=body, headers=judy.headers)).status_code == 202
+    [link] = [m for m in await _deliver(container) if m["To"] == "wanted@example.org"]
+    await sign_up(client, "kim", email="wanted@example.org")  # registered meanwhile
+    taken = await client.post(CHANGE_CONFIRM, json={"token": _token(link)})
+    assert assert_problem(taken, 409)["errors"][0]["loc"] == ["body", "email"]
+    me = (await client.get("/api/v1/me", headers=judy.headers)).json()
+    assert me["email"] == "judy@example.com"
+    assert await _audited(container, "account:email_changed") == 0

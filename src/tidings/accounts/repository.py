@@ -58,6 +58,11 @@ class UserRepository:
         stmt = select(User).where(or_(User.username_key == key, User.email == key))
         return (await self.session.execute(stmt)).scalars().first()
 
+    async def email_taken(self, email: str, *, besides: int) -> bool:
+        """Whether an account other than ``besides`` has the (normalised) address."""
+        stmt = select(User.id).where(User.email == email, User.id != besides).limit(1)
+        return (await self.session.execute(stmt)).first() is not None
+
     async def taken(self, username: str, email: str) -> str | None:
         stmt = select(User.username_key, User.email).where(
             or_(User.username_key == username.lower(), User.email == email)

@@ -31,6 +31,7 @@ from tidings.events.outbox import record
 from tidings.graph.service import visible_user
 from tidings.mail.service import mail_enabled, queue_mail
 from tidings.ratelimit.limiter import RateLimiter
+from tidings.recovery.repository import TokenRepository
 from tidings.settings import Settings
 
 
@@ -127,6 +128,8 @@ async def change_password(
         )
     user.password_hash = await hasher.hash(new)
     await AuthRepository(session).revoke_all_for_user(user.id, "password_changed")
+    # a change of address asked for meanwhile (maybe by whoever knew the old password) stops
+    await TokenRepository(session).retire_others(user.id, "change_email")
     notify_password_changed(session, settings, user)
     await record_audit(
         session,
@@ -195,7 +198,7 @@ async def delete_account(
         raise NotFound("No such account.")
     if user.role == Role.ADMIN:
         raise Conflict("Admins cannot delete their own account; ask another admin to demote you.")
-    await _prove_holder(session, hasher, limiter, principal, user, cmd, "delete the account")
+    await prove_holder(session, hasher, limiter, principal, user, cmd, "delete the account")
     await _close(session, user, actor_id=user.id)
     return user
 
@@ -203,7 +206,7 @@ async def delete_account(
 RECENT_SIGN_IN = timedelta(minutes=10)
 
 
-async def _prove_holder(
+async def prove_holder(
     session: AsyncSession,
     hasher: PasswordHasher,
     limiter: RateLimiter,
@@ -272,7 +275,7 @@ async def end_sessions(
         s.id for s in await repo.active_sessions(user.id)
     }:
         raise NotFound("No such session.")
-    await _prove_holder(session, hasher, limiter, principal, user, proof, "sign sessions out")
+    await prove_holder(session, hasher, limiter, principal, user, proof, "sign sessions out")
     if session_id is not None:
         await repo.revoke_session(session_id, "ended_by_user")
         ended = [session_id]

@@ -45,6 +45,8 @@ class AuditAction(StrEnum):
     PASSWORD_RESET_REQUESTED = "account:password_reset_requested"  # noqa: S105 (an action name)
     PASSWORD_RESET = "account:password_reset"  # noqa: S105 (an action name)
     EMAIL_VERIFIED = "account:email_verified"
+    EMAIL_CHANGE_REQUESTED = "account:email_change_requested"
+    EMAIL_CHANGED = "account:email_changed"
     POST_MODERATED = "post:deleted_by_moderator"
     COMMENT_MODERATED = "comment:deleted_by_moderator"
     WEBHOOK_CREATED = "webhook:created"

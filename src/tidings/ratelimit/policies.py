@@ -49,6 +49,7 @@ DEFAULT_POLICIES: dict[str, Policy] = {
         Policy("password_reset", "10/hour", "ip", fail_closed=True),
         Policy("recovery_confirm", "30/hour", "ip", fail_closed=True),
         Policy("email_verification", "5/hour", "user", fail_closed=True),
+        Policy("email_change", "5/hour", "user", fail_closed=True),
         Policy("post_create", "100/hour", "user"),
         Policy("comment_create", "300/hour", "user"),
         Policy("follow", "200/hour", "user"),

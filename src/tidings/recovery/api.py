@@ -12,6 +12,8 @@ from tidings.core.deps import ContainerDep, DbSession
 from tidings.core.requestid import current_client_ip
 from tidings.recovery import service
 from tidings.recovery.schemas import (
+    EmailChange,
+    EmailChangeRequest,
     EmailVerification,
     MailQueued,
     PasswordReset,
@@ -83,4 +85,42 @@ async def request_verification(
 )
 async def verify(body: EmailVerification, session: DbSession, _viewer: Viewer) -> Response:
     await service.verify_email(session, body.token)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/me/email",
+    status_code=202,
+    response_model=MailQueued,
+    summary="Change your email address: mail a link to the new one (with your password)",
+    dependencies=[Depends(limit("email_change"))],
+)
+async def request_email_change(
+    body: EmailChangeRequest, principal: SelfWriter, session: DbSession, container: ContainerDep
+) -> MailQueued:
+    await service.request_email_change(
+        session,
+        container.settings,
+        container.hasher,
+        container.limiter,
+        principal,
+        str(body.email),
+        body,
+    )
+    return MailQueued(
+        detail="A message with a link is on its way to the new address; "
+        "your address changes when it is used."
+    )
+
+
+@router.post(
+    "/auth/email/change/confirm",
+    status_code=204,
+    summary="Move your account to the new email address with the link's token",
+    dependencies=[Depends(limit("recovery_confirm"))],
+)
+async def confirm_email_change(
+    body: EmailChange, session: DbSession, container: ContainerDep, _viewer: Viewer
+) -> Response:
+    await service.change_email(session, container.settings, body.token)
     return Response(status_code=204)

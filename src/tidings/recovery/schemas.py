@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import StringConstraints
 
-from tidings.accounts.schemas import Email, Password
+from tidings.accounts.schemas import Email, Password, Reauthentication
 from tidings.core.schemas import RequestModel, ResponseModel
 
 Token = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -22,6 +22,16 @@ class PasswordReset(RequestModel):
 
 
 class EmailVerification(RequestModel):
+    token: Token
+
+
+class EmailChangeRequest(Reauthentication):
+    """The new address, and the holder's proof (as for deleting the account)."""
+
+    email: Email
+
+
+class EmailChange(RequestModel):
     token: Token
 
 

@@ -15,11 +15,18 @@ from datetime import timedelta
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
 from tidings.accounts.repository import UserRepository
-from tidings.accounts.service import normalise_email, notify_password_changed
+from tidings.accounts.schemas import Reauthentication
+from tidings.accounts.service import (
+    get_account,
+    normalise_email,
+    notify_password_changed,
+    prove_holder,
+)
 from tidings.audit.service import AuditAction, record_audit
 from tidings.auth.policy import Principal
 from tidings.auth.repository import AuthRepository
@@ -34,6 +41,7 @@ from tidings.core.errors import (
 from tidings.core.security import PasswordHasher
 from tidings.mail.models import OutgoingMail
 from tidings.mail.service import mail_enabled, queue_mail
+from tidings.ratelimit.limiter import RateLimiter
 from tidings.recovery.repository import TokenRepository
 from tidings.settings import Settings
 
@@ -41,6 +49,7 @@ log = structlog.get_logger("tidings.recovery")
 
 RESET = "password_reset"
 VERIFY = "verify_email"
+CHANGE = "change_email"  # the token's email is the new address
 RESET_MAIL = "password_reset"  # the mail kind rendered by render_password_reset
 RESETS_PER_HOUR = 3
 QUEUED = "If an account has this address, a message with a link is on its way."
@@ -117,6 +126,7 @@ async def reset_password(
     if user is None or user.suspended or user.deleted_at is not None or user.email != row.email:
         raise _invalid("reset")
     await tokens.retire_others(user.id, RESET)
+    await tokens.retire_others(user.id, CHANGE)  # a pending change of address stops too
     user.password_hash = await hasher.hash(new_password)
     user.email_verified = True  # the link reached the address
     await AuthRepository(session).revoke_all_for_user(user.id, "password_reset")
@@ -163,3 +173,101 @@ async def verify_email(session: AsyncSession, token: str) -> None:
     await record_audit(
         session, AuditAction.EMAIL_VERIFIED, actor_id=user.id, target_type="user", target_id=user.id
     )
+
+
+def _address_taken() -> Conflict:
+    return Conflict(
+        "That email address belongs to another account.",
+        errors=[FieldError(loc=["body", "email"], msg="already registered")],
+    )
+
+
+async def request_email_change(
+    session: AsyncSession,
+    settings: Settings,
+    hasher: PasswordHasher,
+    limiter: RateLimiter,
+    principal: Principal,
+    new_email: str,
+    proof: Reauthentication,
+) -> None:
+    """Mail a link to the new address; the account keeps its address until the link is
+    used. The current address is told at once, so that its owner can stop a change they did
+    not ask for (changing the password cancels it)."""
+    _require_mail(settings)
+    user = await get_account(session, principal.user_id)
+    await prove_holder(session, hasher, limiter, principal, user, proof, "change your email")
+    email = normalise_email(new_email)
+    if email == user.email:
+        raise Conflict(
+            "That is already your email address.",
+            errors=[FieldError(loc=["body", "email"], msg="unchanged")],
+        )
+    if await UserRepository(session).email_taken(email, besides=user.id):
+        raise _address_taken()  # as registration answers for a taken address
+    minutes = settings.recovery_token_minutes
+    expires = utcnow() + timedelta(minutes=minutes)
+    token = await TokenRepository(session).issue(user.id, CHANGE, email, expires)
+    how = _instructions(settings.email_change_url, token, "POST /api/v1/auth/email/change/confirm")
+    queue_mail(
+        session,
+        email,
+        "Confirm your new email address",
+        f"@{user.username} asked to use this address from now on.\n\n{how}\n"
+        f"It works once, for {minutes} minutes. If it was not you, ignore this message.\n",
+        expires_at=expires,
+    )
+    queue_mail(
+        session,
+        user.email,
+        "A change of your email address was requested",
+        f"Someone signed in as @{user.username} asked to change its email address to {email}.\n"
+        "Nothing changes until a link sent there is used.\n\n"
+        "If it was not you, sign in and change your password now: that cancels the change "
+        "and signs every session out.\n",
+    )
+    await record_audit(
+        session,
+        AuditAction.EMAIL_CHANGE_REQUESTED,
+        actor_id=user.id,
+        target_type="user",
+        target_id=user.id,
+    )
+
+
+async def change_email(session: AsyncSession, settings: Settings, token: str) -> User:
+    """Use a change link: the account takes the new address, verified (the link reached it),
+    and the old address is told."""
+    tokens = TokenRepository(session)
+    row = await tokens.redeem(token, CHANGE)
+    if row is None:
+        raise _invalid("email change")
+    user = await UserRepository(session).get_for_update(row.user_id)
+    if user is None or user.suspended or user.deleted_at is not None:
+        raise _invalid("email change")
+    if await UserRepository(session).email_taken(row.email, besides=user.id):
+        raise _address_taken()  # taken since the link was sent; the link stays unused
+    old = user.email
+    for purpose in (CHANGE, VERIFY, RESET):  # links to either address stop working
+        await tokens.retire_others(user.id, purpose)
+    user.email = row.email
+    user.email_verified = True
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:  # another account took it in the meantime
+        raise _address_taken() from exc
+    await record_audit(
+        session, AuditAction.EMAIL_CHANGED, actor_id=user.id, target_type="user", target_id=user.id
+    )
+    if old != user.email:
+        queue_mail(
+            session,
+            old,
+            "Your email address was changed",
+            f"The email address of @{user.username} is now {user.email}; mail about the "
+            "account, password resets included, goes there.\n\n"
+            "If it was not you, contact the service's support: this address no longer "
+            "receives the account's mail.\n",
+        )
+    return user
