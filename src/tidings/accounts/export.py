@@ -20,11 +20,11 @@ from tidings.accounts.schemas import (
     ExportedReport,
     ExportedSession,
 )
+from tidings.accounts.service import get_account
 from tidings.auth.models import AuthSession
 from tidings.auth.providers.models import UserIdentity
 from tidings.comments.models import Comment
 from tidings.core.db import utcnow
-from tidings.core.errors import NotFound
 from tidings.graph.models import Block, Follow, Mute
 from tidings.posts.models import Like, Post
 from tidings.reports.models import Report
@@ -47,9 +47,7 @@ async def _relations(
 
 
 async def export_account(session: AsyncSession, user_id: int) -> AccountExport:
-    user = await session.get(User, user_id)
-    if user is None or user.deleted_at is not None:
-        raise NotFound("No such account.")
+    user = await get_account(session, user_id)
 
     async def rows(stmt: Any) -> list[Any]:
         return list((await session.execute(stmt)).scalars())

@@ -69,10 +69,20 @@ async def create_admin(session: AsyncSession, hasher: PasswordHasher, cmd: Regis
     return user
 
 
-async def get_account(session: AsyncSession, user_id: int) -> User:
-    user = await UserRepository(session).get(user_id)
-    if user is None:
+async def get_account(session: AsyncSession, user_id: int, *, for_update: bool = False) -> User:
+    """The account, unless it is missing or deleted (a 404 either way)."""
+    users = UserRepository(session)
+    user = await (users.get_for_update(user_id) if for_update else users.get(user_id))
+    if user is None or user.deleted_at is not None:
         raise NotFound("No such account.")
+    return user
+
+
+async def named_account(session: AsyncSession, username: str, *, for_update: bool = False) -> User:
+    """The account with the username, unless it is missing or deleted (a 404 either way)."""
+    user = await UserRepository(session).by_username(username, for_update=for_update)
+    if user is None or user.deleted_at is not None:
+        raise NotFound(f"No user named '{username}'.")
     return user
 
 
@@ -153,9 +163,7 @@ async def list_users(
 async def admin_update(
     session: AsyncSession, actor: Principal, username: str, cmd: AdminUserUpdate
 ) -> User:
-    user = await UserRepository(session).by_username(username, for_update=True)
-    if user is None or user.deleted_at is not None:
-        raise NotFound(f"No user named '{username}'.")
+    user = await named_account(session, username, for_update=True)
     if user.id == actor.user_id and (
         (cmd.role is not None and cmd.role != Role.ADMIN) or cmd.suspended
     ):
@@ -193,9 +201,7 @@ async def delete_account(
     """Close the signed-in account at once and leave its content to the erasure
     (:mod:`tidings.accounts.erasure`). The holder proves it is them: the password, or for an
     account without one the username typed out."""
-    user = await UserRepository(session).get_for_update(principal.user_id)
-    if user is None or user.deleted_at is not None:
-        raise NotFound("No such account.")
+    user = await get_account(session, principal.user_id, for_update=True)
     if user.role == Role.ADMIN:
         raise Conflict("Admins cannot delete their own account; ask another admin to demote you.")
     await prove_holder(session, hasher, limiter, principal, user, cmd, "delete the account")
@@ -294,9 +300,7 @@ async def end_sessions(
 
 async def admin_delete(session: AsyncSession, actor: Principal, username: str) -> User:
     """An admin deletes another account (a support request, an erasure request by mail)."""
-    user = await UserRepository(session).by_username(username, for_update=True)
-    if user is None or user.deleted_at is not None:
-        raise NotFound(f"No user named '{username}'.")
+    user = await named_account(session, username, for_update=True)
     if user.id == actor.user_id:
         raise Conflict("Admins cannot delete their own account; ask another admin.")
     if user.role == Role.ADMIN:
@@ -307,9 +311,7 @@ async def admin_delete(session: AsyncSession, actor: Principal, username: str) -
 
 async def operator_delete(session: AsyncSession, username: str) -> User:
     """``tidings users delete``: whoever runs the server deletes any account, admins too."""
-    user = await UserRepository(session).by_username(username, for_update=True)
-    if user is None or user.deleted_at is not None:
-        raise NotFound(f"No user named '{username}'.")
+    user = await named_account(session, username, for_update=True)
     await _close(session, user, actor_id=None)
     return user
 

@@ -34,7 +34,6 @@ from tidings.core.db import utcnow
 from tidings.core.errors import (
     Conflict,
     FieldError,
-    NotFound,
     ServiceUnavailable,
     ValidationFailed,
 )
@@ -141,9 +140,7 @@ async def request_verification(
     session: AsyncSession, settings: Settings, principal: Principal
 ) -> None:
     _require_mail(settings)
-    user = await UserRepository(session).get(principal.user_id)
-    if user is None:
-        raise NotFound("No such account.")
+    user = await get_account(session, principal.user_id)
     if user.email_verified:
         raise Conflict("Your email address is already verified.")
     minutes = settings.recovery_token_minutes
