@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import Select, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
@@ -136,20 +136,36 @@ async def _follows(session: AsyncSession, user_id: int, limit: int) -> int:
     return len(pairs)
 
 
+async def _remove_each(
+    session: AsyncSession,
+    others: Select[int],
+    limit: int,
+    remove: Callable[[int], Awaitable[object]],
+) -> int:
+    """One batch of an account's blocks or mutes: the other side of up to ``limit`` edges
+    (``others``), each removed through ``remove``; returns how many were selected."""
+    batch = list((await session.execute(others.limit(limit))).scalars())
+    for other in batch:
+        await remove(other)
+    return len(batch)
+
+
 async def _blocks_and_mutes(session: AsyncSession, user_id: int, limit: int) -> int:
     """The account's own blocks and mutes (others' blocks of it are theirs, and stay)."""
     graph = GraphRepository(session)
-    blocked = select(Block.blocked_id).where(Block.blocker_id == user_id).limit(limit)
-    others = list((await session.execute(blocked)).scalars())
-    for other in others:
+
+    async def unblock(other: int) -> None:
         if await graph.remove_block(user_id, other):
             record(session, domain.UserUnblocked(user_id=user_id, target_user_id=other))
-    muted = select(Mute.muted_id).where(Mute.muter_id == user_id).limit(limit)
-    quiet = list((await session.execute(muted)).scalars())
-    for other in quiet:
+
+    async def unmute(other: int) -> None:
         if await graph.remove_mute(user_id, other):
             record(session, domain.UserUnmuted(user_id=user_id, target_user_id=other))
-    return len(others) + len(quiet)
+
+    blocked = select(Block.blocked_id).where(Block.blocker_id == user_id)
+    muted = select(Mute.muted_id).where(Mute.muter_id == user_id)
+    removed = await _remove_each(session, blocked, limit, unblock)
+    return removed + await _remove_each(session, muted, limit, unmute)
 
 
 async def _blocked_and_muted_by_others(session: AsyncSession, user_id: int, limit: int) -> int:
@@ -157,15 +173,17 @@ async def _blocked_and_muted_by_others(session: AsyncSession, user_id: int, limi
     could not undo them (the account is a 404). Removed without an event: no one unblocked
     anyone; their cached relations are evicted as for any change."""
     graph = GraphRepository(session)
-    blockers = select(Block.blocker_id).where(Block.blocked_id == user_id).limit(limit)
-    by_block = list((await session.execute(blockers)).scalars())
-    for other in by_block:
+
+    async def unblock(other: int) -> None:
         await graph.remove_block(other, user_id)
-    muters = select(Mute.muter_id).where(Mute.muted_id == user_id).limit(limit)
-    by_mute = list((await session.execute(muters)).scalars())
-    for other in by_mute:
+
+    async def unmute(other: int) -> None:
         await graph.remove_mute(other, user_id)
-    return len(by_block) + len(by_mute)
+
+    blockers = select(Block.blocker_id).where(Block.blocked_id == user_id)
+    muters = select(Mute.muter_id).where(Mute.muted_id == user_id)
+    removed = await _remove_each(session, blockers, limit, unblock)
+    return removed + await _remove_each(session, muters, limit, unmute)
 
 
 async def _notifications(session: AsyncSession, user_id: int, limit: int) -> int:
