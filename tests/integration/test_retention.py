@@ -190,8 +190,13 @@ async def _seed_everything(db: Database) -> Seeded:
         s.kept["webhook_deliveries"] |= {done_recent.id, retrying.id, waiting.id}
 
         # -- sessions and refresh tokens -----------------------------------------------------
-        def auth_session(revoked: datetime | None) -> AuthSession:
-            row = AuthSession(user_id=alice.id, created_at=ago(40), revoked_at=revoked)
+        def auth_session(revoked: datetime | None, used: datetime | None = None) -> AuthSession:
+            row = AuthSession(
+                user_id=alice.id,
+                created_at=ago(40),
+                revoked_at=revoked,
+                last_used_at=used or ago(1),
+            )
             session.add(row)
             return row
 
@@ -201,9 +206,17 @@ async def _seed_everything(db: Database) -> Seeded:
             auth_session(ago(10)),
             auth_session(ago(2)),
         )
+        # never signed out: left unused for longer than a refresh token lives (30 days), or
+        # used last just before its current token was issued (last_used_at lags a refresh)
+        left_spent, left_empty, left_live = (
+            auth_session(None, ago(31)),
+            auth_session(None, ago(35)),
+            auth_session(None, ago(30, hours=1)),
+        )
         await session.flush()
-        s.gone["auth_sessions"] |= {revoked_spent.id, revoked_empty.id}
-        s.kept["auth_sessions"] |= {active.id, revoked_live.id}
+        s.gone["auth_sessions"] |= {revoked_spent.id, revoked_empty.id, left_spent.id}
+        s.gone["auth_sessions"] |= {left_empty.id}
+        s.kept["auth_sessions"] |= {active.id, revoked_live.id, left_live.id}
 
         def token(owner: AuthSession, expires: datetime, used: datetime | None) -> RefreshToken:
             row = RefreshToken(
@@ -220,11 +233,13 @@ async def _seed_everything(db: Database) -> Seeded:
             token(active, ago(1), ago(20)),  # rotated, then expired
             token(active, ago(0, hours=1), None),  # never used, expired an hour ago
             token(revoked_spent, ago(3), ago(25)),
+            token(left_spent, ago(1), None),
         ]
         live = [
             token(active, ago(-1), ago(20)),  # rotated a while ago: a replay must be caught
             token(active, ago(-29), None),  # the current token
             token(revoked_live, ago(-5), None),
+            token(left_live, ago(0, hours=-1), None),  # issued 30 days less an hour ago
         ]
         await session.flush()
         s.gone["refresh_tokens"] |= {t.id for t in expired}

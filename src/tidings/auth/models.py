@@ -15,7 +15,10 @@ class AuthSession(Base):
     """One sign-in: the family every rotated refresh token belongs to."""
 
     __tablename__ = "auth_sessions"
-    __table_args__ = (Index("ix_auth_sessions_revoked_at", "revoked_at"),)  # retention
+    __table_args__ = (  # retention
+        Index("ix_auth_sessions_revoked_at", "revoked_at"),
+        Index("ix_auth_sessions_last_used_at", "last_used_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, default=new_id, autoincrement=False)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ColumnElement,
     Exists,
     Select,
+    and_,
     any_,
     delete,
     exists,
@@ -51,6 +52,7 @@ class Cutoffs:
     webhooks: datetime  # finished webhook deliveries (by their last attempt)
     notifications: datetime  # read notifications (by when they were read)
     idempotency: datetime  # stored idempotent responses (by when they were stored)
+    sessions: datetime  # sessions not used since: every refresh token they had has expired
 
 
 @dataclass(frozen=True)
@@ -157,19 +159,21 @@ def expired_refresh_tokens(c: Cutoffs) -> Keys:
     )
 
 
-def revoked_sessions(c: Cutoffs) -> Keys:
-    """Revoked sign-in sessions whose refresh tokens are all gone or expired (expired ones go
-    with the session, ``ON DELETE CASCADE``, as the rule above allows anyway): nothing can
-    refresh them, and their access tokens are refused either way. A session that was never
-    revoked stays, and so does a revoked one while any of its tokens has not expired."""
+def ended_sessions(c: Cutoffs) -> Keys:
+    """Sign-in sessions that can never be used again, with every refresh token gone or
+    expired (expired ones go with the session, ``ON DELETE CASCADE``, as the rule above allows
+    anyway): revoked ones, and ones nobody refreshed for longer than a refresh token lives
+    (never signed out, just left). Nothing can refresh them, and their access tokens expired
+    long before, so their rows — the address and user agent of a sign-in — are kept no
+    longer. A session with a token that has not expired always stays."""
     live_token = exists().where(
         RefreshToken.session_id == AuthSession.id, RefreshToken.expires_at >= c.now
     )
+    revoked = and_(AuthSession.revoked_at.is_not(None), AuthSession.revoked_at < c.now)
     return (
         select(AuthSession.id)
-        .where(AuthSession.revoked_at.is_not(None), AuthSession.revoked_at < c.now)
+        .where(or_(revoked, AuthSession.last_used_at < c.sessions))
         .where(~live_token)
-        .order_by(AuthSession.revoked_at)
     )
 
 
@@ -215,7 +219,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule("webhook_deliveries", WebhookDelivery, (WebhookDelivery.id,), finished_deliveries),
     Rule("refresh_tokens", RefreshToken, (RefreshToken.id,), expired_refresh_tokens),
-    Rule("auth_sessions", AuthSession, (AuthSession.id,), revoked_sessions),
+    Rule("auth_sessions", AuthSession, (AuthSession.id,), ended_sessions),
     Rule("notification_groups", NotificationGroup, (NotificationGroup.id,), read_notifications),
     Rule("email_tokens", EmailToken, (EmailToken.id,), expired_email_tokens),
     Rule("outgoing_mail", OutgoingMail, (OutgoingMail.id,), failed_mail),

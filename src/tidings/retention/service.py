@@ -36,6 +36,7 @@ class RetentionPolicy:
     webhooks: timedelta
     notifications: timedelta
     idempotency: timedelta
+    sessions: timedelta
     batch: int
     max_batches: int
 
@@ -46,6 +47,7 @@ class RetentionPolicy:
             webhooks=timedelta(days=settings.retention_webhook_days),
             notifications=timedelta(days=settings.retention_notifications_days),
             idempotency=IDEMPOTENCY_TTL,
+            sessions=timedelta(seconds=settings.refresh_token_ttl_seconds),
             batch=settings.retention_batch,
             max_batches=settings.retention_max_batches,
         )
@@ -57,6 +59,7 @@ class RetentionPolicy:
             webhooks=now - self.webhooks,
             notifications=now - self.notifications,
             idempotency=now - self.idempotency,
+            sessions=now - self.sessions,
         )
 
 
