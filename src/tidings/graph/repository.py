@@ -71,9 +71,14 @@ def _relationship() -> Select[Any]:
     )  # type: ignore[return-value]
 
 
+PAIR_KEY_SPACE = 0x4000_0000_0000_0000  # bit 62: no pair key is a small fixed key
+
+
 def _pair_key(a: int, b: int) -> int:
+    """The advisory-lock key of a pair of users. Bit 62 is always set, so a pair can never
+    take the lock of the audit chain or of migrations (small constants, bit 62 clear)."""
     low, high = sorted((a, b))
-    return ((low * 1_000_003) ^ high) & 0x7FFF_FFFF_FFFF_FFFF
+    return (((low * 1_000_003) ^ high) & 0x3FFF_FFFF_FFFF_FFFF) | PAIR_KEY_SPACE
 
 
 class GraphRepository:
