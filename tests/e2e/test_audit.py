@@ -89,6 +89,33 @@ async def test_security_actions_are_audited(
     assert len(failed) == 1
     assert failed[0]["target_id"] == user.user_id
     assert failed[0]["request_id"]
+    assert failed[0]["details"] == {"login_as": "username"}  # never the typed text
+
+    # A password typed into the name field: the trail keeps a keyed digest, not the text.
+    typed = "Hunter2-Is-My-Password"
+    await client.post(
+        "/api/v1/auth/token",
+        data={"grant_type": "password", "username": typed, "password": "hunter2hunter2"},
+    )
+    everything = await client.get(
+        "/api/v1/admin/audit-events", params={"limit": "100"}, headers=admin.headers
+    )
+    assert typed.lower() not in everything.text.lower()
+    found = await client.get(
+        "/api/v1/admin/audit-events",
+        params={"login": f"  {typed.upper()} "},  # the name as typed, any case
+        headers=admin.headers,
+    )
+    assert found.status_code == 200, found.text
+    [unknown] = found.json()["data"]
+    assert unknown["action"] == "auth:login_failed"
+    assert unknown["target_id"] is None
+    assert set(unknown["details"]) == {"login_digest"}
+    assert len(unknown["details"]["login_digest"]) == 32
+    other = await client.get(
+        "/api/v1/admin/audit-events", params={"login": "someone-else"}, headers=admin.headers
+    )
+    assert other.json()["data"] == []
     role = (
         await client.get(
             "/api/v1/admin/audit-events",
@@ -110,7 +137,7 @@ async def test_security_actions_are_audited(
     async with container.db.unit_of_work() as session:
         report = await verify_chain(session)
     assert report.ok
-    assert report.checked == len(actions)
+    assert report.checked == len(actions) + 1  # and the unknown name's failed sign-in
 
 
 async def test_tampering_is_refused_and_detected(

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from tidings.audit.repository import AuditFilter, page_events
 from tidings.audit.schemas import AuditEventOut
+from tidings.audit.service import login_digest
 from tidings.auth.deps import require
 from tidings.auth.policy import Permission, Principal
-from tidings.core.deps import DbSession
+from tidings.core.deps import ContainerDep, DbSession
 from tidings.core.pagination import Page, PageParams, page_params, paginate, set_next_link
 from tidings.core.schemas import IdIn
 
@@ -25,6 +26,7 @@ async def list_audit_events(
     response: Response,
     _admin: Admin,
     session: DbSession,
+    container: ContainerDep,
     page: Annotated[PageParams, Depends(page_params)],
     actor_id: Annotated[IdIn | None, Query()] = None,
     action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_]+:[a-z_]+$")] = None,
@@ -32,6 +34,15 @@ async def list_audit_events(
     target_id: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[datetime | None, Query(description="RFC 3339, inclusive")] = None,
     until: Annotated[datetime | None, Query(description="RFC 3339, exclusive")] = None,
+    login: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=254,
+            description="Failed sign-ins with this name or email, when no account has it "
+            "(the trail keeps only a keyed digest of such names).",
+        ),
+    ] = None,
 ) -> Page[AuditEventOut]:
     key = page.key("seq")
     flt = AuditFilter(
@@ -41,6 +52,7 @@ async def list_audit_events(
         target_id=target_id,
         since=since,
         until=until,
+        login_digest=login_digest(container.keys.secret_key, login) if login else None,
     )
     rows = await page_events(session, flt, page.limit, key["seq"] if key else None)
     events, cursor = paginate(rows, page.limit, lambda e: {"seq": e.seq})

@@ -19,6 +19,7 @@ class AuditFilter:
     target_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    login_digest: str | None = None  # failed sign-ins with a name no account has
 
 
 async def page_events(
@@ -39,4 +40,9 @@ async def page_events(
         stmt = stmt.where(AuditEvent.occurred_at >= flt.since)
     if flt.until is not None:
         stmt = stmt.where(AuditEvent.occurred_at < flt.until)
+    if flt.login_digest is not None:
+        stmt = stmt.where(
+            AuditEvent.action == "auth:login_failed",
+            AuditEvent.details["login_digest"].as_string() == flt.login_digest,
+        )
     return list((await session.execute(stmt)).scalars())

@@ -8,6 +8,7 @@ has one order: ``seq``.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -19,12 +20,25 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.audit.models import AuditEvent
+from tidings.auth.providers.crypto import derive_key
 from tidings.core.db import utcnow
 from tidings.core.requestid import current_client_ip, current_request_id
 
 GENESIS = "0" * 64
 _ADVISORY_LOCK_KEY = 0x7A1D1765  # arbitrary, constant: "the audit chain"
 log = structlog.get_logger("tidings.audit")
+
+LOGIN_DIGEST_PURPOSE = "tidings audit login digest"
+
+
+def login_digest(secret_key: bytes, login: str) -> str:
+    """What the audit trail keeps of a sign-in name that no account has: a keyed digest
+    (HMAC-SHA256 under a key derived from ``TIDINGS_SECRET_KEY``, 128 bits), never the text.
+    People type their password into the name field; the trail is append-only and kept for
+    good, so the text must not go in. The same name always gives the same digest, so repeated
+    attempts at one name can be found (``GET /api/v1/admin/audit-events?login=``)."""
+    key = derive_key(secret_key, LOGIN_DIGEST_PURPOSE)
+    return hmac.new(key, login.strip().lower().encode(), hashlib.sha256).hexdigest()[:32]
 
 
 class AuditAction(StrEnum):

@@ -45,6 +45,7 @@ async def password_login(
             grant.username,
             grant.password,
             refresh_ttl,
+            container.keys.secret_key,
         )
     except OAuthError:
         await limiter.enforce("login_lockout", lock_key)  # count the failure

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
 from tidings.accounts.repository import UserRepository
-from tidings.audit.service import AuditAction, record_audit
+from tidings.audit.service import AuditAction, login_digest, record_audit
 from tidings.auth.models import AuthSession
 from tidings.auth.policy import Principal, Role
 from tidings.auth.repository import SESSION, AuthRepository
@@ -113,17 +113,23 @@ async def password_grant(
     login: str,
     password: str,
     refresh_ttl: int,
+    audit_key: bytes,
 ) -> TokenPair:
     user = await UserRepository(session).by_login(login)
     valid, rehashed = await hasher.verify(password, user.password_hash if user else None)
     if user is None or not valid:
+        # never the typed text: a password typed into the name field would stay for good
+        if user is None:
+            typed: dict[str, str] = {"login_digest": login_digest(audit_key, login)}
+        else:
+            typed = {"login_as": "email" if "@" in login else "username"}
         await record_audit(
             session,
             AuditAction.LOGIN_FAILED,
             actor_id=user.id if user else None,
             target_type="user",
             target_id=user.id if user else None,
-            login=login[:64],
+            **typed,
         )
         # keep_changes: the failure answers 400 but its audit event must be committed
         raise OAuthError("invalid_grant", BAD_CREDENTIALS, keep_changes=True)
