@@ -20,6 +20,7 @@ from tests.support.api import DEFAULT_PASSWORD, assert_problem, login, sign_up
 from tidings.accounts.models import User
 from tidings.app import create_app
 from tidings.audit.models import AuditEvent
+from tidings.auth.models import AuthSession
 from tidings.core.container import Container
 from tidings.core.db import utcnow
 from tidings.mail.delivery import default_renderers, send_due
@@ -226,7 +227,7 @@ async def test_a_password_change_is_told_to_the_address(
 
 
 CHANGE = "/api/v1/me/email"
-CHANGE_CONFIRM = "/api/v1/auth/email/change/confirm"
+CHANGE_CONFIRM = "/api/v1/me/email/confirm"
 
 
 async def _audited(container: Container, action: str) -> int:
@@ -265,15 +266,22 @@ async def test_an_email_address_is_changed_by_the_link_mailed_to_the_new_one(
     me = (await client.get("/api/v1/me", headers=grace.headers)).json()
     assert me["email"] == "grace@example.com"  # nothing changes before the link is used
 
-    assert_problem(await client.post(CHANGE_CONFIRM, json={"token": "x" * 43}), 422)
     token = _token(messages["grace.new@example.org"])
-    done = await client.post(CHANGE_CONFIRM, json={"token": token})
+    bad = await client.post(CHANGE_CONFIRM, json={"token": "x" * 43}, headers=grace.headers)
+    assert_problem(bad, 422)
+    assert_problem(await client.post(CHANGE_CONFIRM, json={"token": token}), 401)
+    # whoever got the mail cannot use the link signed in as someone else (heidi here)
+    heidi = await login(client, "heidi")
+    elsewhere = await client.post(CHANGE_CONFIRM, json={"token": token}, headers=heidi.headers)
+    assert assert_problem(elsewhere, 422)["errors"][0]["loc"] == ["body", "token"]
+    done = await client.post(CHANGE_CONFIRM, json={"token": token}, headers=grace.headers)
     assert done.status_code == 204, done.text
     me = (await client.get("/api/v1/me", headers=grace.headers)).json()
     assert (me["email"], me["email_verified"]) == ("grace.new@example.org", True)
     [told] = await _deliver(container)
     assert (told["To"], told["Subject"]) == ("grace@example.com", "Your email address was changed")
-    assert_problem(await client.post(CHANGE_CONFIRM, json={"token": token}), 422)  # used
+    used = await client.post(CHANGE_CONFIRM, json={"token": token}, headers=grace.headers)
+    assert_problem(used, 422)
     by_new = await login(client, "grace.new@example.org")  # signs in with the new address
     assert (await client.get("/api/v1/me", headers=by_new.headers)).json()["username"] == "grace"
     # the old address now belongs to no account: a reset sent there goes nowhere
@@ -293,8 +301,9 @@ async def test_a_password_change_cancels_a_pending_email_change(
     change = {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD}
     changed = await client.post("/api/v1/me/password", json=change, headers=ivan.headers)
     assert changed.status_code == 204, changed.text
-    assert_problem(await client.post(CHANGE_CONFIRM, json={"token": _token(link)}), 422)
     ivan = await login(client, "ivan", NEW_PASSWORD)
+    late = await client.post(CHANGE_CONFIRM, json={"token": _token(link)}, headers=ivan.headers)
+    assert_problem(late, 422)
     me = (await client.get("/api/v1/me", headers=ivan.headers)).json()
     assert me["email"] == "ivan@example.com"
 
@@ -307,8 +316,43 @@ async def test_an_address_taken_before_the_link_is_used_is_a_conflict(
     assert (await client.post(CHANGE, json=body, headers=judy.headers)).status_code == 202
     [link] = [m for m in await _deliver(container) if m["To"] == "wanted@example.org"]
     await sign_up(client, "kim", email="wanted@example.org")  # registered meanwhile
-    taken = await client.post(CHANGE_CONFIRM, json={"token": _token(link)})
-    assert assert_problem(taken, 409)["errors"][0]["loc"] == ["body", "email"]
+    taken = await client.post(CHANGE_CONFIRM, json={"token": _token(link)}, headers=judy.headers)
+    assert "another account" in assert_problem(taken, 409)["detail"]
     me = (await client.get("/api/v1/me", headers=judy.headers)).json()
     assert me["email"] == "judy@example.com"
     assert await _audited(container, "account:email_changed") == 0
+
+
+async def test_an_account_without_a_password_sets_one_only_just_signed_in_and_then_moves(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    """An account a sign-in provider made has no password: a token alone (maybe stolen)
+    neither gives it one nor moves its address; the holder, just signed in, sets one first."""
+    leo = await sign_up(client, "leo")
+    async with container.db.unit_of_work(write=True) as session:  # as a sign-in provider makes it
+        await session.execute(
+            update(User).where(User.id == int(leo.user_id)).values(password_hash=None)
+        )
+    move = {"email": "leo@example.org", "confirm_username": "leo"}
+    refused = await client.post(CHANGE, json=move, headers=leo.headers)
+    assert "Set a password first" in assert_problem(refused, 409)["detail"]
+    async with container.db.unit_of_work(write=True) as session:  # signed in 11 minutes ago
+        await session.execute(
+            update(AuthSession)
+            .where(AuthSession.user_id == int(leo.user_id))
+            .values(created_at=utcnow() - timedelta(minutes=11))
+        )
+    first = {"new_password": NEW_PASSWORD}
+    stale = await client.post("/api/v1/me/password", json=first, headers=leo.headers)
+    assert "sign in again" in assert_problem(stale, 403)["detail"]
+    async with container.db.unit_of_work(write=True) as session:  # a fresh provider sign-in
+        await session.execute(
+            update(AuthSession)
+            .where(AuthSession.user_id == int(leo.user_id))
+            .values(created_at=utcnow())
+        )
+    done = await client.post("/api/v1/me/password", json=first, headers=leo.headers)
+    assert done.status_code == 204, done.text
+    leo = await login(client, "leo", NEW_PASSWORD)
+    move = {"email": "leo@example.org", "password": NEW_PASSWORD}
+    assert (await client.post(CHANGE, json=move, headers=leo.headers)).status_code == 202

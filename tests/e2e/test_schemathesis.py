@@ -93,7 +93,7 @@ SEMANTIC_OPERATIONS = {
     "POST /api/v1/auth/password-reset/confirm": "422",
     "POST /api/v1/auth/email/verify": "422",
     "POST /api/v1/me/email": "422",
-    "POST /api/v1/auth/email/change/confirm": "422",
+    "POST /api/v1/me/email/confirm": "422",
     **{
         f"{method} /api/v1/users/{{username}}/{relation}": "422"
         for method in ("PUT", "DELETE")

@@ -123,9 +123,12 @@ async def change_password(
     new: str,
 ) -> None:
     """Change the password; an account without one (made by a sign-in provider) sets its first
-    without ``current``."""
+    without ``current``, within :data:`RECENT_SIGN_IN` of signing in through its provider (a
+    token alone must not be enough to give the account a password its holder does not know)."""
     user = await get_account(session, principal.user_id)
-    if user.password_hash is not None:
+    if user.password_hash is None:
+        await require_recent_sign_in(session, principal, "set a password")
+    else:
         await verify_password(
             session,
             hasher,
@@ -212,6 +215,17 @@ async def delete_account(
 RECENT_SIGN_IN = timedelta(minutes=10)
 
 
+async def require_recent_sign_in(session: AsyncSession, principal: Principal, doing: str) -> None:
+    """The token's session began within :data:`RECENT_SIGN_IN` (a 403 otherwise): the proof
+    asked of an account without a password, which has nothing else to type."""
+    signed_in = await AuthRepository(session).created_at(principal.session_id)
+    if signed_in is None or utcnow() - signed_in > RECENT_SIGN_IN:
+        raise Forbidden(
+            f"To {doing}, sign in again through your provider, then retry within "
+            f"{int(RECENT_SIGN_IN.total_seconds() // 60)} minutes."
+        )
+
+
 async def prove_holder(
     session: AsyncSession,
     hasher: PasswordHasher,
@@ -226,12 +240,7 @@ async def prove_holder(
     signed in through its provider within :data:`RECENT_SIGN_IN` in this session (a 403
     otherwise), and types its username out."""
     if user.password_hash is None:
-        signed_in = await AuthRepository(session).created_at(principal.session_id)
-        if signed_in is None or utcnow() - signed_in > RECENT_SIGN_IN:
-            raise Forbidden(
-                f"To {doing}, sign in again through your provider, then retry within "
-                f"{int(RECENT_SIGN_IN.total_seconds() // 60)} minutes."
-            )
+        await require_recent_sign_in(session, principal, doing)
     if user.password_hash is not None:
         await verify_password(
             session,

@@ -52,7 +52,10 @@ async def _limit(request: Request, container: ContainerDep, policy: str, key: st
 
 
 def limit(policy: str) -> Callable[..., Awaitable[None]]:
-    """An extra, tighter budget for a sensitive route: per user when signed in, else per IP."""
+    """An extra, tighter budget for a sensitive route: per user or per sign-in session when
+    signed in (the policy's scope), else per IP. Budgets of the routes that ask for the
+    password again are per session: someone holding a stolen token must not use up the
+    budget of the owner signing in elsewhere to stop them."""
 
     async def dependency(
         request: Request,
@@ -60,7 +63,12 @@ def limit(policy: str) -> Callable[..., Awaitable[None]]:
         principal: Annotated[Principal | None, Depends(_optional_principal)],
     ) -> None:
         scope = container.limiter.policies[policy].scope
-        key = str(principal.user_id) if principal and scope == "user" else client_key()
+        if principal is not None and scope == "user":
+            key = str(principal.user_id)
+        elif principal is not None and scope == "session":
+            key = f"session:{principal.session_id}"
+        else:
+            key = client_key()
         await _limit(request, container, policy, key)
 
     dependency.__name__ = f"limit_{policy}"

@@ -14,7 +14,7 @@ from typing import Literal
 
 from limits import RateLimitItem, parse_many
 
-Scope = Literal["ip", "user", "account"]
+Scope = Literal["ip", "user", "session", "account"]
 
 
 @dataclass(frozen=True)
@@ -39,17 +39,17 @@ DEFAULT_POLICIES: dict[str, Policy] = {
         Policy("login_lockout", "5/15 minutes;10/hour;20/day", "account", fail_closed=True),
         # Wrong passwords typed again before a sensitive change, per sign-in session
         # (src/tidings/auth/reauth.py).
-        Policy("reauth_lockout", "5/15 minutes;10/hour;20/day", "user", fail_closed=True),
+        Policy("reauth_lockout", "5/15 minutes;10/hour;20/day", "session", fail_closed=True),
         Policy("token_refresh", "60/5 minutes", "ip"),
         Policy("register", "10/hour", "ip", fail_closed=True),
-        Policy("password_change", "5/hour", "user", fail_closed=True),
-        Policy("account_delete", "5/hour", "user", fail_closed=True),
-        Policy("session_end", "20/hour", "user", fail_closed=True),
+        Policy("password_change", "5/hour", "session", fail_closed=True),
+        Policy("account_delete", "5/hour", "session", fail_closed=True),
+        Policy("session_end", "20/hour", "session", fail_closed=True),
         Policy("account_export", "10/hour", "user"),
         Policy("password_reset", "10/hour", "ip", fail_closed=True),
         Policy("recovery_confirm", "30/hour", "ip", fail_closed=True),
         Policy("email_verification", "5/hour", "user", fail_closed=True),
-        Policy("email_change", "5/hour", "user", fail_closed=True),
+        Policy("email_change", "5/hour", "session", fail_closed=True),
         Policy("post_create", "100/hour", "user"),
         Policy("comment_create", "300/hour", "user"),
         Policy("follow", "200/hour", "user"),

@@ -114,13 +114,13 @@ async def request_email_change(
 
 
 @router.post(
-    "/auth/email/change/confirm",
+    "/me/email/confirm",
     status_code=204,
-    summary="Move your account to the new email address with the link's token",
+    summary="Move your account to the new email address with the link's token (signed in)",
     dependencies=[Depends(limit("recovery_confirm"))],
 )
 async def confirm_email_change(
-    body: EmailChange, session: DbSession, container: ContainerDep, _viewer: Viewer
+    body: EmailChange, principal: SelfWriter, session: DbSession, container: ContainerDep
 ) -> Response:
-    await service.change_email(session, container.settings, body.token)
+    await service.change_email(session, container.settings, principal, body.token)
     return Response(status_code=204)

@@ -179,6 +179,10 @@ def _address_taken() -> Conflict:
     )
 
 
+def _address_taken_since() -> Conflict:
+    return Conflict("The new address now belongs to another account; ask for another change.")
+
+
 async def request_email_change(
     session: AsyncSession,
     settings: Settings,
@@ -193,6 +197,13 @@ async def request_email_change(
     not ask for (changing the password cancels it)."""
     _require_mail(settings)
     user = await get_account(session, principal.user_id)
+    if user.password_hash is None:
+        # the address is where a lost password is recovered: an account with none (made by a
+        # sign-in provider) proves itself only by the age of its session, too weak for this
+        raise Conflict(
+            "Set a password first (POST /api/v1/me/password, within 10 minutes of signing in "
+            "through your provider), then change the address with it."
+        )
     await prove_holder(session, hasher, limiter, principal, user, proof, "change your email")
     email = normalise_email(new_email)
     if email == user.email:
@@ -205,13 +216,14 @@ async def request_email_change(
     minutes = settings.recovery_token_minutes
     expires = utcnow() + timedelta(minutes=minutes)
     token = await TokenRepository(session).issue(user.id, CHANGE, email, expires)
-    how = _instructions(settings.email_change_url, token, "POST /api/v1/auth/email/change/confirm")
+    how = _instructions(settings.email_change_url, token, "POST /api/v1/me/email/confirm")
     queue_mail(
         session,
         email,
         "Confirm your new email address",
         f"@{user.username} asked to use this address from now on.\n\n{how}\n"
-        f"It works once, for {minutes} minutes. If it was not you, ignore this message.\n",
+        f"Use it signed in as @{user.username}; it works once, for {minutes} minutes. "
+        "If you did not ask for this, ignore this message: nothing changes.\n",
         expires_at=expires,
     )
     queue_mail(
@@ -232,28 +244,33 @@ async def request_email_change(
     )
 
 
-async def change_email(session: AsyncSession, settings: Settings, token: str) -> User:
-    """Use a change link: the account takes the new address, verified (the link reached it),
-    and the old address is told."""
+async def change_email(
+    session: AsyncSession, settings: Settings, principal: Principal, token: str
+) -> User:
+    """Use a change link, signed in as the account that asked: it takes the new address,
+    verified (the link reached it), and the old address is told. Signed in, because whoever
+    receives the mail is not always the one who asked: someone could ask to move their own
+    account to your address and count on you following the link; later, your sign-in
+    through a provider giving that address would be linked to their account."""
     tokens = TokenRepository(session)
     row = await tokens.redeem(token, CHANGE)
-    if row is None:
+    if row is None or row.user_id != principal.user_id:
         raise _invalid("email change")
     user = await UserRepository(session).get_for_update(row.user_id)
     if user is None or user.suspended or user.deleted_at is not None:
         raise _invalid("email change")
     if await UserRepository(session).email_taken(row.email, besides=user.id):
-        raise _address_taken()  # taken since the link was sent; the link stays unused
+        raise _address_taken_since()  # the link stays unused
     old = user.email
     for purpose in (CHANGE, VERIFY, RESET):  # links to either address stop working
         await tokens.retire_others(user.id, purpose)
-    user.email = row.email
-    user.email_verified = True
     try:
         async with session.begin_nested():
+            user.email = row.email
+            user.email_verified = True
             await session.flush()
     except IntegrityError as exc:  # another account took it in the meantime
-        raise _address_taken() from exc
+        raise _address_taken_since() from exc
     await record_audit(
         session, AuditAction.EMAIL_CHANGED, actor_id=user.id, target_type="user", target_id=user.id
     )
