@@ -184,6 +184,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.add_middleware(
         RequestIdMiddleware,
         trusted_proxies=parse_networks(settings.trusted_proxies),
-        proxy_header=settings.proxy_header,
+        proxy_header=settings.proxy_header or "x-forwarded-for",
     )
     return app

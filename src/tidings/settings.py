@@ -164,8 +164,9 @@ class Settings(BaseSettings):
     rate_limit_storage: Literal["memory", "redis"] = "memory"
     rate_limits: dict[str, str] = Field(default_factory=dict)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # the one header those proxies set (the other is never read: a client could send it)
-    proxy_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+    # the one header those proxies set (the other is never read: a client could send it);
+    # required with trusted_proxies: guessing it wrong lets clients choose their address
+    proxy_header: Literal["x-forwarded-for", "forwarded"] | None = None
 
     # data retention (docs/operations.md): a loop next to the relay, and `tidings prune`
     retention_enabled: bool = True
@@ -221,6 +222,16 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             return [_check_redirect_uri(str(item)) for item in value]
         return value
+
+    @model_validator(mode="after")
+    def _proxy_header_named(self) -> Settings:
+        if self.trusted_proxies and self.proxy_header is None:
+            raise ValueError(
+                "TIDINGS_TRUSTED_PROXIES is set: set TIDINGS_PROXY_HEADER too, to the one "
+                "header those proxies set (x-forwarded-for or forwarded); a client can send "
+                "the other, and it must not be believed"
+            )
+        return self
 
     @model_validator(mode="after")
     def _mail_in_production(self) -> Settings:

@@ -71,7 +71,9 @@ async def test_login_burst_is_throttled_but_the_owner_gets_in_from_elsewhere(
     tmp_path: Path, database_url: str
 ) -> None:
     await _within_one_window(15 * 60)  # the login_lockout budget: 5 per 15 minutes
-    async with limited_client(tmp_path, database_url, trusted_proxies=["127.0.0.1/32"]) as client:
+    async with limited_client(
+        tmp_path, database_url, trusted_proxies=["127.0.0.1/32"], proxy_header="x-forwarded-for"
+    ) as client:
         await register(client, "victim")
         statuses = []
         for _ in range(400):

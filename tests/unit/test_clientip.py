@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
 from tidings.core.clientip import client_ip, parse_networks
+from tidings.settings import Settings
 
 PROXY = "10.0.0.5"
 TRUSTED = parse_networks(["10.0.0.0/8"])
@@ -50,3 +56,14 @@ def test_an_unparsable_hop_leaves_the_peer() -> None:
     assert client_ip(PROXY, _h(("X-Forwarded-For", "not-an-ip")), TRUSTED) == PROXY
     assert client_ip(PROXY, _h(("X-Forwarded-For", "10.0.0.1, 10.0.0.2")), TRUSTED) == PROXY
     assert client_ip(None, [], TRUSTED) == "unknown"
+
+
+def test_trusted_proxies_need_the_header_named(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="TIDINGS_PROXY_HEADER"):
+        Settings(data_dir=tmp_path, trusted_proxies=["10.0.0.0/8"])  # type: ignore[call-arg]
+    named = Settings(
+        data_dir=tmp_path,
+        trusted_proxies="10.0.0.0/8",  # type: ignore[arg-type]
+        proxy_header="forwarded",
+    )
+    assert (named.trusted_proxies, named.proxy_header) == (["10.0.0.0/8"], "forwarded")
