@@ -206,12 +206,12 @@ async def _seed_everything(db: Database) -> Seeded:
             auth_session(ago(10)),
             auth_session(ago(2)),
         )
-        # never signed out: left unused for longer than a refresh token lives (30 days), or
-        # used last just before its current token was issued (last_used_at lags a refresh)
+        # never signed out: left unused for longer than a refresh token lives (30 days) and an
+        # hour, or used last just before its current token was issued (last_used_at lags)
         left_spent, left_empty, left_live = (
-            auth_session(None, ago(31)),
+            auth_session(None, ago(31, hours=1)),
             auth_session(None, ago(35)),
-            auth_session(None, ago(30, hours=1)),
+            auth_session(None, ago(31)),
         )
         await session.flush()
         s.gone["auth_sessions"] |= {revoked_spent.id, revoked_empty.id, left_spent.id}
@@ -530,3 +530,17 @@ def test_cli_prune_dry_run_then_prune(cli_db: str) -> None:
 
     again = runner.invoke(cli_app, ["prune", "--dry-run"])
     assert rows(again.output) == {**dict.fromkeys(TABLES, "0"), "total": "0"}
+
+
+def test_sessions_outlive_access_tokens_longer_than_refresh_tokens(tmp_path: Path) -> None:
+    """Settings may let an access token outlive its refresh tokens: a session is not pruned
+    while one could still be valid."""
+    settings = make_settings(
+        tmp_path,
+        "sqlite+aiosqlite:///unused.db",
+        access_token_ttl_seconds=7200,
+        refresh_token_ttl_seconds=600,
+    )
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    cutoffs = service.RetentionPolicy.from_settings(settings).cutoffs(now)
+    assert now - cutoffs.sessions == timedelta(hours=3)  # the access token's 2 h, and an hour

@@ -47,7 +47,13 @@ class RetentionPolicy:
             webhooks=timedelta(days=settings.retention_webhook_days),
             notifications=timedelta(days=settings.retention_notifications_days),
             idempotency=IDEMPOTENCY_TTL,
-            sessions=timedelta(seconds=settings.refresh_token_ttl_seconds),
+            # past the last refresh, its refresh token and its access token (which may be
+            # set to outlive refresh tokens) have both expired; an hour covers the
+            # 5-minute grain of last_used_at
+            sessions=timedelta(
+                seconds=max(settings.refresh_token_ttl_seconds, settings.access_token_ttl_seconds)
+            )
+            + timedelta(hours=1),
             batch=settings.retention_batch,
             max_batches=settings.retention_max_batches,
         )
