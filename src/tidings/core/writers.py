@@ -6,8 +6,9 @@ write behind its back: a session revoked there would still be accepted here unti
 entry expires. So every serving process (API or worker) takes an advisory lock on a file next
 to the database: shared when it keeps no rows in memory, exclusive when it does. A second
 process that would break the rule is refused at start with a clear message. One-shot commands
-(``tidings users create-admin``, ``tidings migrate``) take no lock: they only add rows nobody
-has cached, and they must work beside a running server.
+(``tidings users create-admin``, ``tidings migrate``) take no such lock: they only add rows
+nobody has cached, and they must work beside a running server (migrations take turns on a lock
+of their own, :func:`tidings.core.migrate.upgrade`).
 
 PostgreSQL needs no lock here: ``memory`` on PostgreSQL is an explicit choice, and
 ``auto`` never picks it there.
@@ -27,8 +28,9 @@ from tidings.settings import Settings
 LOCK_SUFFIX = ".servers.lock"
 
 
-def lock_path(database_url: str) -> Path | None:
-    """The lock file for a SQLite database file; None for other databases and in-memory ones."""
+def lock_path(database_url: str, suffix: str = LOCK_SUFFIX) -> Path | None:
+    """A lock file next to a SQLite database file; None for other databases and in-memory
+    ones."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
         return None
@@ -37,7 +39,7 @@ def lock_path(database_url: str) -> Path | None:
         return None
     if url.query.get("mode") == "memory":
         return None
-    return Path(database).with_name(Path(database).name + LOCK_SUFFIX)
+    return Path(database).with_name(Path(database).name + suffix)
 
 
 class ServerLock:
