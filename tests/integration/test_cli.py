@@ -163,6 +163,22 @@ def test_migrate_then_check(runner: CliRunner, env: Env) -> None:
     assert "agree" in _text(checked)
 
 
+def test_a_failed_migration_says_why_in_one_line_and_shows_no_password(
+    runner: CliRunner, env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # nothing listens on port 1 of loopback
+    url = "postgresql+asyncpg://postgres:not-to-be-shown@127.0.0.1:1/tidings"
+    monkeypatch.setenv("TIDINGS_DATABASE_URL", url)
+    get_settings.cache_clear()
+    result = _invoke(runner, ["migrate"])
+    assert result.exit_code == 1
+    assert "Migration failed on postgresql+asyncpg://postgres:***@127.0.0.1:1/tidings" in _text(
+        result
+    )
+    assert "not-to-be-shown" not in result.output
+    assert "Traceback" not in result.output
+
+
 def test_two_migrations_started_together_on_one_sqlite_file_both_succeed(tmp_path: Path) -> None:
     """Two `tidings migrate` (two servers started at once) take turns on the file's lock;
     without it both created the first table and one failed (3 times out of 3)."""
