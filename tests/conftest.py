@@ -34,6 +34,7 @@ RELAXED_POLICIES = (
     "password_change",
     "account_delete",
     "session_end",
+    "identity_change",
     "reauth_lockout",
     "account_export",
     "password_reset",

@@ -475,7 +475,7 @@ async def link_github(w: World) -> None:
         "user",
         "POST",
         "/api/v1/me/identities/github",
-        json={"redirect_uri": APP_REDIRECT, "state": "link-1"},
+        json={"redirect_uri": APP_REDIRECT, "state": "link-1", "password": w.passwords["user"]},
     )
     opened = await w.client.get(started["authorization_url"])
     assert opened.status_code == 302, opened.text
@@ -663,7 +663,9 @@ async def _start_link(w: World, actor: str) -> Call:
     """Everyone starts linking GitHub to their own account (the user's is unlinked first: a
     second GitHub identity is a 409)."""
     if "github" in await identities(w, "user"):
-        await w.ok("user", "DELETE", "/api/v1/me/identities/github")
+        proof = {"password": w.passwords["user"]}
+        await w.ok("user", "DELETE", "/api/v1/me/identities/github", json=proof)
+    password = w.passwords["user" if actor == "anonymous" else actor]
 
     async def verify(response: httpx2.Response) -> list[str]:
         if response.status_code >= 300:
@@ -674,7 +676,7 @@ async def _start_link(w: World, actor: str) -> Call:
     return Call(
         "POST",
         "/api/v1/me/identities/github",
-        json={"redirect_uri": APP_REDIRECT, "state": "link-2"},
+        json={"redirect_uri": APP_REDIRECT, "state": "link-2", "password": password},
         verify=verify,
         missing_url="/api/v1/me/identities/nosuch",
     )
@@ -690,9 +692,11 @@ async def _unlink(w: World, actor: str) -> Call:
         want = [] if actor == "user" else ["github"]
         return check(left == want, f"after {actor}'s unlink the user has {left}")
 
+    password = w.passwords["user" if actor == "anonymous" else actor]
     return Call(
         "DELETE",
         "/api/v1/me/identities/github",
+        json={"password": password},
         verify=verify,
         missing_url="/api/v1/me/identities/nosuch",
     )

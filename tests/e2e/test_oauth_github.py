@@ -19,6 +19,7 @@ from tests.oidc.flows import (
     back_to_app,
     identity_rows,
     link,
+    proof,
     query_of,
     session_count,
     sign_in,
@@ -179,6 +180,22 @@ async def test_linking_github_conflicts_are_refused(
     github.signed_in_as = GitHubUser.with_email(11, "uma", "uma@example.com")
     await sign_in(client, "github")
     victor = await sign_up(client, "victor")
+    # a token alone links nothing: the holder's password first
+    done = "https://app.example.com/auth/done"
+    for extra, msg in (
+        ({}, "field required"),
+        ({"password": "not-his-password"}, "does not match"),
+    ):
+        refused = await client.post(
+            "/api/v1/me/identities/github",
+            json={"redirect_uri": done, **extra},
+            headers=victor.headers,
+        )
+        problem = assert_problem(refused, 422)
+        assert (problem["errors"][0]["loc"], problem["errors"][0]["msg"]) == (
+            ["body", "password"],
+            msg,
+        )
     taken = await link(client, victor, "github")  # uma's GitHub account is someone else's
     assert "linked to another Tidings account" in assert_problem(taken, 409)["detail"]
 
@@ -188,13 +205,13 @@ async def test_linking_github_conflicts_are_refused(
     assert query_of(linked.headers["location"]) == {"linked": "github", "state": "link-1"}
     again = await client.post(
         "/api/v1/me/identities/github",
-        json={"redirect_uri": "https://app.example.com/auth/done"},
+        json={"redirect_uri": "https://app.example.com/auth/done", **proof(victor)},
         headers=victor.headers,
     )
     assert "unlink it first" in assert_problem(again, 409)["detail"]
     bad_redirect = await client.post(
         "/api/v1/me/identities/github",
-        json={"redirect_uri": "https://evil.example/"},
+        json={"redirect_uri": "https://evil.example/", **proof(victor)},
         headers=victor.headers,
     )
     assert_problem(bad_redirect, 400)

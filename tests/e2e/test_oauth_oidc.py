@@ -34,6 +34,7 @@ from tests.oidc.flows import (
     sign_in,
     through_provider,
     to_provider,
+    unlink,
     user_count,
 )
 from tests.oidc.harness import OIDCProvider
@@ -177,7 +178,7 @@ async def test_an_account_from_a_provider_may_set_a_password_later(
     client: httpx2.AsyncClient,
 ) -> None:
     fay = await sign_in(client, "keycloak", "fay")
-    last = await client.delete("/api/v1/me/identities/keycloak", headers=fay.headers)
+    last = await unlink(client, fay, "keycloak")
     assert "last way to sign in" in assert_problem(last, 409)["detail"]
     wrong = await client.post(
         "/api/v1/me/password", json={"new_password": "short"}, headers=fay.headers
@@ -189,7 +190,7 @@ async def test_an_account_from_a_provider_may_set_a_password_later(
     assert set_password.status_code == 204, set_password.text
     fay_again = await login(client, "fay")
     assert fay_again.user_id == fay.me["id"]
-    unlinked = await client.delete("/api/v1/me/identities/keycloak", headers=fay_again.headers)
+    unlinked = await unlink(client, fay_again, "keycloak")
     assert unlinked.status_code == 204
     # With a password now, the current one is required to change it.
     missing = await client.post(

@@ -21,10 +21,12 @@ from tests.oidc.flows import (
     back_to_app,
     identity_rows,
     link,
+    proof,
     query_of,
     session_count,
     sign_in,
     through_provider,
+    unlink,
 )
 from tests.oidc.github_standin import GitHubStandIn, GitHubUser
 from tests.oidc.harness import OIDCProvider
@@ -78,12 +80,16 @@ async def test_sign_in_link_sign_in_again_and_unlink(
     via_second = await sign_in(client, second, login)
     assert via_second.me["id"] == user_id
 
-    unlinked = await client.delete(f"/api/v1/me/identities/{second}", headers=wanda.headers)
+    bare = await client.request(
+        "DELETE", f"/api/v1/me/identities/{second}", json={}, headers=wanda.headers
+    )
+    assert assert_problem(bare, 422)["errors"][0]["loc"] == ["body", "confirm_username"]
+    unlinked = await unlink(client, wanda, second)
     assert unlinked.status_code == 204
     assert await _providers(client, wanda.headers) == [first]
-    gone = await client.delete(f"/api/v1/me/identities/{second}", headers=wanda.headers)
+    gone = await unlink(client, wanda, second)
     assert_problem(gone, 404)
-    last = await client.delete(f"/api/v1/me/identities/{first}", headers=wanda.headers)
+    last = await unlink(client, wanda, first)
     assert_problem(last, 409)
 
     assert await audit_actions(container, int(user_id)) == [
@@ -106,7 +112,7 @@ async def test_a_link_ticket_works_once_and_only_while_signed_in(
     xena = await sign_in(client, "google", "xena")
     started = await client.post(
         "/api/v1/me/identities/github",
-        json={"redirect_uri": "https://app.example.com/auth/done"},
+        json={"redirect_uri": "https://app.example.com/auth/done", **proof(xena)},
         headers=xena.headers,
     )
     url = started.json()["authorization_url"]

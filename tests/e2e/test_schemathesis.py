@@ -93,6 +93,8 @@ SEMANTIC_OPERATIONS = {
     "POST /api/v1/auth/password-reset/confirm": "422",
     "POST /api/v1/auth/email/verify": "422",
     "POST /api/v1/me/email": "422",
+    "POST /api/v1/me/identities/{provider}": "422",
+    "DELETE /api/v1/me/identities/{provider}": "422",
     "POST /api/v1/me/email/confirm": "422",
     **{
         f"{method} /api/v1/users/{{username}}/{relation}": "422"

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 
 from tests.oidc.fixtures import APP_REDIRECT, CALLBACK_BASE
 from tests.oidc.harness import browse_to_callback
+from tests.support.api import DEFAULT_PASSWORD
 from tidings.accounts.models import User
 from tidings.audit.models import AuditEvent
 from tidings.auth.models import AuthSession
@@ -108,13 +109,26 @@ async def sign_in(
     return SignedIn(pair["access_token"], pair["refresh_token"], me.json())
 
 
+def proof(who: Any) -> dict[str, str]:
+    """The holder's proof for linking and unlinking: the suite's password for an account
+    that has one, the username typed out for one a provider made (just signed in)."""
+    username = who.me["username"] if hasattr(who, "me") else who.username
+    return {"password": DEFAULT_PASSWORD, "confirm_username": username}
+
+
+async def unlink(client: httpx2.AsyncClient, who: Any, provider: str) -> httpx2.Response:
+    return await client.request(
+        "DELETE", f"/api/v1/me/identities/{provider}", json=proof(who), headers=who.headers
+    )
+
+
 async def link(
-    client: httpx2.AsyncClient, who: SignedIn, provider: str, login: str = ""
+    client: httpx2.AsyncClient, who: Any, provider: str, login: str = ""
 ) -> httpx2.Response:
     """Link ``provider`` to ``who``'s account: start, open the URL in the browser, come back."""
     started = await client.post(
         f"/api/v1/me/identities/{provider}",
-        json={"redirect_uri": APP_REDIRECT, "state": "link-1"},
+        json={"redirect_uri": APP_REDIRECT, "state": "link-1", **proof(who)},
         headers=who.headers,
     )
     assert started.status_code == 200, started.text

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
+from tidings.accounts.schemas import Reauthentication
+from tidings.auth.deps import limit, public_unauthenticated, require
 from tidings.auth.deps import public as public_policy
-from tidings.auth.deps import public_unauthenticated, require
 from tidings.auth.policy import Permission, Principal
 from tidings.auth.providers import linking, service
 from tidings.auth.providers.crypto import STATE_COOKIE
@@ -169,8 +170,10 @@ async def list_identities(principal: SelfReader, session: DbSession) -> Identity
 @router.post(
     "/me/identities/{provider}",
     response_model=LinkStarted,
-    summary="Start linking a provider to your account (open authorization_url in a browser)",
+    summary="Start linking a provider to your account (with your password; open "
+    "authorization_url in a browser)",
     responses={400: _ERRORS_DOC[400], 404: _ERRORS_DOC[404], 409: _ERRORS_DOC[409]},
+    dependencies=[Depends(limit("identity_change"))],
 )
 async def start_link(
     provider: ProviderName,
@@ -179,12 +182,16 @@ async def start_link(
     principal: SelfWriter,
     session: DbSession,
     registry: Registry,
+    container: ContainerDep,
 ) -> LinkStarted:
     return await service.start_link(
         session,
         registry,
+        container.hasher,
+        container.limiter,
         principal,
         provider,
+        body,
         body.redirect_uri,
         body.state,
         registry.public_base(_base(request)),
@@ -195,11 +202,25 @@ async def start_link(
 @router.delete(
     "/me/identities/{provider}",
     status_code=204,
-    summary="Unlink a provider (not the last way to sign in)",
+    summary="Unlink a provider (with your password; not the last way to sign in)",
     responses={404: _ERRORS_DOC[404], 409: _ERRORS_DOC[409]},
+    dependencies=[Depends(limit("identity_change"))],
 )
 async def unlink(
-    provider: ProviderName, principal: SelfWriter, session: DbSession, registry: Registry
+    provider: ProviderName,
+    body: Reauthentication,
+    principal: SelfWriter,
+    session: DbSession,
+    registry: Registry,
+    container: ContainerDep,
 ) -> Response:
-    await linking.unlink(session, principal.user_id, provider, frozenset(registry.providers))
+    await linking.unlink(
+        session,
+        container.hasher,
+        container.limiter,
+        principal,
+        provider,
+        frozenset(registry.providers),
+        body,
+    )
     return Response(status_code=204)

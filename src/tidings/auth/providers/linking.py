@@ -18,20 +18,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
 from tidings.accounts.repository import UserRepository
+from tidings.accounts.schemas import Reauthentication
+from tidings.accounts.service import get_account, prove_holder
 from tidings.audit.service import AuditAction, record_audit
 from tidings.auth.models import AuthSession
-from tidings.auth.policy import Role
+from tidings.auth.policy import Principal, Role
 from tidings.auth.providers.base import ProviderClient, ProviderProfile
 from tidings.auth.providers.crypto import TokenCipher
 from tidings.auth.providers.models import UserIdentity
 from tidings.auth.providers.repository import ProviderRepository
 from tidings.auth.providers.usernames import unique_username
 from tidings.core.errors import Conflict, Forbidden, NotFound
+from tidings.core.security import PasswordHasher
+from tidings.ratelimit.limiter import RateLimiter
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -198,14 +201,18 @@ async def identities(session: AsyncSession, user_id: int) -> list[UserIdentity]:
 
 
 async def unlink(
-    session: AsyncSession, user_id: int, provider: str, enabled: frozenset[str]
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    limiter: RateLimiter,
+    principal: Principal,
+    provider: str,
+    enabled: frozenset[str],
+    proof: Reauthentication,
 ) -> None:
-    """Remove a linked identity unless it is the last way left to sign in."""
-    user = (
-        await session.execute(select(User).where(User.id == user_id).with_for_update())
-    ).scalar_one_or_none()
-    if user is None:
-        raise NotFound("No such account.")
+    """Remove a linked identity unless it is the last way left to sign in; the holder proves
+    it is them (a stolen token must not cut the owner's way back in)."""
+    user_id = principal.user_id
+    user = await get_account(session, user_id, for_update=True)
     repo = ProviderRepository(session)
     linked = await repo.identities_of_user(user_id)
     identity = next((i for i in linked if i.provider == provider), None)
@@ -217,6 +224,7 @@ async def unlink(
             "This is the last way to sign in to your account: set a password "
             "(POST /api/v1/me/password) or link another provider before unlinking it."
         )
+    await prove_holder(session, hasher, limiter, principal, user, proof, "unlink a sign-in")
     await repo.delete_identity(identity)
     await record_audit(
         session,

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from tidings.accounts.schemas import Reauthentication
 from tidings.auth.providers.base import ProviderKind
-from tidings.core.schemas import RequestModel, ResponseModel, Timestamp
+from tidings.core.schemas import ResponseModel, Timestamp
 
 PKCE_PATTERN = r"^[A-Za-z0-9\-._~]{43,128}$"
 RedirectUri = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
@@ -25,7 +26,10 @@ class ProviderList(BaseModel):
     data: list[ProviderInfo]
 
 
-class LinkRequest(RequestModel):
+class LinkRequest(Reauthentication):
+    """Where to come back, and the holder's proof (as for deleting the account): linking a
+    provider gives whoever controls that provider account a way into this one."""
+
     redirect_uri: RedirectUri = Field(
         description="Where the browser returns afterwards; must be in TIDINGS_OAUTH_REDIRECT_URIS."
     )

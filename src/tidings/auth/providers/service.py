@@ -16,6 +16,8 @@ from urllib.parse import urlencode
 from authlib.common.security import generate_token  # type: ignore[import-untyped]
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tidings.accounts.schemas import Reauthentication
+from tidings.accounts.service import get_account, prove_holder
 from tidings.auth.policy import Principal
 from tidings.auth.providers import linking
 from tidings.auth.providers.base import (
@@ -30,7 +32,8 @@ from tidings.auth.providers.registry import ProviderRegistry
 from tidings.auth.providers.repository import ProviderRepository
 from tidings.auth.providers.schemas import LinkStarted
 from tidings.core.errors import BadRequest, Conflict, FieldError
-from tidings.core.security import hash_token
+from tidings.core.security import PasswordHasher, hash_token
+from tidings.ratelimit.limiter import RateLimiter
 
 FLOW_TTL = timedelta(seconds=STATE_TTL_SECONDS)
 
@@ -136,14 +139,19 @@ async def start_login(
 async def start_link(
     session: AsyncSession,
     registry: ProviderRegistry,
+    hasher: PasswordHasher,
+    limiter: RateLimiter,
     principal: Principal,
     provider_name: str,
+    proof: Reauthentication,
     redirect_uri: str,
     app_state: str | None,
     public_base: str,
     now: datetime,
 ) -> LinkStarted:
-    """A signed-in user starts linking: a one-time ticket URL for their browser to open."""
+    """A signed-in user starts linking: a one-time ticket URL for their browser to open. The
+    holder proves it is them first (``proof``): a stolen access token must not be able to
+    add a provider account of the thief's, a way in that outlives every password change."""
     provider = registry.get(provider_name)
     check_redirect_uri(registry, redirect_uri, "body")
     repo = ProviderRepository(session)
@@ -151,6 +159,8 @@ async def start_link(
         raise Conflict(
             f"Your account already has a {provider.display_name} account linked; unlink it first."
         )
+    user = await get_account(session, principal.user_id)
+    await prove_holder(session, hasher, limiter, principal, user, proof, "link a sign-in")
     ticket = _secret()
     await repo.add_authorization(
         OAuthAuthorization(
