@@ -175,7 +175,7 @@ async def test_mobile_redirect_and_app_state_come_back(client: httpx2.AsyncClien
 
 
 async def test_an_account_from_a_provider_may_set_a_password_later(
-    client: httpx2.AsyncClient,
+    client: httpx2.AsyncClient, container: Container
 ) -> None:
     fay = await sign_in(client, "keycloak", "fay")
     last = await unlink(client, fay, "keycloak")
@@ -190,6 +190,16 @@ async def test_an_account_from_a_provider_may_set_a_password_later(
     assert set_password.status_code == 204, set_password.text
     fay_again = await login(client, "fay")
     assert fay_again.user_id == fay.me["id"]
+    url = "/api/v1/me/identities/keycloak"
+    no_body = await client.delete(url, headers=fay_again.headers)
+    assert assert_problem(no_body, 422)["errors"][0]["loc"] == ["body"]
+    wrong = await client.request(
+        "DELETE", url, json={"password": "not-fays-password"}, headers=fay_again.headers
+    )
+    assert assert_problem(wrong, 422)["errors"][0]["msg"] == "does not match"
+    listed = await client.get("/api/v1/me/identities", headers=fay_again.headers)
+    assert [i["provider"] for i in listed.json()["data"]] == ["keycloak"]  # still linked
+    assert "auth:reauth_failed" in await audit_actions(container, int(fay.me["id"]))
     unlinked = await unlink(client, fay_again, "keycloak")
     assert unlinked.status_code == 204
     # With a password now, the current one is required to change it.

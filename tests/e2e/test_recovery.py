@@ -157,13 +157,20 @@ async def test_an_email_address_is_verified_by_the_mailed_code(
     assert asked.status_code == 202, asked.text
     [message] = await _deliver(container)
     assert message["To"] == "carol@example.com"
-    assert_problem(await client.post("/api/v1/auth/email/verify", json={"token": "nope"}), 422)
+    verify = "/api/v1/me/email/verify"
+    assert_problem(await client.post(verify, json={"token": "nope"}, headers=carol.headers), 422)
     token = _token(message)
-    verified = await client.post("/api/v1/auth/email/verify", json={"token": token})
+    assert_problem(await client.post(verify, json={"token": token}), 401)
+    # whoever follows the link must be signed in as the account that asked: someone who
+    # registered with your address cannot have you verify it for them
+    other = await sign_up(client, "carols_neighbour")
+    elsewhere = await client.post(verify, json={"token": token}, headers=other.headers)
+    assert assert_problem(elsewhere, 422)["errors"][0]["loc"] == ["body", "token"]
+    verified = await client.post(verify, json={"token": token}, headers=carol.headers)
     assert verified.status_code == 204, verified.text
     me: dict[str, Any] = (await client.get("/api/v1/me", headers=carol.headers)).json()
     assert me["email_verified"] is True
-    assert_problem(await client.post("/api/v1/auth/email/verify", json={"token": token}), 422)
+    assert_problem(await client.post(verify, json={"token": token}, headers=carol.headers), 422)
     twice = await client.post("/api/v1/me/email/verification", headers=carol.headers)
     assert_problem(twice, 409)
 

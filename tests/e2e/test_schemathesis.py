@@ -91,7 +91,7 @@ SEMANTIC_OPERATIONS = {
     "DELETE /api/v1/me/sessions": "422",
     "DELETE /api/v1/me/sessions/{session_id}": "422",
     "POST /api/v1/auth/password-reset/confirm": "422",
-    "POST /api/v1/auth/email/verify": "422",
+    "POST /api/v1/me/email/verify": "422",
     "POST /api/v1/me/email": "422",
     "POST /api/v1/me/identities/{provider}": "422",
     "DELETE /api/v1/me/identities/{provider}": "422",

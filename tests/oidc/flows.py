@@ -110,10 +110,12 @@ async def sign_in(
 
 
 def proof(who: Any) -> dict[str, str]:
-    """The holder's proof for linking and unlinking: the suite's password for an account
-    that has one, the username typed out for one a provider made (just signed in)."""
-    username = who.me["username"] if hasattr(who, "me") else who.username
-    return {"password": DEFAULT_PASSWORD, "confirm_username": username}
+    """The holder's proof for linking and unlinking: the username typed out for an account a
+    provider made (signed in through it just now, :class:`SignedIn` here), the suite's
+    password for one registered with a password (``tests.support.api.SignedIn``)."""
+    if hasattr(who, "me"):
+        return {"confirm_username": who.me["username"]}
+    return {"password": DEFAULT_PASSWORD}
 
 
 async def unlink(client: httpx2.AsyncClient, who: Any, provider: str) -> httpx2.Response:

@@ -1,5 +1,6 @@
-"""Re-authentication: the password typed again before a sensitive change (changing it,
-deleting the account, signing sessions out).
+"""Re-authentication: the password typed again before a sensitive change (changing it or the
+email address, linking or unlinking a sign-in provider, deleting the account, signing sessions
+out).
 
 A stolen access token must not become a password oracle. Wrong passwords here count toward
 a lockout of their own, keyed by the sign-in session (the token's holder), like the sign-in

@@ -78,13 +78,13 @@ async def request_verification(
 
 
 @router.post(
-    "/auth/email/verify",
+    "/me/email/verify",
     status_code=204,
-    summary="Confirm your email address with the link's token",
+    summary="Confirm your email address with the link's token (signed in)",
     dependencies=[Depends(limit("recovery_confirm"))],
 )
-async def verify(body: EmailVerification, session: DbSession, _viewer: Viewer) -> Response:
-    await service.verify_email(session, body.token)
+async def verify(body: EmailVerification, principal: SelfWriter, session: DbSession) -> Response:
+    await service.verify_email(session, principal, body.token)
     return Response(status_code=204)
 
 

@@ -146,21 +146,26 @@ async def request_verification(
     minutes = settings.recovery_token_minutes
     expires = utcnow() + timedelta(minutes=minutes)
     token = await TokenRepository(session).issue(user.id, VERIFY, user.email, expires)
-    how = _instructions(settings.email_verification_url, token, "POST /api/v1/auth/email/verify")
+    how = _instructions(settings.email_verification_url, token, "POST /api/v1/me/email/verify")
     queue_mail(
         session,
         user.email,
         "Confirm your email address",
         f"Confirm that this address belongs to @{user.username}.\n\n{how}\n"
-        f"It works once, for {minutes} minutes.\n",
+        f"Use it signed in as @{user.username}; it works once, for {minutes} minutes. "
+        "If you did not ask for this, ignore this message.\n",
         expires_at=expires,
     )
 
 
-async def verify_email(session: AsyncSession, token: str) -> None:
+async def verify_email(session: AsyncSession, principal: Principal, token: str) -> None:
+    """Use a verification link, signed in as the account that asked (as for a change of
+    address): someone could register with your address and count on you following the link;
+    once verified, your provider sign-in giving that address would be linked to their
+    account."""
     tokens = TokenRepository(session)
     row = await tokens.redeem(token, VERIFY)
-    if row is None:
+    if row is None or row.user_id != principal.user_id:
         raise _invalid("verification")
     user = await UserRepository(session).get_for_update(row.user_id)
     if user is None or user.deleted_at is not None or user.email != row.email:
