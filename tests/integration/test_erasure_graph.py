@@ -6,23 +6,12 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from tests.support.rows import make_users
 from tidings.accounts import erasure
-from tidings.accounts.models import User
 from tidings.core.container import Container
 from tidings.events.models import OutboxMessage
 from tidings.graph.models import Block, Mute
 from tidings.graph.repository import GraphRepository
-
-
-async def _users(container: Container, *names: str) -> list[int]:
-    async with container.db.unit_of_work() as session:
-        users = [
-            User(username=n, username_key=n, email=f"{n}@example.com", display_name=n)
-            for n in names
-        ]
-        session.add_all(users)
-        await session.flush()
-        return [u.id for u in users]
 
 
 async def _count(container: Container, stmt: object) -> int:
@@ -40,7 +29,9 @@ async def _events(container: Container, event_type: str) -> list[tuple[int, int]
 async def test_graph_steps_take_one_batch_of_each_edge_and_count_them(
     container: Container,
 ) -> None:
-    alice, bob, carol, dave, erin = await _users(container, "alice", "bob", "carol", "dave", "erin")
+    alice, bob, carol, dave, erin = await make_users(
+        container, "alice", "bob", "carol", "dave", "erin"
+    )
     async with container.db.unit_of_work() as session:
         graph = GraphRepository(session)
         for other in (bob, carol, dave):

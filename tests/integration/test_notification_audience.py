@@ -9,23 +9,13 @@ from typing import Any
 
 from sqlalchemy import event
 
+from tests.support.rows import make_users
 from tidings.accounts.models import User
 from tidings.core.container import Container
 from tidings.core.db import utcnow
 from tidings.graph.repository import GraphRepository
 from tidings.notifications.repository import NotificationRepository
 from tidings.notifications.service import audience
-
-
-async def _users(container: Container, *names: str) -> list[int]:
-    async with container.db.unit_of_work() as session:
-        users = [
-            User(username=n, username_key=n, email=f"{n}@example.com", display_name=n)
-            for n in names
-        ]
-        session.add_all(users)
-        await session.flush()
-        return [u.id for u in users]
 
 
 async def _delete(container: Container, *user_ids: int) -> None:
@@ -44,7 +34,7 @@ async def _audience(container: Container, actor_id: int, candidates: list[int]) 
 async def test_the_audience_leaves_out_deleted_blocked_and_muting_people(
     container: Container,
 ) -> None:
-    actor, fan, blocker, blocked, muter, muted, gone, fan_muter = await _users(
+    actor, fan, blocker, blocked, muter, muted, gone, fan_muter = await make_users(
         container, "actor", "fan", "blocker", "blocked", "muter", "muted", "gone", "fanmuter"
     )
     async with container.db.unit_of_work() as session:
@@ -69,7 +59,7 @@ async def test_the_audience_leaves_out_deleted_blocked_and_muting_people(
 async def test_shut_out_tells_the_deleted_actor_and_the_deleted_or_blocked_candidates(
     container: Container,
 ) -> None:
-    actor, fan, blocker, blocked, gone, stranger = await _users(
+    actor, fan, blocker, blocked, gone, stranger = await make_users(
         container, "actor", "fan", "blocker", "blocked", "gone", "stranger"
     )
     async with container.db.unit_of_work() as session:
@@ -95,7 +85,7 @@ async def test_the_audience_costs_the_same_statements_whatever_the_candidates(
 ) -> None:
     """The pair locks (PostgreSQL), one statement for deleted accounts and blocks, one for
     mutes: three (two on SQLite), for one candidate or many."""
-    actor, *others = await _users(container, "actor", "a", "b", "c", "d", "e")
+    actor, *others = await make_users(container, "actor", "a", "b", "c", "d", "e")
     async with container.db.unit_of_work() as session:
         await GraphRepository(session).add_block(others[0], actor)
         await GraphRepository(session).add_mute(others[1], actor)

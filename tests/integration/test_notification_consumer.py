@@ -8,8 +8,8 @@ import asyncio
 import pytest
 from sqlalchemy import func, select, text
 
+from tests.support.rows import make_users
 from tests.support.waiting import eventually
-from tidings.accounts.models import User
 from tidings.auth.policy import Principal, Role
 from tidings.core.container import Container
 from tidings.core.db import utcnow
@@ -27,17 +27,6 @@ from tidings.notifications.repository import NotificationRepository
 from tidings.notifications.schemas import Kind
 from tidings.notifications.service import Notice, forget_pair, notify
 from tidings.posts.models import Post
-
-
-async def _users(container: Container, *names: str) -> list[int]:
-    async with container.db.unit_of_work() as session:
-        users = [
-            User(username=n, username_key=n, email=f"{n}@example.com", display_name=n)
-            for n in names
-        ]
-        session.add_all(users)
-        await session.flush()
-        return [u.id for u in users]
 
 
 async def _post(container: Container, author_id: int) -> int:
@@ -79,7 +68,7 @@ def _like(post_id: int, liker: int, author: int) -> domain.PostLiked:
 
 
 async def test_redelivering_an_event_yields_one_notification(container: Container) -> None:
-    alice, bob = await _users(container, "alice", "bob")
+    alice, bob = await make_users(container, "alice", "bob")
     post_id = await _post(container, alice)
     registry = build_registry()
     event_id = await _emit(container, _like(post_id, bob, alice))
@@ -100,7 +89,7 @@ async def test_a_new_like_event_by_the_same_person_does_not_count_twice(
     container: Container,
 ) -> None:
     """like, unlike, like: two distinct post.liked events, one actor in the group."""
-    alice, bob = await _users(container, "alice", "bob")
+    alice, bob = await make_users(container, "alice", "bob")
     post_id = await _post(container, alice)
     registry = build_registry()
     first = await _emit(container, _like(post_id, bob, alice))
@@ -118,7 +107,7 @@ async def test_a_new_like_event_by_the_same_person_does_not_count_twice(
 async def test_concurrent_consumers_meet_on_one_group(container: Container) -> None:
     """Ten likes applied at once (ten transactions racing for the same group): one group,
     every actor counted once."""
-    alice, *fans = await _users(container, "alice", *(f"fan{n}" for n in range(10)))
+    alice, *fans = await make_users(container, "alice", *(f"fan{n}" for n in range(10)))
     post_id = await _post(container, alice)
     registry = build_registry()
     ids = [await _emit(container, _like(post_id, fan, alice)) for fan in fans]
@@ -138,7 +127,9 @@ async def test_blocks_and_mutes_are_checked_when_the_event_is_consumed(
     container: Container,
 ) -> None:
     """The like was allowed when it happened; by the time it is consumed the graph changed."""
-    alice, bob, carol, dave, erin = await _users(container, "alice", "bob", "carol", "dave", "erin")
+    alice, bob, carol, dave, erin = await make_users(
+        container, "alice", "bob", "carol", "dave", "erin"
+    )
     post_id = await _post(container, alice)
     registry = build_registry()
     events = {
@@ -160,7 +151,7 @@ async def test_blocks_and_mutes_are_checked_when_the_event_is_consumed(
 
 async def test_a_comment_notifies_each_person_once(container: Container) -> None:
     """Replying to the post author's own comment while mentioning them: one ``reply``."""
-    alice, bob, carol = await _users(container, "alice", "bob", "carol")
+    alice, bob, carol = await make_users(container, "alice", "bob", "carol")
     post_id = await _post(container, alice)
     registry = build_registry()
     event = domain.CommentCreated(
@@ -184,7 +175,7 @@ async def test_a_comment_notifies_each_person_once(container: Container) -> None
 async def test_reading_closes_a_group_and_later_activity_opens_a_new_one(
     container: Container,
 ) -> None:
-    alice, bob, carol = await _users(container, "alice", "bob", "carol")
+    alice, bob, carol = await make_users(container, "alice", "bob", "carol")
     post_id = await _post(container, alice)
     registry = build_registry()
     assert await _apply(container, registry, await _emit(container, _like(post_id, bob, alice)))
@@ -208,7 +199,7 @@ async def test_a_block_removes_each_from_the_others_notifications(container: Con
     """Alice blocks bob after bob liked two of her posts (once among others, once alone) and
     she followed him: bob is no longer counted in her groups, the group only he was in goes,
     alice leaves bob's follow notification, and redelivering the block changes nothing."""
-    alice, bob, carol, dave, erin, fred = await _users(
+    alice, bob, carol, dave, erin, fred = await make_users(
         container, "alice", "bob", "carol", "dave", "erin", "fred"
     )
     crowded, lonely = await _post(container, alice), await _post(container, alice)
@@ -245,7 +236,7 @@ async def test_a_block_event_consumed_after_the_unblock_removes_nothing(
 ) -> None:
     """A backlog or a replayed dead letter can deliver the block late: if the two are no
     longer blocked by then, what arrived since stays."""
-    alice, bob = await _users(container, "alice", "bob")
+    alice, bob = await make_users(container, "alice", "bob")
     registry = build_registry()
     async with container.db.unit_of_work() as session:
         await GraphRepository(session).add_block(alice, bob)
@@ -265,7 +256,7 @@ async def test_a_block_during_a_notification_leaves_no_notice(container: Contain
     the consumer sees it, or the notice commits first and the block's consumer removes it.
     Never the third order, where the notice checked before the block, committed after it,
     and the block's consumer had already run and found nothing."""
-    alice, bob = await _users(container, "alice", "bob")
+    alice, bob = await make_users(container, "alice", "bob")
     post_id = await _post(container, alice)
     notice = Notice(alice, Kind.LIKE, f"like:{post_id}", post_id=post_id)
     alice_acts = Principal(user_id=alice, username="alice", role=Role.USER, session_id=1)
