@@ -6,8 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import httpx2
+import pytest
 
-from tests.support.api import DEFAULT_PASSWORD, SignedIn, assert_problem, sign_up
+from tests.support.api import DEFAULT_PASSWORD, SignedIn, assert_problem, login, sign_up
+from tidings.accounts import export
+from tidings.accounts.schemas import AccountExport
 from tidings.core.container import Container
 
 
@@ -88,3 +91,31 @@ async def test_the_export_needs_a_live_signed_in_account(client: httpx2.AsyncCli
     deleted = await client.request("DELETE", "/api/v1/me", json=body, headers=user.headers)
     assert deleted.status_code == 202, deleted.text
     assert_problem(await client.get("/api/v1/me/export", headers=user.headers), 401)
+
+
+async def test_the_export_streams_long_lists_in_pages_and_matches_its_schema(
+    client: httpx2.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lists longer than a page come whole and in order, across page boundaries."""
+    monkeypatch.setattr(export, "PAGE", 2)
+    star = await sign_up(client, "star")
+    fans = [await sign_up(client, f"fan{i}") for i in range(5)]
+    made = [await _post(client, star, text=f"post {i}") for i in range(5)]
+    for fan in fans:
+        await _ok(await client.put("/api/v1/users/star/follow", headers=fan.headers))
+    await _ok(await client.put("/api/v1/users/fan0/follow", headers=star.headers))
+    for post_id in made:
+        await _ok(await client.put(f"/api/v1/posts/{post_id}/like", headers=star.headers))
+    again = [await login(client, "star") for _ in range(2)]  # three sessions in all
+
+    response = await client.get("/api/v1/me/export", headers=again[-1].headers)
+    data = await _ok(response)
+    AccountExport.model_validate(data)  # the documented shape, whatever the paging
+    assert [p["id"] for p in data["posts"]] == made  # oldest first, across three pages
+    assert [like["post_id"] for like in data["likes"]] == made
+    assert [r["username"] for r in data["followers"]] == [f"fan{i}" for i in range(5)]
+    assert [r["username"] for r in data["following"]] == ["fan0"]
+    ids = [s["id"] for s in data["sessions"]]
+    assert len(ids) == 3
+    assert ids == sorted(ids, reverse=True)  # newest first
+    assert data["comments"] == data["blocks"] == data["mutes"] == data["reports"] == []

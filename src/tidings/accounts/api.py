@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from tidings.accounts import service
-from tidings.accounts.export import export_account
+from tidings.accounts.export import stream_export
 from tidings.accounts.schemas import (
     USERNAME_PATTERN,
     Account,
@@ -67,11 +68,17 @@ async def update_me(body: ProfileUpdate, principal: SelfWriter, session: DbSessi
     summary="Download everything stored about your account (JSON)",
     dependencies=[Depends(limit("account_export"))],
 )
-async def export_me(principal: SelfReader, session: DbSession, response: Response) -> AccountExport:
-    export = await export_account(session, principal.user_id)
+async def export_me(
+    principal: SelfReader, session: DbSession, container: ContainerDep
+) -> StreamingResponse:
+    """Streamed as it is read (docs/accounts.md); a missing account is a 404 before any byte."""
+    await service.get_account(session, principal.user_id)
     name = f"tidings-export-{principal.username}.json"
-    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    return export
+    return StreamingResponse(
+        stream_export(container.db, principal.user_id),
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @router.post(

@@ -1,17 +1,30 @@
 """The export of one's own data (``GET /api/v1/me/export``): everything stored that the account
-made or that describes it, in one JSON document. Read-only; nothing here commits."""
+made or that describes it, in one JSON document (:class:`AccountExport`).
+
+The document is streamed: each list is read in keyset pages of :data:`PAGE` rows and written as
+it is read, so an account with millions of likes or followers costs the server one page of
+memory, not the whole document. The stream reads in a unit of work of its own (the request's
+has ended by the time the body is sent); read-only, nothing here commits. A failure part-way
+(the database gone) ends the body early: the client gets invalid JSON, never a partial document
+that parses.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
-from sqlalchemy import select
+import orjson
+from pydantic import BaseModel
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from tidings.accounts.models import User
 from tidings.accounts.schemas import (
+    EXPORT_FORMAT,
     Account,
-    AccountExport,
     ExportedComment,
     ExportedIdentity,
     ExportedLike,
@@ -24,74 +37,154 @@ from tidings.accounts.service import get_account
 from tidings.auth.models import AuthSession
 from tidings.auth.providers.models import UserIdentity
 from tidings.comments.models import Comment
-from tidings.core.db import utcnow
+from tidings.core.db import Database, utcnow
+from tidings.core.schemas import ResponseModel, Timestamp
 from tidings.graph.models import Block, Follow, Mute
 from tidings.posts.models import Like, Post
 from tidings.reports.models import Report
 
+PAGE = 1000  # rows per query, and the most the stream holds at once
+Rows: TypeAlias = Select[*tuple[Any, ...]]
 
-async def _relations(
-    session: AsyncSession, mine: Any, theirs: Any, created: Any, user_id: int
-) -> list[ExportedRelation]:
+
+@dataclass(frozen=True)
+class Section:
+    """One list of the document: its rows (``query``, first column the keyset id), their
+    order, and how a row becomes its JSON object."""
+
+    name: str
+    query: Callable[[int], Rows]
+    key: InstrumentedAttribute[int]
+    render: Callable[[Any], BaseModel]
+    newest_first: bool = False
+
+
+def _comment(row: Any) -> ExportedComment:
+    c: Comment = row[0]
+    return ExportedComment(
+        id=c.id,
+        post_id=c.post_id,
+        parent_comment_id=c.parent_id,
+        text=c.text,
+        created_at=c.created_at,
+        edited_at=c.edited_at,
+        deleted_at=c.deleted_at,
+    )
+
+
+def _relation(model: Any, mine: Any, theirs: Any) -> Callable[[int], Rows]:
     """The other side of each edge where ``mine`` is the account, with their username."""
-    stmt = (
-        select(theirs, User.username, created)
-        .join(User, User.id == theirs)
-        .where(mine == user_id)
-        .order_by(created)
-    )
-    return [
-        ExportedRelation(user_id=other, username=name, created_at=at)
-        for other, name, at in await session.execute(stmt)
-    ]
+
+    def query(user_id: int) -> Rows:
+        return (
+            select(model.id, theirs, User.username, model.created_at)
+            .join(User, User.id == theirs)
+            .where(mine == user_id)
+        )
+
+    return query
 
 
-async def export_account(session: AsyncSession, user_id: int) -> AccountExport:
-    user = await get_account(session, user_id)
+def _related(row: Any) -> ExportedRelation:
+    return ExportedRelation(user_id=row[1], username=row[2], created_at=row[3])
 
-    async def rows(stmt: Any) -> list[Any]:
-        return list((await session.execute(stmt)).scalars())
 
-    identities = await rows(
-        select(UserIdentity).where(UserIdentity.user_id == user_id).order_by(UserIdentity.id)
-    )
-    sessions = await rows(
-        select(AuthSession).where(AuthSession.user_id == user_id).order_by(AuthSession.id.desc())
-    )
-    posts = await rows(select(Post).where(Post.author_id == user_id).order_by(Post.id))
-    comments = await rows(select(Comment).where(Comment.author_id == user_id).order_by(Comment.id))
-    likes = await session.execute(
-        select(Like.post_id, Like.created_at).where(Like.user_id == user_id).order_by(Like.id)
-    )
-    reports = await rows(select(Report).where(Report.reporter_id == user_id).order_by(Report.id))
-    return AccountExport(
-        exported_at=utcnow(),
-        account=Account.model_validate(user),
-        identities=[ExportedIdentity.model_validate(i) for i in identities],
-        sessions=[ExportedSession.model_validate(s) for s in sessions],
-        posts=[ExportedPost.model_validate(p) for p in posts],
-        comments=[
-            ExportedComment(
-                id=c.id,
-                post_id=c.post_id,
-                parent_comment_id=c.parent_id,
-                text=c.text,
-                created_at=c.created_at,
-                edited_at=c.edited_at,
-                deleted_at=c.deleted_at,
-            )
-            for c in comments
-        ],
-        likes=[ExportedLike(post_id=post_id, created_at=at) for post_id, at in likes],
-        following=await _relations(
-            session, Follow.follower_id, Follow.followee_id, Follow.created_at, user_id
-        ),
-        followers=await _relations(
-            session, Follow.followee_id, Follow.follower_id, Follow.created_at, user_id
-        ),
-        blocks=await _relations(
-            session, Block.blocker_id, Block.blocked_id, Block.created_at, user_id
-        ),
-        mutes=await _relations(session, Mute.muter_id, Mute.muted_id, Mute.created_at, user_id),
-        reports=[ExportedReport.model_validate(r) for r in reports],
-    )
+SECTIONS = (
+    Section(
+        "identities",
+        lambda uid: select(UserIdentity).where(UserIdentity.user_id == uid),
+        UserIdentity.id,
+        lambda row: ExportedIdentity.model_validate(row[0]),
+    ),
+    Section(
+        "sessions",
+        lambda uid: select(AuthSession).where(AuthSession.user_id == uid),
+        AuthSession.id,
+        lambda row: ExportedSession.model_validate(row[0]),
+        newest_first=True,
+    ),
+    Section(
+        "posts",
+        lambda uid: select(Post).where(Post.author_id == uid),
+        Post.id,
+        lambda row: ExportedPost.model_validate(row[0]),
+    ),
+    Section(
+        "comments",
+        lambda uid: select(Comment).where(Comment.author_id == uid),
+        Comment.id,
+        _comment,
+    ),
+    Section(
+        "likes",
+        lambda uid: select(Like.id, Like.post_id, Like.created_at).where(Like.user_id == uid),
+        Like.id,
+        lambda row: ExportedLike(post_id=row[1], created_at=row[2]),
+    ),
+    Section(
+        "following", _relation(Follow, Follow.follower_id, Follow.followee_id), Follow.id, _related
+    ),
+    Section(
+        "followers", _relation(Follow, Follow.followee_id, Follow.follower_id), Follow.id, _related
+    ),
+    Section("blocks", _relation(Block, Block.blocker_id, Block.blocked_id), Block.id, _related),
+    Section("mutes", _relation(Mute, Mute.muter_id, Mute.muted_id), Mute.id, _related),
+    Section(
+        "reports",
+        lambda uid: select(Report).where(Report.reporter_id == uid),
+        Report.id,
+        lambda row: ExportedReport.model_validate(row[0]),
+    ),
+)
+
+
+class _Head(ResponseModel):
+    """What comes before the lists (:class:`AccountExport`'s first fields)."""
+
+    format: str
+    exported_at: Timestamp
+    account: Account
+
+
+def _json(model: BaseModel) -> bytes:
+    return orjson.dumps(model.model_dump(mode="json", by_alias=True))
+
+
+def _id_of(row: Any) -> int:
+    first = row[0]
+    return int(first if isinstance(first, int) else first.id)
+
+
+async def _pages(session: AsyncSession, section: Section, user_id: int) -> AsyncIterator[list[Any]]:
+    """The section's rows in keyset pages (oldest first, or newest first)."""
+    after: int | None = None
+    while True:
+        stmt = section.query(user_id)
+        if after is not None:
+            stmt = stmt.where(section.key < after if section.newest_first else section.key > after)
+        order = section.key.desc() if section.newest_first else section.key
+        rows = list((await session.execute(stmt.order_by(order).limit(PAGE))).all())
+        if not rows:
+            return
+        yield rows
+        if len(rows) < PAGE:
+            return
+        after = _id_of(rows[-1])
+
+
+async def stream_export(db: Database, user_id: int) -> AsyncIterator[bytes]:
+    """The document, piece by piece (the account first, then each list in turn)."""
+    async with db.unit_of_work(write=False) as session:
+        user = await get_account(session, user_id)
+        head = _Head(format=EXPORT_FORMAT, exported_at=utcnow(), account=user)
+        yield _json(head)[:-1]  # the object stays open: "...}" without its "}"
+        for section in SECTIONS:
+            yield b',"' + section.name.encode() + b'":['
+            first = True
+            async for rows in _pages(session, section, user_id):
+                parts = [_json(section.render(row)) for row in rows]
+                yield (b"" if first else b",") + b",".join(parts)
+                first = False
+                session.expunge_all()  # the page's rows are written: let them go
+            yield b"]"
+        yield b"}"
