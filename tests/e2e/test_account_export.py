@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx2
@@ -10,8 +11,10 @@ import pytest
 
 from tests.support.api import DEFAULT_PASSWORD, SignedIn, assert_problem, login, sign_up
 from tidings.accounts import export
-from tidings.accounts.schemas import AccountExport
+from tidings.accounts.models import User
+from tidings.accounts.schemas import Account, AccountExport
 from tidings.core.container import Container
+from tidings.core.db import Database
 
 
 async def _ok(response: httpx2.Response, status: int = 200) -> Any:
@@ -119,3 +122,27 @@ async def test_the_export_streams_long_lists_in_pages_and_matches_its_schema(
     assert len(ids) == 3
     assert ids == sorted(ids, reverse=True)  # newest first
     assert data["comments"] == data["blocks"] == data["mutes"] == data["reports"] == []
+
+
+async def test_the_stream_holds_no_database_connection_while_it_waits_for_the_client(
+    client: httpx2.AsyncClient, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client reading slowly (or gone) leaves the generator paused at a chunk: no pooled
+    connection may be held then, or a few slow downloads would starve every other request."""
+    monkeypatch.setattr(export, "PAGE", 2)
+    user = await sign_up(client, "slowreader")
+    for i in range(5):
+        await _post(client, user, text=f"post {i}")
+    db = Database(container.db.url, pool_size=2)  # its own pool: only the stream uses it
+    try:
+        async with db.unit_of_work(write=False) as session:
+            account = Account.model_validate(await session.get(User, int(user.user_id)))
+        pool = db.engine.pool
+        chunks = []
+        async for chunk in export.stream_export(db, int(user.user_id), account):
+            assert pool.checkedout() == 0  # type: ignore[attr-defined]
+            chunks.append(chunk)
+    finally:
+        await db.dispose()
+    data = json.loads(b"".join(chunks))
+    assert [p["text"] for p in data["posts"]] == [f"post {i}" for i in range(5)]

@@ -72,10 +72,10 @@ async def export_me(
     principal: SelfReader, session: DbSession, container: ContainerDep
 ) -> StreamingResponse:
     """Streamed as it is read (docs/accounts.md); a missing account is a 404 before any byte."""
-    await service.get_account(session, principal.user_id)
+    account = Account.model_validate(await service.get_account(session, principal.user_id))
     name = f"tidings-export-{principal.username}.json"
     return StreamingResponse(
-        stream_export(container.db, principal.user_id),
+        stream_export(container.db, principal.user_id, account),
         media_type="application/json",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

@@ -3,10 +3,10 @@ made or that describes it, in one JSON document (:class:`AccountExport`).
 
 The document is streamed: each list is read in keyset pages of :data:`PAGE` rows and written as
 it is read, so an account with millions of likes or followers costs the server one page of
-memory, not the whole document. The stream reads in a unit of work of its own (the request's
-has ended by the time the body is sent); read-only, nothing here commits. A failure part-way
-(the database gone) ends the body early: the client gets invalid JSON, never a partial document
-that parses.
+memory, not the whole document. Each page is read in a short unit of work of its own (the
+request's has ended by the time the body is sent), closed before its bytes are written; read
+only, nothing here commits. A failure part-way (the database gone) ends the body early: the
+client gets invalid JSON, never a partial document that parses.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from tidings.accounts.schemas import (
     ExportedReport,
     ExportedSession,
 )
-from tidings.accounts.service import get_account
 from tidings.auth.models import AuthSession
 from tidings.auth.providers.models import UserIdentity
 from tidings.comments.models import Comment
@@ -155,36 +154,35 @@ def _id_of(row: Any) -> int:
     return int(first if isinstance(first, int) else first.id)
 
 
-async def _pages(session: AsyncSession, section: Section, user_id: int) -> AsyncIterator[list[Any]]:
-    """The section's rows in keyset pages (oldest first, or newest first)."""
-    after: int | None = None
-    while True:
-        stmt = section.query(user_id)
-        if after is not None:
-            stmt = stmt.where(section.key < after if section.newest_first else section.key > after)
-        order = section.key.desc() if section.newest_first else section.key
-        rows = list((await session.execute(stmt.order_by(order).limit(PAGE))).all())
-        if not rows:
-            return
-        yield rows
-        if len(rows) < PAGE:
-            return
-        after = _id_of(rows[-1])
+async def _page(
+    session: AsyncSession, section: Section, user_id: int, after: int | None
+) -> list[Any]:
+    """One keyset page of the section's rows (oldest first, or newest first), after ``after``."""
+    stmt = section.query(user_id)
+    if after is not None:
+        stmt = stmt.where(section.key < after if section.newest_first else section.key > after)
+    order = section.key.desc() if section.newest_first else section.key
+    return list((await session.execute(stmt.order_by(order).limit(PAGE))).all())
 
 
-async def stream_export(db: Database, user_id: int) -> AsyncIterator[bytes]:
-    """The document, piece by piece (the account first, then each list in turn)."""
-    async with db.unit_of_work(write=False) as session:
-        user = await get_account(session, user_id)
-        head = _Head(format=EXPORT_FORMAT, exported_at=utcnow(), account=user)
-        yield _json(head)[:-1]  # the object stays open: "...}" without its "}"
-        for section in SECTIONS:
-            yield b',"' + section.name.encode() + b'":['
-            first = True
-            async for rows in _pages(session, section, user_id):
+async def stream_export(db: Database, user_id: int, account: Account) -> AsyncIterator[bytes]:
+    """The document, piece by piece: the account (read by the request, so a missing one was a
+    404 before any byte), then each list in turn. Each page is read in a short unit of work of
+    its own, closed before its bytes are written: a client reading slowly, or going away, holds
+    no database connection while it waits."""
+    head = _Head(format=EXPORT_FORMAT, exported_at=utcnow(), account=account)
+    yield _json(head)[:-1]  # the object stays open: "...}" without its "}"
+    for section in SECTIONS:
+        yield b',"' + section.name.encode() + b'":['
+        after: int | None = None
+        while True:
+            async with db.unit_of_work(write=False) as session:
+                rows = await _page(session, section, user_id, after)
                 parts = [_json(section.render(row)) for row in rows]
-                yield (b"" if first else b",") + b",".join(parts)
-                first = False
-                session.expunge_all()  # the page's rows are written: let them go
-            yield b"]"
-        yield b"}"
+            if parts:
+                yield (b"" if after is None else b",") + b",".join(parts)
+            if len(rows) < PAGE:
+                break
+            after = _id_of(rows[-1])
+        yield b"]"
+    yield b"}"
