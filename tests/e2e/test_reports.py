@@ -373,3 +373,38 @@ async def test_the_schema_says_exactly_one_target(client: httpx2.AsyncClient) ->
     assert schema["additionalProperties"] is False
     for name in ("post_id", "comment_id", "username"):
         assert "anyOf" not in schema["properties"][name]  # no null
+
+
+async def test_the_queue_summary_counts_open_reports_per_kind(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    mod = await _moderator(client, container)
+    summary = f"{QUEUE}/summary"
+    empty = await client.get(summary, headers=mod.headers)
+    assert empty.json() == {
+        "open": 0,
+        "open_by_target_type": {"post": 0, "comment": 0, "user": 0},
+        "oldest_open_at": None,
+    }
+    author = await sign_up(client, "author")
+    readers = [await sign_up(client, f"reader{i}") for i in range(3)]
+    post_id = await _post(client, author)
+    comment_id = await _comment(client, author, post_id)
+    made = [
+        (await _report(client, readers[0], post_id=post_id, reason="spam")).json(),
+        (await _report(client, readers[1], post_id=post_id, reason="spam")).json(),
+        (await _report(client, readers[2], comment_id=comment_id, reason="hate")).json(),
+        (await _report(client, readers[0], username="author", reason="impersonation")).json(),
+    ]
+    closed = await client.patch(
+        f"{QUEUE}/{made[1]['id']}", json={"status": "dismissed"}, headers=mod.headers
+    )
+    assert closed.status_code == 200, closed.text
+    now = await client.get(summary, headers=mod.headers)
+    assert now.status_code == 200, now.text
+    body = now.json()
+    assert body["open"] == 3
+    assert body["open_by_target_type"] == {"post": 1, "comment": 1, "user": 1}
+    assert body["oldest_open_at"] == made[0]["created_at"]
+    assert_problem(await client.get(summary, headers=readers[0].headers), 403)
+    assert_problem(await client.get(summary), 401)

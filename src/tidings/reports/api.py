@@ -16,7 +16,13 @@ from tidings.core.pagination import Page, PageParams, page_params, set_next_link
 from tidings.core.schemas import IdIn
 from tidings.reports import service
 from tidings.reports.models import Report, ReportStatus, TargetType
-from tidings.reports.schemas import ModerationReportOut, ReportCreate, ReportDecision, ReportOut
+from tidings.reports.schemas import (
+    ModerationReportOut,
+    ReportCreate,
+    ReportDecision,
+    ReportOut,
+    ReportQueueSummary,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
 Reporter = Annotated[Principal, Depends(require(Permission.CONTENT_WRITE))]
@@ -77,6 +83,15 @@ async def list_reports(
     return Page[ModerationReportOut](
         data=[_as_moderator_sees(r, moderator) for r in rows], next_cursor=cursor
     )
+
+
+@router.get(
+    "/moderation/reports/summary",
+    response_model=ReportQueueSummary,
+    summary="How many reports are open, per kind, and since when (moderators)",
+)
+async def report_queue_summary(_moderator: Moderator, session: DbSession) -> ReportQueueSummary:
+    return await service.queue_summary(session)
 
 
 @router.patch(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,6 +53,16 @@ class ReportRepository:
         if target_id is not None:
             stmt = stmt.where(Report.target_id == target_id)
         return list((await self.session.execute(stmt)).scalars())
+
+    async def open_counts(self) -> list[tuple[str, int, datetime]]:
+        """Per target type: how many reports are open, and when the oldest was made (the
+        index on (status, id) keeps this to the open rows)."""
+        stmt = (
+            select(Report.target_type, func.count(), func.min(Report.created_at))
+            .where(Report.status == ReportStatus.OPEN.value)
+            .group_by(Report.target_type)
+        )
+        return [(kind, int(n), oldest) for kind, n, oldest in await self.session.execute(stmt)]
 
     async def add(self, report: Report) -> Report:
         """Insert; a concurrent open report of the same target by the same reporter (the

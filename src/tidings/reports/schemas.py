@@ -89,3 +89,15 @@ class ReportDecision(RequestModel):
         if self.status is ReportStatus.OPEN:
             raise ValueError("a decision is 'resolved' or 'dismissed'")
         return self
+
+
+class ReportQueueSummary(ResponseModel):
+    """The moderation queue at a glance (a badge, a dashboard)."""
+
+    open: int = Field(description="Open reports, all kinds.")
+    open_by_target_type: dict[TargetType, int] = Field(
+        description="Open reports per kind of target (every kind listed, 0 included)."
+    )
+    oldest_open_at: Timestamp | None = Field(
+        description="When the oldest open report was made; null when none is open."
+    )

@@ -17,7 +17,7 @@ from tidings.graph.service import visible_user
 from tidings.posts.service import visible_post
 from tidings.reports.models import Report, ReportStatus, TargetType
 from tidings.reports.repository import DUPLICATE, ReportRepository
-from tidings.reports.schemas import ReportCreate, ReportDecision
+from tidings.reports.schemas import ReportCreate, ReportDecision, ReportQueueSummary
 
 NOT_FOUND = "No such report."
 
@@ -135,3 +135,14 @@ async def decide(
         ),
     )
     return report
+
+
+async def queue_summary(session: AsyncSession) -> ReportQueueSummary:
+    counts = await ReportRepository(session).open_counts()
+    by_kind = {kind: 0 for kind in TargetType}
+    for kind, n, _oldest in counts:
+        by_kind[TargetType(kind)] = n
+    oldest = min((at for _kind, _n, at in counts), default=None)
+    return ReportQueueSummary(
+        open=sum(by_kind.values()), open_by_target_type=by_kind, oldest_open_at=oldest
+    )
