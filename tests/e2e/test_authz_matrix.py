@@ -201,7 +201,7 @@ EXPECTED: dict[Key, Row] = {
     # 422); moderators and admins work the queue
     ("POST", "/api/v1/reports"): cells(401, 422, 201, 201, 201),
     ("GET", "/api/v1/moderation/reports"): cells(401, 403, 403, 200, 200),
-    ("GET", "/api/v1/moderation/reports/summary"): cells(401, 403, 403, 200, 200),
+    ("GET", "/api/v1/moderation/summary"): cells(401, 403, 403, 200, 200),
     ("PATCH", "/api/v1/moderation/reports/{report_id}"): cells(401, 403, 403, 200, 200),
     # audit trail and dead letters: admins only
     ("GET", "/api/v1/admin/audit-events"): admin_only(200),
@@ -1592,7 +1592,7 @@ async def _reports(w: World, actor: str) -> Call:
     return Call("GET", REPORTS, verify=verify)
 
 
-@scenario("GET", "/api/v1/moderation/reports/summary", "reports")
+@scenario("GET", "/api/v1/moderation/summary", "reports")
 async def _reports_summary(w: World, actor: str) -> Call:
     await reported_post(w)
 
@@ -1601,7 +1601,7 @@ async def _reports_summary(w: World, actor: str) -> Call:
             return []
         return check(response.json()["open"] >= 1, f"summary {response.text}")
 
-    return Call("GET", f"{REPORTS}/summary", verify=verify)
+    return Call("GET", "/api/v1/moderation/summary", verify=verify)
 
 
 @scenario("PATCH", "/api/v1/moderation/reports/{report_id}", "reports")

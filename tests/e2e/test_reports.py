@@ -379,7 +379,7 @@ async def test_the_queue_summary_counts_open_reports_per_kind(
     client: httpx2.AsyncClient, container: Container
 ) -> None:
     mod = await _moderator(client, container)
-    summary = f"{QUEUE}/summary"
+    summary = "/api/v1/moderation/summary"
     empty = await client.get(summary, headers=mod.headers)
     assert empty.json() == {
         "open": 0,

@@ -86,9 +86,9 @@ async def list_reports(
 
 
 @router.get(
-    "/moderation/reports/summary",
+    "/moderation/summary",
     response_model=ReportQueueSummary,
-    summary="How many reports are open, per kind, and since when (moderators)",
+    summary="The moderation queue at a glance: open reports per kind, and since when (moderators)",
 )
 async def report_queue_summary(_moderator: Moderator, session: DbSession) -> ReportQueueSummary:
     return await service.queue_summary(session)
