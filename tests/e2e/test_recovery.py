@@ -3,6 +3,7 @@ PostgreSQL, through the HTTP API; the mail is what the mail loop would send)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,7 +26,7 @@ from tidings.core.container import Container
 from tidings.core.db import utcnow
 from tidings.mail.delivery import default_renderers, send_due
 from tidings.recovery.models import EmailToken
-from tidings.recovery.repository import token_hash
+from tidings.recovery.repository import TokenRepository, token_hash
 from tidings.settings import Settings
 
 NEW_PASSWORD = "a-brand-new-staple-77"
@@ -363,3 +364,30 @@ async def test_an_account_without_a_password_sets_one_only_just_signed_in_and_th
     leo = await login(client, "leo", NEW_PASSWORD)
     move = {"email": "leo@example.org", "password": NEW_PASSWORD}
     assert (await client.post(CHANGE, json=move, headers=leo.headers)).status_code == 202
+
+
+async def test_two_links_of_one_account_used_at_once_take_turns(
+    client: httpx2.AsyncClient, container: Container, backend: str
+) -> None:
+    """A reset link and a change link of one account, used at the same moment: each waits
+    for the other (the account's row is locked before its tokens), none fails as a conflict."""
+    statuses: list[tuple[int, int]] = []
+    for i in range(6):  # bounded
+        name = f"racer{i}"
+        user = await sign_up(client, name)
+        moved = f"{name}.moved@example.org"
+        async with container.db.unit_of_work(write=True) as session:
+            tokens = TokenRepository(session)
+            soon = utcnow() + timedelta(minutes=5)
+            reset = await tokens.issue(
+                int(user.user_id), "password_reset", f"{name}@example.com", soon
+            )
+            change = await tokens.issue(int(user.user_id), "change_email", moved, soon)
+        both = await asyncio.gather(
+            client.post(f"{RESET}/confirm", json={"token": reset, "new_password": NEW_PASSWORD}),
+            client.post(CHANGE_CONFIRM, json={"token": change}, headers=user.headers),
+        )
+        statuses.append((both[0].status_code, both[1].status_code))
+    # the reset retires the change link (204 then 422), or the change goes first and the
+    # reset link no longer matches the address (422 then 204): never a 409 or a 5xx
+    assert all(sorted(pair) == [204, 422] or pair == (204, 204) for pair in statuses), statuses

@@ -57,6 +57,13 @@ class TokenRepository:
             .execution_options(synchronize_session=False)
         )
 
+    async def owner(self, token: str, purpose: str) -> int | None:
+        """The account a token was issued to, whatever its state; nothing locked."""
+        stmt = select(EmailToken.user_id).where(
+            EmailToken.token_hash == token_hash(token), EmailToken.purpose == purpose
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def redeem(self, token: str, purpose: str) -> EmailToken | None:
         """The token's row, marked used, if it is unused and unexpired (locked until commit, so
         two requests cannot both use it)."""

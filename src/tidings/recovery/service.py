@@ -41,6 +41,7 @@ from tidings.core.security import PasswordHasher
 from tidings.mail.models import OutgoingMail
 from tidings.mail.service import mail_enabled, queue_mail
 from tidings.ratelimit.limiter import RateLimiter
+from tidings.recovery.models import EmailToken
 from tidings.recovery.repository import TokenRepository
 from tidings.settings import Settings
 
@@ -70,6 +71,26 @@ def _invalid(what: str) -> ValidationFailed:
         f"The {what} link is invalid, used or expired; ask for a new one.",
         errors=[FieldError(loc=["body", "token"], msg="invalid or expired")],
     )
+
+
+async def _redeem(
+    session: AsyncSession, token: str, purpose: str
+) -> tuple[EmailToken, User] | None:
+    """The token, marked used, and its account, both locked until commit; None when it is
+    unknown, used or expired, or its account is gone. The account's row is locked **before**
+    the token's: every use of a link takes them in that order, so two links of one account
+    used at once (a reset and a change of address) wait for each other. Token first, a
+    second link's retiring the first's siblings deadlocked on PostgreSQL (every time, in
+    tests/e2e/test_recovery.py)."""
+    tokens = TokenRepository(session)
+    owner = await tokens.owner(token, purpose)
+    if owner is None:
+        return None
+    user = await UserRepository(session).get_for_update(owner)
+    row = await tokens.redeem(token, purpose)
+    if user is None or row is None:
+        return None
+    return row, user
 
 
 async def request_password_reset(session: AsyncSession, settings: Settings, email: str) -> None:
@@ -118,11 +139,11 @@ async def reset_password(
     new_password: str,
 ) -> User:
     tokens = TokenRepository(session)
-    row = await tokens.redeem(token, RESET)
-    if row is None:
+    found = await _redeem(session, token, RESET)
+    if found is None:
         raise _invalid("reset")
-    user = await UserRepository(session).get_for_update(row.user_id)
-    if user is None or user.suspended or user.deleted_at is not None or user.email != row.email:
+    row, user = found
+    if user.suspended or user.deleted_at is not None or user.email != row.email:
         raise _invalid("reset")
     await tokens.retire_others(user.id, RESET)
     await tokens.retire_others(user.id, CHANGE)  # a pending change of address stops too
@@ -164,11 +185,11 @@ async def verify_email(session: AsyncSession, principal: Principal, token: str) 
     once verified, your provider sign-in giving that address would be linked to their
     account."""
     tokens = TokenRepository(session)
-    row = await tokens.redeem(token, VERIFY)
-    if row is None or row.user_id != principal.user_id:
+    found = await _redeem(session, token, VERIFY)
+    if found is None or found[1].id != principal.user_id:
         raise _invalid("verification")
-    user = await UserRepository(session).get_for_update(row.user_id)
-    if user is None or user.deleted_at is not None or user.email != row.email:
+    row, user = found
+    if user.deleted_at is not None or user.email != row.email:
         raise _invalid("verification")
     await tokens.retire_others(user.id, VERIFY)
     user.email_verified = True
@@ -258,11 +279,11 @@ async def change_email(
     account to your address and count on you following the link; later, your sign-in
     through a provider giving that address would be linked to their account."""
     tokens = TokenRepository(session)
-    row = await tokens.redeem(token, CHANGE)
-    if row is None or row.user_id != principal.user_id:
+    found = await _redeem(session, token, CHANGE)
+    if found is None or found[1].id != principal.user_id:
         raise _invalid("email change")
-    user = await UserRepository(session).get_for_update(row.user_id)
-    if user is None or user.suspended or user.deleted_at is not None:
+    row, user = found
+    if user.suspended or user.deleted_at is not None:
         raise _invalid("email change")
     if await UserRepository(session).email_taken(row.email, besides=user.id):
         raise _address_taken_since()  # the link stays unused
