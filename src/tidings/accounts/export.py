@@ -71,8 +71,9 @@ def _comment(row: Any) -> ExportedComment:
     )
 
 
-def _relation(model: Any, mine: Any, theirs: Any) -> Callable[[int], Rows]:
-    """The other side of each edge where ``mine`` is the account, with their username."""
+def _relation(name: str, model: Any, mine: Any, theirs: Any) -> Section:
+    """The other side of each edge of ``model`` where ``mine`` is the account, with their
+    username."""
 
     def query(user_id: int) -> Rows:
         return (
@@ -81,33 +82,29 @@ def _relation(model: Any, mine: Any, theirs: Any) -> Callable[[int], Rows]:
             .where(mine == user_id)
         )
 
-    return query
+    def render(row: Any) -> ExportedRelation:
+        return ExportedRelation(user_id=row[1], username=row[2], created_at=row[3])
+
+    return Section(name, query, model.id, render)
 
 
-def _related(row: Any) -> ExportedRelation:
-    return ExportedRelation(user_id=row[1], username=row[2], created_at=row[3])
+def _owned(
+    name: str, model: Any, owner: Any, schema: type[BaseModel], *, newest_first: bool = False
+) -> Section:
+    """A section of whole rows of ``model`` whose ``owner`` column is the account."""
+    return Section(
+        name,
+        lambda uid: select(model).where(owner == uid),
+        model.id,
+        lambda row: schema.model_validate(row[0]),
+        newest_first=newest_first,
+    )
 
 
 SECTIONS = (
-    Section(
-        "identities",
-        lambda uid: select(UserIdentity).where(UserIdentity.user_id == uid),
-        UserIdentity.id,
-        lambda row: ExportedIdentity.model_validate(row[0]),
-    ),
-    Section(
-        "sessions",
-        lambda uid: select(AuthSession).where(AuthSession.user_id == uid),
-        AuthSession.id,
-        lambda row: ExportedSession.model_validate(row[0]),
-        newest_first=True,
-    ),
-    Section(
-        "posts",
-        lambda uid: select(Post).where(Post.author_id == uid),
-        Post.id,
-        lambda row: ExportedPost.model_validate(row[0]),
-    ),
+    _owned("identities", UserIdentity, UserIdentity.user_id, ExportedIdentity),
+    _owned("sessions", AuthSession, AuthSession.user_id, ExportedSession, newest_first=True),
+    _owned("posts", Post, Post.author_id, ExportedPost),
     Section(
         "comments",
         lambda uid: select(Comment).where(Comment.author_id == uid),
@@ -120,20 +117,11 @@ SECTIONS = (
         Like.id,
         lambda row: ExportedLike(post_id=row[1], created_at=row[2]),
     ),
-    Section(
-        "following", _relation(Follow, Follow.follower_id, Follow.followee_id), Follow.id, _related
-    ),
-    Section(
-        "followers", _relation(Follow, Follow.followee_id, Follow.follower_id), Follow.id, _related
-    ),
-    Section("blocks", _relation(Block, Block.blocker_id, Block.blocked_id), Block.id, _related),
-    Section("mutes", _relation(Mute, Mute.muter_id, Mute.muted_id), Mute.id, _related),
-    Section(
-        "reports",
-        lambda uid: select(Report).where(Report.reporter_id == uid),
-        Report.id,
-        lambda row: ExportedReport.model_validate(row[0]),
-    ),
+    _relation("following", Follow, Follow.follower_id, Follow.followee_id),
+    _relation("followers", Follow, Follow.followee_id, Follow.follower_id),
+    _relation("blocks", Block, Block.blocker_id, Block.blocked_id),
+    _relation("mutes", Mute, Mute.muter_id, Mute.muted_id),
+    _owned("reports", Report, Report.reporter_id, ExportedReport),
 )
 
 

@@ -31,6 +31,7 @@ from tidings.events.outbox import record
 from tidings.graph.service import visible_user
 from tidings.mail.service import mail_enabled, queue_mail
 from tidings.ratelimit.limiter import RateLimiter
+from tidings.recovery.models import CHANGE as CHANGE_EMAIL
 from tidings.recovery.repository import TokenRepository
 from tidings.settings import Settings
 
@@ -142,7 +143,7 @@ async def change_password(
     user.password_hash = await hasher.hash(new)
     await AuthRepository(session).revoke_all_for_user(user.id, "password_changed")
     # a change of address asked for meanwhile (maybe by whoever knew the old password) stops
-    await TokenRepository(session).retire_others(user.id, "change_email")
+    await TokenRepository(session).retire_others(user.id, CHANGE_EMAIL)
     notify_password_changed(session, settings, user)
     await record_audit(
         session,
@@ -239,8 +240,6 @@ async def prove_holder(
     422 naming the field otherwise). An account without one (made by a sign-in provider) has
     signed in through its provider within :data:`RECENT_SIGN_IN` in this session (a 403
     otherwise), and types its username out."""
-    if user.password_hash is None:
-        await require_recent_sign_in(session, principal, doing)
     if user.password_hash is not None:
         await verify_password(
             session,
@@ -252,7 +251,9 @@ async def prove_holder(
             field="password",
             detail=f"Your password is required to {doing}.",
         )
-    elif (proof.confirm_username or "").lower() != user.username_key:
+        return
+    await require_recent_sign_in(session, principal, doing)
+    if (proof.confirm_username or "").lower() != user.username_key:
         raise ValidationFailed(
             "Type your username to confirm: the account has no password.",
             errors=[FieldError(loc=["body", "confirm_username"], msg="does not match")],

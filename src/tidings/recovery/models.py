@@ -10,6 +10,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from tidings.core.db import Base, utcnow
 from tidings.core.ids import new_id
 
+# what a token is for (``EmailToken.purpose``)
+RESET = "password_reset"
+VERIFY = "verify_email"
+CHANGE = "change_email"  # the token's email is the new address
+
 
 class EmailToken(Base):
     __tablename__ = "email_tokens"

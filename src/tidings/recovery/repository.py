@@ -44,13 +44,14 @@ class TokenRepository:
         )
         return int((await self.session.execute(stmt)).scalar_one())
 
-    async def retire_others(self, user_id: int, purpose: str) -> None:
-        """Once one token did its job, the user's other unused ones for it stop working."""
+    async def retire_others(self, user_id: int, *purposes: str) -> None:
+        """Once one token did its job, the user's other unused ones for these purposes stop
+        working (one statement)."""
         await self.session.execute(
             update(EmailToken)
             .where(
                 EmailToken.user_id == user_id,
-                EmailToken.purpose == purpose,
+                EmailToken.purpose.in_(purposes),
                 EmailToken.used_at.is_(None),
             )
             .values(used_at=utcnow())

@@ -41,15 +41,12 @@ from tidings.core.security import PasswordHasher
 from tidings.mail.models import OutgoingMail
 from tidings.mail.service import mail_enabled, queue_mail
 from tidings.ratelimit.limiter import RateLimiter
-from tidings.recovery.models import EmailToken
+from tidings.recovery.models import CHANGE, RESET, VERIFY, EmailToken
 from tidings.recovery.repository import TokenRepository
 from tidings.settings import Settings
 
 log = structlog.get_logger("tidings.recovery")
 
-RESET = "password_reset"
-VERIFY = "verify_email"
-CHANGE = "change_email"  # the token's email is the new address
 RESET_MAIL = "password_reset"  # the mail kind rendered by render_password_reset
 RESETS_PER_HOUR = 3
 QUEUED = "If an account has this address, a message with a link is on its way."
@@ -145,8 +142,7 @@ async def reset_password(
     row, user = found
     if user.suspended or user.deleted_at is not None or user.email != row.email:
         raise _invalid("reset")
-    await tokens.retire_others(user.id, RESET)
-    await tokens.retire_others(user.id, CHANGE)  # a pending change of address stops too
+    await tokens.retire_others(user.id, RESET, CHANGE)  # a pending change of address stops too
     user.password_hash = await hasher.hash(new_password)
     user.email_verified = True  # the link reached the address
     await AuthRepository(session).revoke_all_for_user(user.id, "password_reset")
@@ -288,8 +284,7 @@ async def change_email(
     if await UserRepository(session).email_taken(row.email, besides=user.id):
         raise _address_taken_since()  # the link stays unused
     old = user.email
-    for purpose in (CHANGE, VERIFY, RESET):  # links to either address stop working
-        await tokens.retire_others(user.id, purpose)
+    await tokens.retire_others(user.id, CHANGE, VERIFY, RESET)  # links to either address
     try:
         async with session.begin_nested():
             user.email = row.email
