@@ -35,6 +35,7 @@ RELAXED_POLICIES = (
     "account_delete",
     "session_end",
     "identity_change",
+    "step_up",
     "reauth_lockout",
     "account_export",
     "password_reset",

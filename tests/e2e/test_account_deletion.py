@@ -4,12 +4,14 @@ and PostgreSQL, through the HTTP API)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx2
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from tests.support.api import DEFAULT_PASSWORD, SignedIn, assert_problem, login, make_admin, sign_up
+from tests.support.rows import confirm_holder, drop_password
 from tidings.accounts.erasure import erase_account, erase_pending
 from tidings.accounts.models import User
 from tidings.audit.models import AuditEvent
@@ -211,10 +213,10 @@ async def test_an_account_without_a_password_confirms_with_its_username(
     client: httpx2.AsyncClient, container: Container
 ) -> None:
     user = await sign_up(client, "provider_made")
-    async with container.db.unit_of_work(write=True) as session:  # as a sign-in provider makes it
-        await session.execute(
-            update(User).where(User.id == int(user.user_id)).values(password_hash=None)
-        )
+    await drop_password(container, int(user.user_id))  # as a sign-in provider makes it
+    unconfirmed = await _delete_me(client, user, confirm_username="provider_made")
+    assert "confirm it is you" in assert_problem(unconfirmed, 403)["detail"]
+    await confirm_holder(container, int(user.user_id), timedelta(minutes=2))
     wrong = await _delete_me(client, user, confirm_username="someone_else")
     assert assert_problem(wrong, 422)["errors"][0]["loc"] == ["body", "confirm_username"]
     assert (await client.get("/api/v1/me", headers=user.headers)).status_code == 200

@@ -129,6 +129,8 @@ EXPECTED: dict[Key, Row] = {
     ("GET", "/api/v1/me/identities"): signed_in(200),
     ("POST", "/api/v1/me/identities/{provider}"): signed_in(200),
     ("DELETE", "/api/v1/me/identities/{provider}"): cells(401, 204, 404, 404, 404),
+    # confirming the holder through a provider: only through one linked to your own account
+    ("POST", "/api/v1/me/reauthentication/{provider}"): cells(401, 200, 404, 404, 404),
     # accounts
     ("POST", "/api/v1/accounts"): everyone(201),
     ("GET", "/api/v1/me"): signed_in(200),
@@ -701,6 +703,26 @@ async def _unlink(w: World, actor: str) -> Call:
         json={"password": password},
         verify=verify,
         missing_url="/api/v1/me/identities/nosuch",
+    )
+
+
+@scenario("POST", "/api/v1/me/reauthentication/{provider}", "accounts")
+async def _start_reauth(w: World, actor: str) -> Call:
+    if "github" not in await identities(w, "user"):
+        await link_github(w)
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        if response.status_code >= 300:
+            return []
+        url = response.json().get("authorization_url", "")
+        return check("/api/v1/auth/github/authorize" in url, f"confirmation started at {url}")
+
+    return Call(
+        "POST",
+        "/api/v1/me/reauthentication/github",
+        json={"redirect_uri": APP_REDIRECT, "state": "reauth-1"},
+        verify=verify,
+        missing_url="/api/v1/me/reauthentication/nosuch",
     )
 
 

@@ -10,7 +10,7 @@ import httpx2
 from sqlalchemy import update
 
 from tests.support.api import DEFAULT_PASSWORD, SignedIn, assert_problem, login, sign_up
-from tidings.accounts.models import User
+from tests.support.rows import confirm_holder, drop_password
 from tidings.auth.models import AuthSession
 from tidings.core.container import Container
 from tidings.core.db import utcnow
@@ -124,30 +124,19 @@ async def test_a_refresh_moves_last_used_and_the_list_needs_a_token(
     assert len(await _list(client, fresh)) == 2
 
 
-async def test_an_account_without_a_password_needs_a_recent_sign_in(
+async def test_an_account_without_a_password_needs_a_confirmation_through_its_provider(
     client: httpx2.AsyncClient, container: Container
 ) -> None:
     user = await sign_up(client, "provider_made")
     second = await login(client, "provider_made")
-    async with container.db.unit_of_work(write=True) as session:  # as a provider makes it
-        await session.execute(
-            update(User).where(User.id == int(user.user_id)).values(password_hash=None)
-        )
-        await session.execute(
-            update(AuthSession)
-            .where(AuthSession.user_id == int(user.user_id))
-            .values(created_at=utcnow() - timedelta(minutes=11))
-        )
+    await drop_password(container, int(user.user_id))  # as a provider makes it
     body = {"confirm_username": "provider_made"}
-    stale = await client.request("DELETE", SESSIONS, json=body, headers=user.headers)
-    assert "sign in again" in assert_problem(stale, 403)["detail"]
-    assert (await client.get("/api/v1/me", headers=second.headers)).status_code == 200
-    async with container.db.unit_of_work(write=True) as session:  # signed in just now
-        await session.execute(
-            update(AuthSession)
-            .where(AuthSession.user_id == int(user.user_id))
-            .values(created_at=utcnow())
-        )
+    for ago in (None, timedelta(minutes=11)):  # signed in just now does not count; too long ago
+        await confirm_holder(container, int(user.user_id), ago)
+        stale = await client.request("DELETE", SESSIONS, json=body, headers=user.headers)
+        assert "confirm it is you" in assert_problem(stale, 403)["detail"]
+        assert (await client.get("/api/v1/me", headers=second.headers)).status_code == 200
+    await confirm_holder(container, int(user.user_id), timedelta(minutes=1))
     ended = await client.request("DELETE", SESSIONS, json=body, headers=user.headers)
     assert ended.status_code == 204, ended.text
     assert_problem(await client.get("/api/v1/me", headers=second.headers), 401)

@@ -32,6 +32,7 @@ from tests.oidc.flows import (
     query_of,
     session_count,
     sign_in,
+    step_up,
     through_provider,
     to_provider,
     unlink,
@@ -184,9 +185,11 @@ async def test_an_account_from_a_provider_may_set_a_password_later(
         "/api/v1/me/password", json={"new_password": "short"}, headers=fay.headers
     )
     assert_problem(wrong, 422)
-    set_password = await client.post(
-        "/api/v1/me/password", json={"new_password": DEFAULT_PASSWORD}, headers=fay.headers
-    )
+    first = {"new_password": DEFAULT_PASSWORD}
+    token_alone = await client.post("/api/v1/me/password", json=first, headers=fay.headers)
+    assert "confirm it is you" in assert_problem(token_alone, 403)["detail"]
+    assert (await step_up(client, fay, "keycloak", "fay")).status_code == 302
+    set_password = await client.post("/api/v1/me/password", json=first, headers=fay.headers)
     assert set_password.status_code == 204, set_password.text
     fay_again = await login(client, "fay")
     assert fay_again.user_id == fay.me["id"]

@@ -25,6 +25,7 @@ from tests.oidc.flows import (
     query_of,
     session_count,
     sign_in,
+    step_up,
     through_provider,
     unlink,
 )
@@ -72,6 +73,20 @@ async def test_sign_in_link_sign_in_again_and_unlink(
     assert wanda.me["email_verified"] is True
     assert await _providers(client, wanda.headers) == [first]
 
+    # The account has no password: its holder confirms it is them through the provider first.
+    unconfirmed = await client.post(
+        f"/api/v1/me/identities/{second}",
+        json={"redirect_uri": "https://app.example.com/auth/done", **proof(wanda)},
+        headers=wanda.headers,
+    )
+    assert "confirm it is you" in assert_problem(unconfirmed, 403)["detail"]
+    confirmed = await step_up(client, wanda, first, login)
+    assert confirmed.status_code == 302, confirmed.text
+    assert query_of(confirmed.headers["location"]) == {
+        "reauthenticated": first,
+        "state": "step-up-1",
+    }
+
     linked = await link(client, wanda, second, login)
     assert linked.status_code == 302, linked.text
     assert query_of(linked.headers["location"])["linked"] == second
@@ -96,6 +111,7 @@ async def test_sign_in_link_sign_in_again_and_unlink(
         "account:registered",
         "identity:linked",
         "identity:login",
+        "auth:reauthenticated",
         "identity:linked",
         "identity:login",
         "identity:unlinked",
@@ -110,6 +126,7 @@ async def test_a_link_ticket_works_once_and_only_while_signed_in(
     github: GitHubStandIn,  # noqa: F811
 ) -> None:
     xena = await sign_in(client, "google", "xena")
+    assert (await step_up(client, xena, "google", "xena")).status_code == 302
     started = await client.post(
         "/api/v1/me/identities/github",
         json={"redirect_uri": "https://app.example.com/auth/done", **proof(xena)},
@@ -121,7 +138,7 @@ async def test_a_link_ticket_works_once_and_only_while_signed_in(
     opened = await client.get(url)
     assert opened.status_code == 302
     again = await client.get(url)
-    assert "link ticket" in assert_problem(again, 400)["detail"]
+    assert "ticket is unknown" in assert_problem(again, 400)["detail"]
     assert_problem(await client.get(url.replace("/github/", "/google/")), 400)
 
     # Signing out before the provider answers cancels the link.

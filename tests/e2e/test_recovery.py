@@ -18,10 +18,10 @@ from sqlalchemy import func, select, update
 
 from tests.conftest import make_settings
 from tests.support.api import DEFAULT_PASSWORD, assert_problem, login, sign_up
+from tests.support.rows import confirm_holder, drop_password
 from tidings.accounts.models import User
 from tidings.app import create_app
 from tidings.audit.models import AuditEvent
-from tidings.auth.models import AuthSession
 from tidings.core.container import Container
 from tidings.core.db import utcnow
 from tidings.mail.delivery import default_renderers, send_due
@@ -331,34 +331,23 @@ async def test_an_address_taken_before_the_link_is_used_is_a_conflict(
     assert await _audited(container, "account:email_changed") == 0
 
 
-async def test_an_account_without_a_password_sets_one_only_just_signed_in_and_then_moves(
+async def test_an_account_without_a_password_sets_one_once_confirmed_and_then_moves(
     client: httpx2.AsyncClient, container: Container
 ) -> None:
     """An account a sign-in provider made has no password: a token alone (maybe stolen)
-    neither gives it one nor moves its address; the holder, just signed in, sets one first."""
+    neither gives it one nor moves its address; the holder, once confirmed through the
+    provider, sets one first."""
     leo = await sign_up(client, "leo")
-    async with container.db.unit_of_work(write=True) as session:  # as a sign-in provider makes it
-        await session.execute(
-            update(User).where(User.id == int(leo.user_id)).values(password_hash=None)
-        )
+    await drop_password(container, int(leo.user_id))  # as a sign-in provider makes it
     move = {"email": "leo@example.org", "confirm_username": "leo"}
     refused = await client.post(CHANGE, json=move, headers=leo.headers)
     assert "Set a password first" in assert_problem(refused, 409)["detail"]
-    async with container.db.unit_of_work(write=True) as session:  # signed in 11 minutes ago
-        await session.execute(
-            update(AuthSession)
-            .where(AuthSession.user_id == int(leo.user_id))
-            .values(created_at=utcnow() - timedelta(minutes=11))
-        )
     first = {"new_password": NEW_PASSWORD}
-    stale = await client.post("/api/v1/me/password", json=first, headers=leo.headers)
-    assert "sign in again" in assert_problem(stale, 403)["detail"]
-    async with container.db.unit_of_work(write=True) as session:  # a fresh provider sign-in
-        await session.execute(
-            update(AuthSession)
-            .where(AuthSession.user_id == int(leo.user_id))
-            .values(created_at=utcnow())
-        )
+    for ago in (None, timedelta(minutes=11)):  # never confirmed, or too long ago
+        await confirm_holder(container, int(leo.user_id), ago)
+        stale = await client.post("/api/v1/me/password", json=first, headers=leo.headers)
+        assert "confirm it is you" in assert_problem(stale, 403)["detail"]
+    await confirm_holder(container, int(leo.user_id), timedelta(seconds=5))
     done = await client.post("/api/v1/me/password", json=first, headers=leo.headers)
     assert done.status_code == 204, done.text
     leo = await login(client, "leo", NEW_PASSWORD)

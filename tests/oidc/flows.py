@@ -109,10 +109,27 @@ async def sign_in(
     return SignedIn(pair["access_token"], pair["refresh_token"], me.json())
 
 
+async def step_up(
+    client: httpx2.AsyncClient, who: Any, provider: str, login: str = ""
+) -> httpx2.Response:
+    """``who`` confirms it is them through ``provider`` (signing in there as ``login``): start,
+    open the URL in the browser, come back; the response of the callback."""
+    started = await client.post(
+        f"/api/v1/me/reauthentication/{provider}",
+        json={"redirect_uri": APP_REDIRECT, "state": "step-up-1"},
+        headers=who.headers,
+    )
+    assert started.status_code == 200, started.text
+    opened = await client.get(started.json()["authorization_url"])
+    assert opened.status_code == 302, opened.text
+    return await back_to_app(client, await through_provider(opened.headers["location"], login))
+
+
 def proof(who: Any) -> dict[str, str]:
     """The holder's proof for linking and unlinking: the username typed out for an account a
-    provider made (signed in through it just now, :class:`SignedIn` here), the suite's
-    password for one registered with a password (``tests.support.api.SignedIn``)."""
+    provider made (:class:`SignedIn` here, confirmed through the provider with
+    :func:`step_up`), the suite's password for one registered with a password
+    (``tests.support.api.SignedIn``)."""
     if hasattr(who, "me"):
         return {"confirm_username": who.me["username"]}
     return {"password": DEFAULT_PASSWORD}

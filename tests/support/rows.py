@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from sqlalchemy import update
+
 from tidings.accounts.models import User
+from tidings.auth.models import AuthSession
 from tidings.core.container import Container
+from tidings.core.db import utcnow
 
 
 async def make_users(container: Container, *names: str) -> list[int]:
@@ -16,3 +22,21 @@ async def make_users(container: Container, *names: str) -> list[int]:
         session.add_all(users)
         await session.flush()
         return [u.id for u in users]
+
+
+async def drop_password(container: Container, user_id: int) -> None:
+    """The account as a sign-in provider makes it: no password."""
+    async with container.db.unit_of_work() as session:
+        await session.execute(update(User).where(User.id == user_id).values(password_hash=None))
+
+
+async def confirm_holder(container: Container, user_id: int, ago: timedelta | None) -> None:
+    """Every session of the account as if its holder confirmed it is them through a sign-in
+    provider ``ago`` (POST /api/v1/me/reauthentication/{provider}); None: never."""
+    when = None if ago is None else utcnow() - ago
+    async with container.db.unit_of_work() as session:
+        await session.execute(
+            update(AuthSession)
+            .where(AuthSession.user_id == user_id)
+            .values(reauthenticated_at=when)
+        )

@@ -156,7 +156,8 @@ class PasswordChange(RequestModel):
 
 class Reauthentication(RequestModel):
     """Proof that the account's holder asks: the password, or for an account without one
-    (made by a sign-in provider) the username typed out."""
+    (made by a sign-in provider) the username typed out, after confirming it is them through
+    the provider (``POST /api/v1/me/reauthentication/{provider}``) within 10 minutes."""
 
     password: Annotated[str, StringConstraints(max_length=128, strip_whitespace=False)] | None = (
         None

@@ -124,11 +124,12 @@ async def change_password(
     new: str,
 ) -> None:
     """Change the password; an account without one (made by a sign-in provider) sets its first
-    without ``current``, within :data:`RECENT_SIGN_IN` of signing in through its provider (a
-    token alone must not be enough to give the account a password its holder does not know)."""
+    without ``current`` once its holder confirmed it is them through its provider
+    (:func:`require_step_up`: a token alone must not be enough to give the account a password
+    its holder does not know)."""
     user = await get_account(session, principal.user_id)
     if user.password_hash is None:
-        await require_recent_sign_in(session, principal, "set a password")
+        await require_step_up(session, principal, "set a password")
     else:
         await verify_password(
             session,
@@ -213,17 +214,21 @@ async def delete_account(
     return user
 
 
-RECENT_SIGN_IN = timedelta(minutes=10)
+STEP_UP_WINDOW = timedelta(minutes=10)
 
 
-async def require_recent_sign_in(session: AsyncSession, principal: Principal, doing: str) -> None:
-    """The token's session began within :data:`RECENT_SIGN_IN` (a 403 otherwise): the proof
-    asked of an account without a password, which has nothing else to type."""
-    signed_in = await AuthRepository(session).created_at(principal.session_id)
-    if signed_in is None or utcnow() - signed_in > RECENT_SIGN_IN:
+async def require_step_up(session: AsyncSession, principal: Principal, doing: str) -> None:
+    """The proof asked of an account without a password, which has nothing to type: its holder
+    confirmed it is them through a linked sign-in provider in this session, within
+    :data:`STEP_UP_WINDOW` (a 403 otherwise). Signing in does not count: a token stolen
+    just after it must not be enough."""
+    confirmed = await AuthRepository(session).reauthenticated_at(principal.session_id)
+    if confirmed is None or utcnow() - confirmed > STEP_UP_WINDOW:
+        minutes = int(STEP_UP_WINDOW.total_seconds() // 60)
         raise Forbidden(
-            f"To {doing}, sign in again through your provider, then retry within "
-            f"{int(RECENT_SIGN_IN.total_seconds() // 60)} minutes."
+            f"To {doing}, confirm it is you through your sign-in provider first "
+            f"(POST /api/v1/me/reauthentication/{{provider}}, then open its authorization_url "
+            f"in your browser), and retry within {minutes} minutes."
         )
 
 
@@ -238,7 +243,7 @@ async def prove_holder(
 ) -> None:
     """The request comes from the account's holder, not just from a token: the password (a
     422 naming the field otherwise). An account without one (made by a sign-in provider) has
-    signed in through its provider within :data:`RECENT_SIGN_IN` in this session (a 403
+    confirmed it is them through its provider in this session (:func:`require_step_up`, a 403
     otherwise), and types its username out."""
     if user.password_hash is not None:
         await verify_password(
@@ -252,7 +257,7 @@ async def prove_holder(
             detail=f"Your password is required to {doing}.",
         )
         return
-    await require_recent_sign_in(session, principal, doing)
+    await require_step_up(session, principal, doing)
     if (proof.confirm_username or "").lower() != user.username_key:
         raise ValidationFailed(
             "Type your username to confirm: the account has no password.",

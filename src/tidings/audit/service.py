@@ -47,6 +47,7 @@ class AuditAction(StrEnum):
     LOGOUT = "auth:logout"
     SESSION_ENDED = "auth:session_ended"
     REAUTH_FAILED = "auth:reauth_failed"
+    REAUTHENTICATED = "auth:reauthenticated"  # through a sign-in provider
     REFRESH_REUSE = "auth:refresh_reuse_detected"
     PASSWORD_CHANGED = "account:password_changed"  # noqa: S105 (an action name)
     ACCOUNT_REGISTERED = "account:registered"

@@ -30,6 +30,9 @@ class AuthSession(Base):
     ip: Mapped[str | None] = mapped_column(String(45), default=None)
     user_agent: Mapped[str | None] = mapped_column(String(256), default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    # when the holder of an account without a password last confirmed it is them through
+    # their sign-in provider in this session (POST /api/v1/me/reauthentication/{provider})
+    reauthenticated_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class RefreshToken(Base):

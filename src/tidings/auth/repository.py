@@ -111,10 +111,24 @@ class AuthRepository:
         )
         await self.session.flush()
 
-    async def created_at(self, session_id: int) -> datetime | None:
-        """When the sign-in session began (None for an unknown one)."""
-        stmt = select(AuthSession.created_at).where(AuthSession.id == session_id)
+    async def reauthenticated_at(self, session_id: int) -> datetime | None:
+        """When the session's holder last confirmed it is them through a sign-in provider
+        (None: never, or an unknown or signed-out session)."""
+        stmt = select(AuthSession.reauthenticated_at).where(
+            AuthSession.id == session_id, AuthSession.revoked_at.is_(None)
+        )
         return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def mark_reauthenticated(self, session_id: int, now: datetime) -> bool:
+        """Record a confirmation through a provider; False when the session was signed out."""
+        result = await self.session.execute(
+            update(AuthSession)
+            .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+            .values(reauthenticated_at=now)
+            .returning(AuthSession.id)
+            .execution_options(synchronize_session=False)
+        )
+        return result.scalar_one_or_none() is not None
 
     async def active_sessions(self, user_id: int) -> list[AuthSession]:
         """The user's sessions that can still be used: not revoked, with a refresh token that

@@ -23,6 +23,7 @@ from tidings.auth.providers.schemas import (
     LinkStarted,
     ProviderInfo,
     ProviderList,
+    ReauthRequest,
 )
 from tidings.core.db import utcnow
 from tidings.core.deps import ContainerDep, DbSession, unit_of_work
@@ -100,7 +101,11 @@ async def authorize(
     code_challenge: Annotated[str | None, Query(pattern=PKCE_PATTERN)] = None,
     code_challenge_method: Annotated[str | None, Query(max_length=8)] = None,
     link_ticket: Annotated[
-        str | None, Query(max_length=128, description="From POST /api/v1/me/identities/{p}.")
+        str | None,
+        Query(
+            max_length=128,
+            description="From POST /api/v1/me/identities/{p} or /api/v1/me/reauthentication/{p}.",
+        ),
     ] = None,
 ) -> Response:
     callback_url = registry.callback_url(provider, _base(request))
@@ -192,6 +197,34 @@ async def start_link(
         principal,
         provider,
         body,
+        body.redirect_uri,
+        body.state,
+        registry.public_base(_base(request)),
+        utcnow(),
+    )
+
+
+@router.post(
+    "/me/reauthentication/{provider}",
+    response_model=LinkStarted,
+    summary="Confirm it is you through a linked provider (accounts without a password; open "
+    "authorization_url in a browser, then retry the change within 10 minutes)",
+    responses={400: _ERRORS_DOC[400], 404: _ERRORS_DOC[404]},
+    dependencies=[Depends(limit("step_up"))],
+)
+async def start_reauth(
+    provider: ProviderName,
+    body: ReauthRequest,
+    request: Request,
+    principal: SelfWriter,
+    session: DbSession,
+    registry: Registry,
+) -> LinkStarted:
+    return await service.start_reauth(
+        session,
+        registry,
+        principal,
+        provider,
         body.redirect_uri,
         body.state,
         registry.public_base(_base(request)),

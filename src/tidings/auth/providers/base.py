@@ -35,6 +35,7 @@ class ProviderProfile:
     display_name: str | None = None
     access_token: str | None = None
     refresh_token: str | None = None
+    auth_time: int | None = None  # when the provider last authenticated the user (OIDC), if said
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class AuthorizationParams:
     code_verifier: str
     redirect_uri: str  # our callback URL
     nonce: str | None = None
+    max_age: int | None = None  # OIDC: ask the provider to authenticate the user afresh (0)
 
 
 class ProviderClient(Protocol):

@@ -32,6 +32,7 @@ from tidings.auth.providers.crypto import TokenCipher
 from tidings.auth.providers.models import UserIdentity
 from tidings.auth.providers.repository import ProviderRepository
 from tidings.auth.providers.usernames import unique_username
+from tidings.auth.repository import AuthRepository
 from tidings.core.errors import Conflict, Forbidden, NotFound
 from tidings.core.security import PasswordHasher
 from tidings.ratelimit.limiter import RateLimiter
@@ -110,6 +111,39 @@ async def plan_link(
             f"Your account already has a {provider.display_name} account linked; unlink it first."
         )
     return Plan("link", user)
+
+
+async def confirm_holder(
+    session: AsyncSession,
+    provider: ProviderClient,
+    profile: ProviderProfile,
+    user_id: int | None,
+    session_id: int | None,
+    now: datetime,
+) -> None:
+    """The browser proved it holds the provider account linked to the account that asked:
+    the asking session counts as confirmed by its holder from now (``reauthenticated_at``)."""
+    user = await UserRepository(session).get(user_id) if user_id is not None else None
+    if user is None:
+        raise NotFound("The account this confirmation was started for no longer exists.")
+    _not_suspended(user)
+    identity = await ProviderRepository(session).identity(provider.name, profile.subject)
+    if identity is None or identity.user_id != user.id:
+        raise Forbidden(
+            f"This {provider.display_name} account is not the one linked to your account; "
+            f"sign in to {provider.display_name} as that one and start again."
+        )
+    repo = AuthRepository(session)
+    if session_id is None or not await repo.mark_reauthenticated(session_id, now):
+        raise Forbidden("You signed out after starting; sign in and start again.")
+    await record_audit(
+        session,
+        AuditAction.REAUTHENTICATED,
+        actor_id=user.id,
+        target_type="session",
+        target_id=session_id,
+        provider=provider.name,
+    )
 
 
 def _not_suspended(user: User) -> None:

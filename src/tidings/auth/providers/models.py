@@ -38,8 +38,9 @@ class UserIdentity(Base):
 class OAuthAuthorization(Base):
     """One authorization-code flow in progress (at most ten minutes).
 
-    ``state_hash`` is set once a browser is bound to the flow (the state cookie); a link flow
-    starts without a browser and carries a one-time ``ticket_hash`` until its browser arrives.
+    ``state_hash`` is set once a browser is bound to the flow (the state cookie); a link or
+    reauth flow starts without a browser (from an API call of a signed-in user) and carries a
+    one-time ``ticket_hash`` until its browser arrives.
     ``used_at`` makes the state one-time.
     """
 
@@ -48,7 +49,7 @@ class OAuthAuthorization(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True, default=new_id, autoincrement=False)
     provider: Mapped[str] = mapped_column(String(32))
-    intent: Mapped[str] = mapped_column(String(8))  # "login" | "link"
+    intent: Mapped[str] = mapped_column(String(8))  # "login" | "link" | "reauth"
     user_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), default=None, index=True
     )

@@ -106,6 +106,7 @@ class OIDCProvider:
 
     async def authorization_url(self, http: httpx2.AsyncClient, params: AuthorizationParams) -> str:
         endpoint = (await self.metadata(http))["authorization_endpoint"]
+        extra = {} if params.max_age is None else {"max_age": str(params.max_age)}
         url: str = prepare_grant_uri(
             endpoint,
             client_id=self.client_id,
@@ -116,6 +117,7 @@ class OIDCProvider:
             nonce=params.nonce,
             code_challenge=create_s256_code_challenge(params.code_verifier),
             code_challenge_method="S256",
+            **extra,
         )
         return url
 
@@ -135,6 +137,7 @@ class OIDCProvider:
             claims = {**await self._userinfo(http, metadata, access_token, claims["sub"]), **claims}
         refresh = tokens.get("refresh_token")
         email = claims.get("email")
+        auth_time = claims.get("auth_time")
         return ProviderProfile(
             subject=str(claims["sub"]),
             email=email if isinstance(email, str) and email else None,
@@ -145,6 +148,7 @@ class OIDCProvider:
             display_name=str(claims["name"]) if claims.get("name") else None,
             access_token=access_token,
             refresh_token=refresh if isinstance(refresh, str) else None,
+            auth_time=auth_time if type(auth_time) is int else None,
         )
 
     def _check_response_issuer(self, metadata: dict[str, Any], issuer: str | None) -> None:

@@ -74,10 +74,21 @@ class ProviderRepository:
         self.session.add(flow)
         await self.session.flush()
 
+    async def ticket_intent(self, ticket_hash: str, provider: str, now: datetime) -> str | None:
+        """What a ticket not yet redeemed is for (``link`` or ``reauth``); None when unusable."""
+        stmt = select(OAuthAuthorization.intent).where(
+            OAuthAuthorization.ticket_hash == ticket_hash,
+            OAuthAuthorization.provider == provider,
+            OAuthAuthorization.expires_at > now,
+            OAuthAuthorization.used_at.is_(None),
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def bind_ticket(
         self, ticket_hash: str, provider: str, now: datetime, values: dict[str, object]
     ) -> OAuthAuthorization | None:
-        """Redeem a link ticket once: it becomes a browser-bound flow (``values`` set)."""
+        """Redeem a ticket (to link, or to confirm the holder) once: it becomes a flow bound
+        to a browser (``values`` set)."""
         result = await self.session.execute(
             update(OAuthAuthorization)
             .where(

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from tidings.accounts.schemas import Reauthentication
 from tidings.auth.providers.base import ProviderKind
-from tidings.core.schemas import ResponseModel, Timestamp
+from tidings.core.schemas import RequestModel, ResponseModel, Timestamp
 
 PKCE_PATTERN = r"^[A-Za-z0-9\-._~]{43,128}$"
 RedirectUri = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
@@ -26,19 +26,28 @@ class ProviderList(BaseModel):
     data: list[ProviderInfo]
 
 
-class LinkRequest(Reauthentication):
-    """Where to come back, and the holder's proof (as for deleting the account): linking a
-    provider gives whoever controls that provider account a way into this one."""
-
+class BrowserReturn(RequestModel):
     redirect_uri: RedirectUri = Field(
         description="Where the browser returns afterwards; must be in TIDINGS_OAUTH_REDIRECT_URIS."
     )
     state: AppState | None = Field(
-        default=None, description="Opaque value echoed back to redirect_uri with ?linked=."
+        default=None, description="Opaque value echoed back to redirect_uri."
     )
 
 
+class LinkRequest(Reauthentication, BrowserReturn):
+    """Where to come back (with ?linked=), and the holder's proof (as for deleting the
+    account): linking a provider gives whoever controls that provider account a way into this
+    one."""
+
+
+class ReauthRequest(BrowserReturn):
+    """Where to come back (with ?reauthenticated=) once the provider confirmed the holder."""
+
+
 class LinkStarted(BaseModel):
+    """A flow waiting for the user's browser (to link a provider, or to confirm the holder)."""
+
     authorization_url: str = Field(
         description="Open this in the user's browser (it works once, for ten minutes)."
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from authlib.common.security import generate_token  # type: ignore[import-untyped]
@@ -31,11 +31,14 @@ from tidings.auth.providers.models import OAuthAuthorization
 from tidings.auth.providers.registry import ProviderRegistry
 from tidings.auth.providers.repository import ProviderRepository
 from tidings.auth.providers.schemas import LinkStarted
-from tidings.core.errors import BadRequest, Conflict, FieldError
+from tidings.core.errors import BadRequest, Conflict, FieldError, NotFound
 from tidings.core.security import PasswordHasher, hash_token
 from tidings.ratelimit.limiter import RateLimiter
 
 FLOW_TTL = timedelta(seconds=STATE_TTL_SECONDS)
+REAUTH = "reauth"
+# how far an OpenID provider's auth_time may lie before the confirmation started (clock skew)
+AUTH_TIME_LEEWAY = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -97,10 +100,15 @@ def _check_app_pkce(app: AppRequest) -> None:
 
 
 def _params(
-    flow_state: str, verifier: str, nonce: str | None, callback_url: str
+    flow_state: str, verifier: str, nonce: str | None, callback_url: str, intent: str
 ) -> AuthorizationParams:
     return AuthorizationParams(
-        state=flow_state, code_verifier=verifier, redirect_uri=callback_url, nonce=nonce
+        state=flow_state,
+        code_verifier=verifier,
+        redirect_uri=callback_url,
+        nonce=nonce,
+        # confirming the holder: an OpenID provider is asked to authenticate the user afresh
+        max_age=0 if intent == REAUTH else None,
     )
 
 
@@ -118,7 +126,7 @@ async def start_login(
     state, verifier = _secret(), _secret()
     nonce = _secret() if provider.uses_nonce else None
     url = await provider.authorization_url(
-        registry.http, _params(state, verifier, nonce, callback_url)
+        registry.http, _params(state, verifier, nonce, callback_url, "login")
     )
     flow = OAuthAuthorization(
         provider=provider_name,
@@ -161,11 +169,53 @@ async def start_link(
         )
     user = await get_account(session, principal.user_id)
     await prove_holder(session, hasher, limiter, principal, user, proof, "link a sign-in")
+    return await _ticket(
+        repo, "link", principal, provider_name, redirect_uri, app_state, public_base, now
+    )
+
+
+async def start_reauth(
+    session: AsyncSession,
+    registry: ProviderRegistry,
+    principal: Principal,
+    provider_name: str,
+    redirect_uri: str,
+    app_state: str | None,
+    public_base: str,
+    now: datetime,
+) -> LinkStarted:
+    """The holder of an account without a password confirms it is them (before deleting it,
+    setting a first password, linking or unlinking a provider, ending sessions): a one-time
+    ticket URL for their browser, through a provider linked to the account. A stolen access
+    token cannot finish it: that needs the provider account, and an OpenID provider is asked
+    to authenticate the user afresh (``max_age=0``)."""
+    provider = registry.get(provider_name)
+    check_redirect_uri(registry, redirect_uri, "body")
+    await get_account(session, principal.user_id)
+    repo = ProviderRepository(session)
+    if await repo.identity_of_user(principal.user_id, provider_name) is None:
+        raise NotFound(f"No {provider.display_name} sign-in is linked to your account.")
+    return await _ticket(
+        repo, REAUTH, principal, provider_name, redirect_uri, app_state, public_base, now
+    )
+
+
+async def _ticket(
+    repo: ProviderRepository,
+    intent: str,
+    principal: Principal,
+    provider_name: str,
+    redirect_uri: str,
+    app_state: str | None,
+    public_base: str,
+    now: datetime,
+) -> LinkStarted:
+    """A flow of the signed-in user's, waiting for their browser: the URL it opens, once."""
     ticket = _secret()
     await repo.add_authorization(
         OAuthAuthorization(
             provider=provider_name,
-            intent="link",
+            intent=intent,
             user_id=principal.user_id,
             session_id=principal.session_id,
             ticket_hash=hash_token(ticket),
@@ -190,15 +240,18 @@ async def redeem_link_ticket(
     callback_url: str,
     now: datetime,
 ) -> Started:
-    """The browser arrives with a link ticket: bind it to this browser (once) and go on."""
+    """The browser arrives with a ticket (to link, or to confirm the holder): bind it to this
+    browser (once) and go on."""
     provider = registry.get(provider_name)
+    repo = ProviderRepository(session)
+    intent = await repo.ticket_intent(hash_token(ticket), provider_name, now)
     state, verifier = _secret(), _secret()
     nonce = _secret() if provider.uses_nonce else None
     # the provider's URL first (OpenID discovery may fetch): no write is pending while it runs
     url = await provider.authorization_url(
-        registry.http, _params(state, verifier, nonce, callback_url)
+        registry.http, _params(state, verifier, nonce, callback_url, intent or "link")
     )
-    flow = await ProviderRepository(session).bind_ticket(
+    flow = await repo.bind_ticket(
         hash_token(ticket),
         provider_name,
         now,
@@ -208,10 +261,8 @@ async def redeem_link_ticket(
             "code_verifier_encrypted": registry.cipher.encrypt(verifier),
         },
     )
-    if flow is None:
-        raise BadRequest(
-            "The link ticket is unknown, expired or already used; start linking again."
-        )
+    if flow is None or flow.intent != intent:
+        raise BadRequest("The ticket is unknown, expired or already used; start again.")
     return Started(url, state)
 
 
@@ -256,7 +307,7 @@ async def verify(
         verifier = registry.cipher.decrypt(flow.code_verifier_encrypted or "")
     except ValueError as exc:  # the encryption keys changed mid-flow
         raise BadRequest("This sign-in can no longer be completed; start again.") from exc
-    params = _params(callback.state or "", verifier, flow.nonce, callback_url)
+    params = _params(callback.state or "", verifier, flow.nonce, callback_url, flow.intent)
     return await provider.complete(registry.http, params, callback.code, callback.iss)
 
 
@@ -268,8 +319,13 @@ async def finish(
     now: datetime,
 ) -> str:
     """The callback's second unit of work: sign in, register or link as the database says now;
-    returns where to send the browser (the app, with ?code= or ?linked=)."""
+    or confirm the holder; returns where to send the browser (the app, with ?code=, ?linked=
+    or ?reauthenticated=)."""
     provider = registry.get(flow.provider)
+    if flow.intent == REAUTH:
+        check_fresh(provider.display_name, profile.auth_time, flow.created_at)
+        await linking.confirm_holder(session, provider, profile, flow.user_id, flow.session_id, now)
+        return with_query(flow.redirect_uri, reauthenticated=flow.provider, state=flow.app_state)
     if flow.intent == "link":
         plan = await linking.plan_link(session, provider, profile, flow.user_id, flow.session_id)
     else:
@@ -279,3 +335,16 @@ async def finish(
     if flow.intent == "link":
         return with_query(flow.redirect_uri, linked=flow.provider, state=flow.app_state)
     return await issue_login_code(session, flow, user.id, now)
+
+
+def check_fresh(display_name: str, auth_time: int | None, started_at: datetime) -> None:
+    """An OpenID provider that says when it authenticated the user must have done so after
+    the confirmation started (it was asked for ``max_age=0``). A provider that does not say
+    (GitHub; Google) is trusted to have checked that the browser holds the account."""
+    if auth_time is None:
+        return
+    if datetime.fromtimestamp(auth_time, UTC) < started_at - AUTH_TIME_LEEWAY:
+        raise ProviderRejected(
+            f"{display_name} did not ask you to sign in again (its sign-in predates this "
+            "confirmation); start again."
+        )

@@ -1,0 +1,180 @@
+"""An account a sign-in provider made has no password: before a sensitive change its holder
+confirms it is them through a provider linked to it (``POST /api/v1/me/reauthentication/{p}``)
+— with the real OpenID Connect provider, on SQLite and PostgreSQL. A token alone, a session
+signed out meanwhile, another provider account or a used ticket confirm nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx2
+import pytest
+from sqlalchemy import select, update
+
+from tests.conftest import make_settings
+from tests.oidc.fixtures import (  # noqa: F401 (fixtures)
+    APP_REDIRECT,
+    oidc_provider,
+    provider_settings,
+)
+from tests.oidc.flows import (
+    SignedIn,
+    audit_actions,
+    back_to_app,
+    query_of,
+    sign_in,
+    step_up,
+    through_provider,
+)
+from tests.oidc.harness import OIDCProvider
+from tests.support.api import assert_problem
+from tidings.auth.models import AuthSession
+from tidings.auth.providers.models import OAuthAuthorization
+from tidings.core.container import Container
+from tidings.core.db import utcnow
+from tidings.settings import Settings
+
+START = "/api/v1/me/reauthentication"
+SESSIONS = "/api/v1/me/sessions"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, oidc_provider: OIDCProvider) -> Settings:  # noqa: F811
+    return make_settings(tmp_path / "data", database_url, **provider_settings(oidc_provider))
+
+
+async def _start(client: httpx2.AsyncClient, who: SignedIn, provider: str) -> httpx2.Response:
+    body = {"redirect_uri": APP_REDIRECT, "state": "s"}
+    return await client.post(f"{START}/{provider}", json=body, headers=who.headers)
+
+
+async def _to_provider(client: httpx2.AsyncClient, who: SignedIn, provider: str) -> str:
+    started = await _start(client, who, provider)
+    assert started.status_code == 200, started.text
+    opened = await client.get(started.json()["authorization_url"])
+    assert opened.status_code == 302, opened.text
+    return str(opened.headers["location"])
+
+
+async def _end_others(client: httpx2.AsyncClient, who: SignedIn) -> httpx2.Response:
+    body = {"confirm_username": who.me["username"]}
+    return await client.request("DELETE", SESSIONS, json=body, headers=who.headers)
+
+
+async def _confirmed(container: Container, user_id: int) -> list[bool]:
+    async with container.db.unit_of_work(write=False) as session:
+        rows = await session.scalars(
+            select(AuthSession.reauthenticated_at)
+            .where(AuthSession.user_id == user_id)
+            .order_by(AuthSession.created_at)
+        )
+        return [at is not None for at in rows]
+
+
+async def test_the_provider_is_asked_to_authenticate_afresh_and_the_session_is_confirmed(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    gus = await sign_in(client, "keycloak", "gus")
+    login_url = await _to_provider_login(client)
+    assert "max_age" not in parse_qs(urlsplit(login_url).query)  # signing in: no demand
+    provider_url = await _to_provider(client, gus, "keycloak")
+    assert parse_qs(urlsplit(provider_url).query)["max_age"] == ["0"]
+    back = await back_to_app(client, await through_provider(provider_url, "gus"))
+    assert back.status_code == 302, back.text
+    assert query_of(back.headers["location"]) == {"reauthenticated": "keycloak", "state": "s"}
+    assert await _confirmed(container, int(gus.me["id"])) == [True]
+    assert (await _end_others(client, gus)).status_code == 204
+    assert "auth:reauthenticated" in await audit_actions(container, int(gus.me["id"]))
+
+
+async def _to_provider_login(client: httpx2.AsyncClient) -> str:
+    response = await client.get(
+        "/api/v1/auth/keycloak/authorize", params={"redirect_uri": APP_REDIRECT}
+    )
+    assert response.status_code == 302, response.text
+    return str(response.headers["location"])
+
+
+async def test_another_provider_account_confirms_nothing(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    hal = await sign_in(client, "keycloak", "hal")
+    provider_url = await _to_provider(client, hal, "keycloak")
+    # someone else signs in at the provider (a thief with hal's token and their own account)
+    back = await back_to_app(client, await through_provider(provider_url, "mallory"))
+    assert "not the one linked" in assert_problem(back, 403)["detail"]
+    assert await _confirmed(container, int(hal.me["id"])) == [False]
+    assert "confirm it is you" in assert_problem(await _end_others(client, hal), 403)["detail"]
+    assert "auth:reauthenticated" not in await audit_actions(container, int(hal.me["id"]))
+
+
+async def test_a_confirmation_counts_for_its_own_session_only(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    ivy = await sign_in(client, "keycloak", "ivy")
+    elsewhere = await sign_in(client, "keycloak", "ivy")  # a second session (maybe a thief's)
+    assert (await step_up(client, ivy, "keycloak", "ivy")).status_code == 302
+    assert await _confirmed(container, int(ivy.me["id"])) == [True, False]
+    refused = await _end_others(client, elsewhere)
+    assert "confirm it is you" in assert_problem(refused, 403)["detail"]
+    assert (await _end_others(client, ivy)).status_code == 204
+    assert_problem(await client.get("/api/v1/me", headers=elsewhere.headers), 401)
+
+
+async def test_a_ticket_works_once_and_only_while_signed_in(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    jo = await sign_in(client, "keycloak", "jo")
+    started = await _start(client, jo, "keycloak")
+    url = started.json()["authorization_url"]
+    assert started.json()["expires_in"] == 600
+    opened = await client.get(url)
+    assert opened.status_code == 302
+    assert "ticket is unknown" in assert_problem(await client.get(url), 400)["detail"]
+    # signing out before the provider answers cancels the confirmation
+    await client.post("/api/v1/auth/revoke", data={"token": jo.refresh_token})
+    back = await back_to_app(client, await through_provider(opened.headers["location"], "jo"))
+    assert "signed out" in assert_problem(back, 403)["detail"]
+    assert await _confirmed(container, int(jo.me["id"])) == [False]
+
+
+async def test_only_a_linked_enabled_provider_and_a_registered_redirect(
+    client: httpx2.AsyncClient,
+) -> None:
+    kai = await sign_in(client, "keycloak", "kai")
+    assert "No Google sign-in" in assert_problem(await _start(client, kai, "google"), 404)["detail"]
+    assert_problem(await _start(client, kai, "nosuch"), 404)
+    bad = await client.post(
+        f"{START}/keycloak",
+        json={"redirect_uri": "https://evil.example/steal"},
+        headers=kai.headers,
+    )
+    assert assert_problem(bad, 400)["errors"][0]["loc"] == ["body", "redirect_uri"]
+    extra = await client.post(
+        f"{START}/keycloak",
+        json={"redirect_uri": APP_REDIRECT, "password": "x"},
+        headers=kai.headers,
+    )
+    assert_problem(extra, 422)
+    assert_problem(await client.post(f"{START}/keycloak", json={"redirect_uri": APP_REDIRECT}), 401)
+
+
+async def test_an_authentication_older_than_the_confirmation_is_refused(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    """The real provider's ID token says when it authenticated the user (``auth_time``): one
+    from before the confirmation started is refused. (The flow is dated an hour later here, as
+    if the provider had answered from an old sign-in.)"""
+    lou = await sign_in(client, "keycloak", "lou")
+    provider_url = await _to_provider(client, lou, "keycloak")
+    async with container.db.unit_of_work() as session:
+        await session.execute(
+            update(OAuthAuthorization)
+            .where(OAuthAuthorization.intent == "reauth")
+            .values(created_at=utcnow() + timedelta(hours=1))
+        )
+    back = await back_to_app(client, await through_provider(provider_url, "lou"))
+    assert "did not ask you to sign in again" in assert_problem(back, 400)["detail"]
+    assert await _confirmed(container, int(lou.me["id"])) == [False]
