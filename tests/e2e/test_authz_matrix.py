@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx2
 import pytest
@@ -131,6 +131,8 @@ EXPECTED: dict[Key, Row] = {
     ("DELETE", "/api/v1/me/identities/{provider}"): cells(401, 204, 404, 404, 404),
     # confirming the holder through a provider: only through one linked to your own account
     ("POST", "/api/v1/me/reauthentication/{provider}"): cells(401, 200, 404, 404, 404),
+    # ... and its code, redeemed only by the session that asked (the user's)
+    ("POST", "/api/v1/me/reauthentication"): cells(401, 200, 400, 400, 400),
     # accounts
     ("POST", "/api/v1/accounts"): everyone(201),
     ("GET", "/api/v1/me"): signed_in(200),
@@ -724,6 +726,29 @@ async def _start_reauth(w: World, actor: str) -> Call:
         verify=verify,
         missing_url="/api/v1/me/reauthentication/nosuch",
     )
+
+
+@scenario("POST", "/api/v1/me/reauthentication", "accounts")
+async def _finish_reauth(w: World, actor: str) -> Call:
+    """The user's session confirms it is them through GitHub; the code its browser comes back
+    with is redeemed by each actor's own session."""
+    if "github" not in await identities(w, "user"):
+        await link_github(w)
+    w.github.signed_in_as = LINKED_GITHUB
+    body = {"redirect_uri": APP_REDIRECT, "state": "reauth-2"}
+    started = await w.ok("user", "POST", "/api/v1/me/reauthentication/github", json=body)
+    opened = await w.client.get(started["authorization_url"])
+    assert opened.status_code == 302, opened.text
+    back = await w.client.get(await through_provider(opened.headers["location"]))
+    assert back.status_code == 302, back.text
+    code = dict(parse_qsl(urlsplit(back.headers["location"]).query))["code"]
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        if response.status_code >= 300:
+            return []
+        return check(response.json()["provider"] == "github", f"confirmed {response.json()}")
+
+    return Call("POST", "/api/v1/me/reauthentication", json={"code": code}, verify=verify)
 
 
 # --- accounts ----------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from tests.oidc.flows import (
     session_count,
     sign_in,
     step_up,
+    step_up_callback,
     through_provider,
     unlink,
 )
@@ -80,12 +81,15 @@ async def test_sign_in_link_sign_in_again_and_unlink(
         headers=wanda.headers,
     )
     assert "confirm it is you" in assert_problem(unconfirmed, 403)["detail"]
-    confirmed = await step_up(client, wanda, first, login)
-    assert confirmed.status_code == 302, confirmed.text
-    assert query_of(confirmed.headers["location"]) == {
-        "reauthenticated": first,
-        "state": "step-up-1",
-    }
+    back = await step_up_callback(client, wanda, first, login)
+    assert back.status_code == 302, back.text
+    came_back = query_of(back.headers["location"])
+    assert (came_back["reauthenticated"], came_back["state"]) == (first, "step-up-1")
+    confirmed = await client.post(
+        "/api/v1/me/reauthentication", json={"code": came_back["code"]}, headers=wanda.headers
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["provider"] == first
 
     linked = await link(client, wanda, second, login)
     assert linked.status_code == 302, linked.text
@@ -126,7 +130,7 @@ async def test_a_link_ticket_works_once_and_only_while_signed_in(
     github: GitHubStandIn,  # noqa: F811
 ) -> None:
     xena = await sign_in(client, "google", "xena")
-    assert (await step_up(client, xena, "google", "xena")).status_code == 302
+    assert (await step_up(client, xena, "google", "xena")).status_code == 200
     started = await client.post(
         "/api/v1/me/identities/github",
         json={"redirect_uri": "https://app.example.com/auth/done", **proof(xena)},

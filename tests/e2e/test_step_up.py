@@ -1,7 +1,10 @@
 """An account a sign-in provider made has no password: before a sensitive change its holder
-confirms it is them through a provider linked to it (``POST /api/v1/me/reauthentication/{p}``)
-— with the real OpenID Connect provider, on SQLite and PostgreSQL. A token alone, a session
-signed out meanwhile, another provider account or a used ticket confirm nothing."""
+confirms it is them through a provider linked to it — with the real OpenID Connect provider,
+on SQLite and PostgreSQL. ``POST /api/v1/me/reauthentication/{p}`` gives a ticket URL for the
+browser; the provider sends the browser back to the app with a code; the session that asked
+redeems it (``POST /api/v1/me/reauthentication``). A token alone, another session, a session
+signed out meanwhile, another provider account, an old authentication, a used ticket or code
+confirm nothing."""
 
 from __future__ import annotations
 
@@ -26,10 +29,12 @@ from tests.oidc.flows import (
     query_of,
     sign_in,
     step_up,
+    step_up_callback,
     through_provider,
 )
 from tests.oidc.harness import OIDCProvider
-from tests.support.api import assert_problem
+from tests.support.api import assert_problem, login, make_admin
+from tests.support.rows import confirm_holder
 from tidings.auth.models import AuthSession
 from tidings.auth.providers.models import OAuthAuthorization
 from tidings.core.container import Container
@@ -58,43 +63,72 @@ async def _to_provider(client: httpx2.AsyncClient, who: SignedIn, provider: str)
     return str(opened.headers["location"])
 
 
+async def _redeem(client: httpx2.AsyncClient, who: SignedIn, code: str) -> httpx2.Response:
+    return await client.post(START, json={"code": code}, headers=who.headers)
+
+
 async def _end_others(client: httpx2.AsyncClient, who: SignedIn) -> httpx2.Response:
     body = {"confirm_username": who.me["username"]}
     return await client.request("DELETE", SESSIONS, json=body, headers=who.headers)
 
 
 async def _confirmed(container: Container, user_id: int) -> list[bool]:
+    """Per session of the account, oldest first: confirmed by its holder or not."""
     async with container.db.unit_of_work(write=False) as session:
         rows = await session.scalars(
             select(AuthSession.reauthenticated_at)
             .where(AuthSession.user_id == user_id)
-            .order_by(AuthSession.created_at)
+            .order_by(AuthSession.created_at, AuthSession.id)
         )
         return [at is not None for at in rows]
 
 
-async def test_the_provider_is_asked_to_authenticate_afresh_and_the_session_is_confirmed(
+async def test_the_provider_authenticates_afresh_and_the_asking_session_redeems_the_code(
     client: httpx2.AsyncClient, container: Container
 ) -> None:
     gus = await sign_in(client, "keycloak", "gus")
-    login_url = await _to_provider_login(client)
-    assert "max_age" not in parse_qs(urlsplit(login_url).query)  # signing in: no demand
+    signing_in = await client.get(
+        "/api/v1/auth/keycloak/authorize", params={"redirect_uri": APP_REDIRECT}
+    )
+    assert "max_age" not in parse_qs(urlsplit(signing_in.headers["location"]).query)
     provider_url = await _to_provider(client, gus, "keycloak")
     assert parse_qs(urlsplit(provider_url).query)["max_age"] == ["0"]
     back = await back_to_app(client, await through_provider(provider_url, "gus"))
     assert back.status_code == 302, back.text
-    assert query_of(back.headers["location"]) == {"reauthenticated": "keycloak", "state": "s"}
+    came_back = query_of(back.headers["location"])
+    assert (came_back["reauthenticated"], came_back["state"]) == ("keycloak", "s")
+    # the browser's return alone confirms nothing
+    assert await _confirmed(container, int(gus.me["id"])) == [False]
+    assert "confirm it is you" in assert_problem(await _end_others(client, gus), 403)["detail"]
+    done = await _redeem(client, gus, came_back["code"])
+    assert done.status_code == 200, done.text
+    assert done.json()["provider"] == "keycloak"
     assert await _confirmed(container, int(gus.me["id"])) == [True]
     assert (await _end_others(client, gus)).status_code == 204
     assert "auth:reauthenticated" in await audit_actions(container, int(gus.me["id"]))
+    again = await _redeem(client, gus, came_back["code"])
+    assert assert_problem(again, 400)["errors"][0]["loc"] == ["body", "code"]
 
 
-async def _to_provider_login(client: httpx2.AsyncClient) -> str:
-    response = await client.get(
-        "/api/v1/auth/keycloak/authorize", params={"redirect_uri": APP_REDIRECT}
-    )
-    assert response.status_code == 302, response.text
-    return str(response.headers["location"])
+async def test_a_code_confirms_only_the_session_that_asked(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    """Someone holding a stolen token of ivy's starts a confirmation and gets ivy's browser to
+    open the URL: ivy, signed in to the provider, comes back to the app, and her own session
+    redeems the code — which confirms neither session; the thief never sees the code."""
+    ivy = await sign_in(client, "keycloak", "ivy")
+    thief = await sign_in(client, "keycloak", "ivy")  # another session of the account
+    back = await step_up_callback(client, thief, "keycloak", "ivy")  # ivy's browser
+    code = query_of(back.headers["location"])["code"]
+    assert "another session" in assert_problem(await _redeem(client, ivy, code), 400)["detail"]
+    assert await _confirmed(container, int(ivy.me["id"])) == [False, False]
+    assert_problem(await _redeem(client, thief, "guessed-" + code[:8]), 400)
+    assert "confirm it is you" in assert_problem(await _end_others(client, thief), 403)["detail"]
+    # a confirmation counts for its own session only
+    assert (await step_up(client, ivy, "keycloak", "ivy")).status_code == 200
+    assert await _confirmed(container, int(ivy.me["id"])) == [True, False]
+    assert (await _end_others(client, ivy)).status_code == 204
+    assert_problem(await client.get("/api/v1/me", headers=thief.headers), 401)
 
 
 async def test_another_provider_account_confirms_nothing(
@@ -106,21 +140,7 @@ async def test_another_provider_account_confirms_nothing(
     back = await back_to_app(client, await through_provider(provider_url, "mallory"))
     assert "not the one linked" in assert_problem(back, 403)["detail"]
     assert await _confirmed(container, int(hal.me["id"])) == [False]
-    assert "confirm it is you" in assert_problem(await _end_others(client, hal), 403)["detail"]
     assert "auth:reauthenticated" not in await audit_actions(container, int(hal.me["id"]))
-
-
-async def test_a_confirmation_counts_for_its_own_session_only(
-    client: httpx2.AsyncClient, container: Container
-) -> None:
-    ivy = await sign_in(client, "keycloak", "ivy")
-    elsewhere = await sign_in(client, "keycloak", "ivy")  # a second session (maybe a thief's)
-    assert (await step_up(client, ivy, "keycloak", "ivy")).status_code == 302
-    assert await _confirmed(container, int(ivy.me["id"])) == [True, False]
-    refused = await _end_others(client, elsewhere)
-    assert "confirm it is you" in assert_problem(refused, 403)["detail"]
-    assert (await _end_others(client, ivy)).status_code == 204
-    assert_problem(await client.get("/api/v1/me", headers=elsewhere.headers), 401)
 
 
 async def test_a_ticket_works_once_and_only_while_signed_in(
@@ -138,6 +158,38 @@ async def test_a_ticket_works_once_and_only_while_signed_in(
     back = await back_to_app(client, await through_provider(opened.headers["location"], "jo"))
     assert "signed out" in assert_problem(back, 403)["detail"]
     assert await _confirmed(container, int(jo.me["id"])) == [False]
+
+
+async def test_a_suspended_account_is_not_confirmed(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    lia = await sign_in(client, "keycloak", "lia")
+    provider_url = await _to_provider(client, lia, "keycloak")
+    await make_admin(container, "root_admin")
+    admin = await login(client, "root_admin")
+    suspended = await client.patch(
+        "/api/v1/admin/users/lia", json={"suspended": True}, headers=admin.headers
+    )
+    assert suspended.status_code == 200, suspended.text
+    back = await back_to_app(client, await through_provider(provider_url, "lia"))
+    assert "suspended" in assert_problem(back, 403)["detail"]
+    assert await _confirmed(container, int(lia.me["id"])) == [False]
+
+
+async def test_a_code_and_a_confirmation_expire(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    mo = await sign_in(client, "keycloak", "mo")
+    back = await step_up_callback(client, mo, "keycloak", "mo")
+    async with container.db.unit_of_work() as session:  # two minutes later
+        await session.execute(
+            update(OAuthAuthorization).values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    late = await _redeem(client, mo, query_of(back.headers["location"])["code"])
+    assert "expired" in assert_problem(late, 400)["detail"]
+    assert (await step_up(client, mo, "keycloak", "mo")).status_code == 200
+    await confirm_holder(container, int(mo.me["id"]), timedelta(minutes=11))  # the window ends
+    assert "confirm it is you" in assert_problem(await _end_others(client, mo), 403)["detail"]
 
 
 async def test_only_a_linked_enabled_provider_and_a_registered_redirect(
@@ -159,6 +211,9 @@ async def test_only_a_linked_enabled_provider_and_a_registered_redirect(
     )
     assert_problem(extra, 422)
     assert_problem(await client.post(f"{START}/keycloak", json={"redirect_uri": APP_REDIRECT}), 401)
+    assert_problem(await client.post(START, json={"code": "x"}), 401)
+    assert_problem(await client.post(START, json={}, headers=kai.headers), 422)
+    assert_problem(await client.post(START, json={"code": "x" * 129}, headers=kai.headers), 422)
 
 
 async def test_an_authentication_older_than_the_confirmation_is_refused(

@@ -109,11 +109,11 @@ async def sign_in(
     return SignedIn(pair["access_token"], pair["refresh_token"], me.json())
 
 
-async def step_up(
+async def step_up_callback(
     client: httpx2.AsyncClient, who: Any, provider: str, login: str = ""
 ) -> httpx2.Response:
-    """``who`` confirms it is them through ``provider`` (signing in there as ``login``): start,
-    open the URL in the browser, come back; the response of the callback."""
+    """``who`` starts confirming it is them through ``provider``, and a browser signs in there
+    as ``login``: the response of the callback (a redirect to the app with ``?code=``)."""
     started = await client.post(
         f"/api/v1/me/reauthentication/{provider}",
         json={"redirect_uri": APP_REDIRECT, "state": "step-up-1"},
@@ -123,6 +123,19 @@ async def step_up(
     opened = await client.get(started.json()["authorization_url"])
     assert opened.status_code == 302, opened.text
     return await back_to_app(client, await through_provider(opened.headers["location"], login))
+
+
+async def step_up(
+    client: httpx2.AsyncClient, who: Any, provider: str, login: str = ""
+) -> httpx2.Response:
+    """The whole confirmation: :func:`step_up_callback`, then ``who`` redeems the code its
+    browser came back with; the response of that redemption."""
+    back = await step_up_callback(client, who, provider, login)
+    assert back.status_code == 302, back.text
+    code = query_of(back.headers["location"])["code"]
+    return await client.post(
+        "/api/v1/me/reauthentication", json={"code": code}, headers=who.headers
+    )
 
 
 def proof(who: Any) -> dict[str, str]:

@@ -30,3 +30,9 @@ def test_a_fresh_or_unstated_authentication_is_accepted(auth_time: int | None) -
 def test_an_authentication_from_before_the_confirmation_is_refused(before: timedelta) -> None:
     with pytest.raises(ProviderRejected, match="did not ask you to sign in again"):
         check_fresh("Keycloak", _at(-before), STARTED)
+
+
+@pytest.mark.parametrize("absurd", [1e20, -1e20, float("nan")])
+def test_an_impossible_auth_time_is_a_refusal_not_a_crash(absurd: float) -> None:
+    with pytest.raises(ProviderRejected, match="impossible auth_time"):
+        check_fresh("Keycloak", absurd, STARTED)

@@ -221,9 +221,10 @@ async def request_email_change(
     user = await get_account(session, principal.user_id)
     if user.password_hash is None:
         # the address is where a lost password is recovered: an account with none (made by a
-        # sign-in provider) proves itself only by the age of its session, too weak for this
+        # sign-in provider) proves itself through its provider, which may not ask for a
+        # password again (GitHub, Google): not enough to move the account's way back in
         raise Conflict(
-            "Set a password first (POST /api/v1/me/password, within 10 minutes of signing in "
+            "Set a password first (POST /api/v1/me/password, after confirming it is you "
             "through your provider), then change the address with it."
         )
     await prove_holder(session, hasher, limiter, principal, user, proof, "change your email")

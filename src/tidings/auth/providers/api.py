@@ -24,6 +24,8 @@ from tidings.auth.providers.schemas import (
     ProviderInfo,
     ProviderList,
     ReauthRequest,
+    StepUpDone,
+    StepUpFinish,
 )
 from tidings.core.db import utcnow
 from tidings.core.deps import ContainerDep, DbSession, unit_of_work
@@ -207,8 +209,9 @@ async def start_link(
 @router.post(
     "/me/reauthentication/{provider}",
     response_model=LinkStarted,
-    summary="Confirm it is you through a linked provider (accounts without a password; open "
-    "authorization_url in a browser, then retry the change within 10 minutes)",
+    summary="Start confirming it is you through a linked provider (accounts without a "
+    "password; open authorization_url in a browser, then POST the code it comes back with to "
+    "/api/v1/me/reauthentication)",
     responses={400: _ERRORS_DOC[400], 404: _ERRORS_DOC[404]},
     dependencies=[Depends(limit("step_up"))],
 )
@@ -230,6 +233,20 @@ async def start_reauth(
         registry.public_base(_base(request)),
         utcnow(),
     )
+
+
+@router.post(
+    "/me/reauthentication",
+    response_model=StepUpDone,
+    summary="Finish confirming it is you: the code the browser came back with (from the "
+    "session that started it)",
+    responses={400: _ERRORS_DOC[400]},
+    dependencies=[Depends(limit("step_up"))],
+)
+async def finish_reauth(
+    body: StepUpFinish, principal: SelfWriter, session: DbSession
+) -> StepUpDone:
+    return await service.finish_reauth(session, principal, body.code, utcnow())
 
 
 @router.delete(

@@ -35,7 +35,7 @@ class ProviderProfile:
     display_name: str | None = None
     access_token: str | None = None
     refresh_token: str | None = None
-    auth_time: int | None = None  # when the provider last authenticated the user (OIDC), if said
+    auth_time: float | None = None  # when the provider last authenticated the user (OIDC)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,6 @@ from tidings.auth.providers.crypto import TokenCipher
 from tidings.auth.providers.models import UserIdentity
 from tidings.auth.providers.repository import ProviderRepository
 from tidings.auth.providers.usernames import unique_username
-from tidings.auth.repository import AuthRepository
 from tidings.core.errors import Conflict, Forbidden, NotFound
 from tidings.core.security import PasswordHasher
 from tidings.ratelimit.limiter import RateLimiter
@@ -113,16 +112,16 @@ async def plan_link(
     return Plan("link", user)
 
 
-async def confirm_holder(
+async def check_holder(
     session: AsyncSession,
     provider: ProviderClient,
     profile: ProviderProfile,
     user_id: int | None,
     session_id: int | None,
-    now: datetime,
 ) -> None:
-    """The browser proved it holds the provider account linked to the account that asked:
-    the asking session counts as confirmed by its holder from now (``reauthenticated_at``)."""
+    """The browser proved it holds the provider account linked to the account that asked, and
+    that session is still signed in (a 403 otherwise). Confirms nothing yet: the session that
+    asked redeems the code the browser brings back (its own browser, not just any)."""
     user = await UserRepository(session).get(user_id) if user_id is not None else None
     if user is None:
         raise NotFound("The account this confirmation was started for no longer exists.")
@@ -133,17 +132,9 @@ async def confirm_holder(
             f"This {provider.display_name} account is not the one linked to your account; "
             f"sign in to {provider.display_name} as that one and start again."
         )
-    repo = AuthRepository(session)
-    if session_id is None or not await repo.mark_reauthenticated(session_id, now):
+    auth_session = await session.get(AuthSession, session_id) if session_id is not None else None
+    if auth_session is None or auth_session.revoked_at is not None:
         raise Forbidden("You signed out after starting; sign in and start again.")
-    await record_audit(
-        session,
-        AuditAction.REAUTHENTICATED,
-        actor_id=user.id,
-        target_type="session",
-        target_id=session_id,
-        provider=provider.name,
-    )
 
 
 def _not_suspended(user: User) -> None:

@@ -40,7 +40,8 @@ class OAuthAuthorization(Base):
 
     ``state_hash`` is set once a browser is bound to the flow (the state cookie); a link or
     reauth flow starts without a browser (from an API call of a signed-in user) and carries a
-    one-time ``ticket_hash`` until its browser arrives.
+    one-time ``ticket_hash`` until its browser arrives. A confirmed reauth flow carries
+    ``result_hash`` until the session that asked redeems its code.
     ``used_at`` makes the state one-time.
     """
 
@@ -58,6 +59,8 @@ class OAuthAuthorization(Base):
     )
     state_hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
     ticket_hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    # a reauth flow the provider confirmed: the one-time code its session redeems to finish
+    result_hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
     nonce: Mapped[str | None] = mapped_column(String(128), default=None)
     code_verifier_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
     redirect_uri: Mapped[str] = mapped_column(String(2048))

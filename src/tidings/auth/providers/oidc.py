@@ -148,7 +148,9 @@ class OIDCProvider:
             display_name=str(claims["name"]) if claims.get("name") else None,
             access_token=access_token,
             refresh_token=refresh if isinstance(refresh, str) else None,
-            auth_time=auth_time if type(auth_time) is int else None,
+            auth_time=float(auth_time)
+            if isinstance(auth_time, int | float) and not isinstance(auth_time, bool)
+            else None,
         )
 
     def _check_response_issuer(self, metadata: dict[str, Any], issuer: str | None) -> None:

@@ -127,6 +127,33 @@ class ProviderRepository:
         flow_id = result.scalar_one_or_none()
         return None if flow_id is None else await self._fresh(flow_id)
 
+    async def set_result(self, flow_id: int, result_hash: str, expires_at: datetime) -> None:
+        await self.session.execute(
+            update(OAuthAuthorization)
+            .where(OAuthAuthorization.id == flow_id)
+            .values(result_hash=result_hash, expires_at=expires_at)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def claim_result(
+        self, result_hash: str, session_id: int, now: datetime
+    ) -> OAuthAuthorization | None:
+        """Redeem a confirmed reauth flow's code once, for the session that asked only."""
+        result = await self.session.execute(
+            update(OAuthAuthorization)
+            .where(
+                OAuthAuthorization.result_hash == result_hash,
+                OAuthAuthorization.session_id == session_id,
+                OAuthAuthorization.intent == "reauth",
+                OAuthAuthorization.expires_at > now,
+            )
+            .values(result_hash=None)
+            .returning(OAuthAuthorization.id)
+            .execution_options(synchronize_session=False)
+        )
+        flow_id = result.scalar_one_or_none()
+        return None if flow_id is None else await self._fresh(flow_id)
+
     async def _fresh(self, flow_id: int) -> OAuthAuthorization | None:
         stmt = (
             select(OAuthAuthorization)

@@ -45,6 +45,19 @@ class ReauthRequest(BrowserReturn):
     """Where to come back (with ?reauthenticated=) once the provider confirmed the holder."""
 
 
+class StepUpFinish(RequestModel):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
+        description="The code the browser came back to redirect_uri with."
+    )
+
+
+class StepUpDone(ResponseModel):
+    provider: str
+    expires_at: Timestamp = Field(
+        description="Until when this session counts as confirmed by its holder."
+    )
+
+
 class LinkStarted(BaseModel):
     """A flow waiting for the user's browser (to link a provider, or to confirm the holder)."""
 

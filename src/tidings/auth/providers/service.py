@@ -17,7 +17,8 @@ from authlib.common.security import generate_token  # type: ignore[import-untype
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.schemas import Reauthentication
-from tidings.accounts.service import get_account, prove_holder
+from tidings.accounts.service import STEP_UP_WINDOW, get_account, prove_holder
+from tidings.audit.service import AuditAction, record_audit
 from tidings.auth.policy import Principal
 from tidings.auth.providers import linking
 from tidings.auth.providers.base import (
@@ -30,13 +31,15 @@ from tidings.auth.providers.crypto import STATE_TTL_SECONDS
 from tidings.auth.providers.models import OAuthAuthorization
 from tidings.auth.providers.registry import ProviderRegistry
 from tidings.auth.providers.repository import ProviderRepository
-from tidings.auth.providers.schemas import LinkStarted
-from tidings.core.errors import BadRequest, Conflict, FieldError, NotFound
+from tidings.auth.providers.schemas import LinkStarted, StepUpDone
+from tidings.auth.repository import AuthRepository
+from tidings.core.errors import BadRequest, Conflict, FieldError, Forbidden, NotFound
 from tidings.core.security import PasswordHasher, hash_token
 from tidings.ratelimit.limiter import RateLimiter
 
 FLOW_TTL = timedelta(seconds=STATE_TTL_SECONDS)
 REAUTH = "reauth"
+CODE_TTL = timedelta(minutes=2)  # for the app to redeem a confirmation's code
 # how far an OpenID provider's auth_time may lie before the confirmation started (clock skew)
 AUTH_TIME_LEEWAY = timedelta(seconds=60)
 
@@ -244,13 +247,18 @@ async def redeem_link_ticket(
     browser (once) and go on."""
     provider = registry.get(provider_name)
     repo = ProviderRepository(session)
-    intent = await repo.ticket_intent(hash_token(ticket), provider_name, now)
     state, verifier = _secret(), _secret()
     nonce = _secret() if provider.uses_nonce else None
-    # the provider's URL first (OpenID discovery may fetch): no write is pending while it runs
+    # a URL first, with no transaction open while OpenID discovery may fetch (then cached);
+    # the one to send depends on what the ticket is for
     url = await provider.authorization_url(
-        registry.http, _params(state, verifier, nonce, callback_url, intent or "link")
+        registry.http, _params(state, verifier, nonce, callback_url, "link")
     )
+    intent = await repo.ticket_intent(hash_token(ticket), provider_name, now)
+    if intent == REAUTH:
+        url = await provider.authorization_url(
+            registry.http, _params(state, verifier, nonce, callback_url, intent)
+        )
     flow = await repo.bind_ticket(
         hash_token(ticket),
         provider_name,
@@ -324,8 +332,12 @@ async def finish(
     provider = registry.get(flow.provider)
     if flow.intent == REAUTH:
         check_fresh(provider.display_name, profile.auth_time, flow.created_at)
-        await linking.confirm_holder(session, provider, profile, flow.user_id, flow.session_id, now)
-        return with_query(flow.redirect_uri, reauthenticated=flow.provider, state=flow.app_state)
+        await linking.check_holder(session, provider, profile, flow.user_id, flow.session_id)
+        code = _secret()
+        await ProviderRepository(session).set_result(flow.id, hash_token(code), now + CODE_TTL)
+        return with_query(
+            flow.redirect_uri, reauthenticated=flow.provider, code=code, state=flow.app_state
+        )
     if flow.intent == "link":
         plan = await linking.plan_link(session, provider, profile, flow.user_id, flow.session_id)
     else:
@@ -337,13 +349,47 @@ async def finish(
     return await issue_login_code(session, flow, user.id, now)
 
 
-def check_fresh(display_name: str, auth_time: int | None, started_at: datetime) -> None:
+async def finish_reauth(
+    session: AsyncSession, principal: Principal, code: str, now: datetime
+) -> StepUpDone:
+    """The app of the session that asked brings back the code its browser came back with:
+    from now, for :data:`~tidings.accounts.service.STEP_UP_WINDOW`, the session counts as
+    confirmed by its holder. A code another session asked for is no use to this one."""
+    flow = await ProviderRepository(session).claim_result(
+        hash_token(code), principal.session_id, now
+    )
+    if flow is None:
+        raise BadRequest(
+            "The confirmation code is invalid, expired, already used or was asked for by "
+            "another session; start again.",
+            errors=[FieldError(loc=["body", "code"], msg="not usable")],
+        )
+    user = await get_account(session, principal.user_id)
+    if not await AuthRepository(session).mark_reauthenticated(principal.session_id, now):
+        raise Forbidden("You signed out meanwhile; sign in and start again.")
+    await record_audit(
+        session,
+        AuditAction.REAUTHENTICATED,
+        actor_id=user.id,
+        target_type="session",
+        target_id=principal.session_id,
+        provider=flow.provider,
+    )
+    return StepUpDone(provider=flow.provider, expires_at=now + STEP_UP_WINDOW)
+
+
+def check_fresh(display_name: str, auth_time: float | None, started_at: datetime) -> None:
     """An OpenID provider that says when it authenticated the user must have done so after
     the confirmation started (it was asked for ``max_age=0``). A provider that does not say
-    (GitHub; Google) is trusted to have checked that the browser holds the account."""
+    (GitHub has no such parameter; Google does not document it) is trusted only to have
+    checked that the browser holds the account."""
     if auth_time is None:
         return
-    if datetime.fromtimestamp(auth_time, UTC) < started_at - AUTH_TIME_LEEWAY:
+    try:
+        when = datetime.fromtimestamp(auth_time, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise ProviderRejected(f"{display_name} sent an impossible auth_time.") from exc
+    if when < started_at - AUTH_TIME_LEEWAY:
         raise ProviderRejected(
             f"{display_name} did not ask you to sign in again (its sign-in predates this "
             "confirmation); start again."

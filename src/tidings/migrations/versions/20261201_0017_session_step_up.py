@@ -20,6 +20,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("oauth_authorizations") as batch:
+        batch.add_column(sa.Column("result_hash", sa.String(length=64), nullable=True))
+        batch.create_unique_constraint(op.f("uq_oauth_authorizations_result_hash"), ["result_hash"])
     with op.batch_alter_table("auth_sessions") as batch:
         batch.add_column(
             sa.Column(
@@ -31,3 +34,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("auth_sessions") as batch:
         batch.drop_column("reauthenticated_at")
+    with op.batch_alter_table("oauth_authorizations") as batch:
+        batch.drop_constraint(op.f("uq_oauth_authorizations_result_hash"), type_="unique")
+        batch.drop_column("result_hash")
