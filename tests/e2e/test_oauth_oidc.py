@@ -29,6 +29,7 @@ from tests.oidc.flows import (
     exchange,
     expire_login_codes,
     identity_rows,
+    mail_subjects,
     query_of,
     session_count,
     sign_in,
@@ -49,7 +50,12 @@ from tidings.settings import Settings
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str, oidc_provider: OIDCProvider) -> Settings:  # noqa: F811
-    return make_settings(tmp_path / "data", database_url, **provider_settings(oidc_provider))
+    return make_settings(  # mail stays queued, for the tests to read
+        tmp_path / "data",
+        database_url,
+        mail_interval_seconds=3600,
+        **provider_settings(oidc_provider),
+    )
 
 
 def _state_cookie(client: httpx2.AsyncClient) -> Cookie:
@@ -153,6 +159,10 @@ async def test_a_verified_local_account_is_linked_by_email(
     local = await login(client, "dora")
     via_google = await sign_in(client, "google", "dora")
     assert via_google.me["id"] == local.user_id
+    # a new way into the account: its address is told
+    assert await mail_subjects(container, "dora@example.com") == [
+        "A sign-in method was added to your account"
+    ]
 
 
 async def test_mobile_redirect_and_app_state_come_back(client: httpx2.AsyncClient) -> None:

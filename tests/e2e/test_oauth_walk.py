@@ -21,6 +21,7 @@ from tests.oidc.flows import (
     back_to_app,
     identity_rows,
     link,
+    mail_subjects,
     proof,
     query_of,
     session_count,
@@ -44,8 +45,11 @@ def settings(
     oidc_provider: OIDCProvider,  # noqa: F811
     github: GitHubStandIn,  # noqa: F811
 ) -> Settings:
-    return make_settings(
-        tmp_path / "data", database_url, **provider_settings(oidc_provider, github)
+    return make_settings(  # mail stays queued, for the tests to read
+        tmp_path / "data",
+        database_url,
+        mail_interval_seconds=3600,
+        **provider_settings(oidc_provider, github),
     )
 
 
@@ -122,6 +126,11 @@ async def test_sign_in_link_sign_in_again_and_unlink(
     ]
     assert await session_count(container) == 2
     assert len(await identity_rows(container, int(user_id))) == 1
+    # the account's address heard of each change of its ways in (not of its creation)
+    assert await mail_subjects(container, wanda.me["email"]) == [
+        "A sign-in method was added to your account",
+        "A sign-in method was removed from your account",
+    ]
 
 
 async def test_a_link_ticket_works_once_and_only_while_signed_in(

@@ -22,6 +22,7 @@ from tidings.auth.models import AuthSession
 from tidings.auth.providers.models import OAuthLoginCode, UserIdentity
 from tidings.core.container import Container
 from tidings.core.db import utcnow
+from tidings.mail.models import OutgoingMail
 
 
 @dataclass
@@ -192,6 +193,18 @@ async def user_count(container: Container) -> int:
 async def identity_rows(container: Container, user_id: int) -> list[UserIdentity]:
     async with container.db.unit_of_work(write=False) as session:
         rows = await session.scalars(select(UserIdentity).where(UserIdentity.user_id == user_id))
+        return list(rows)
+
+
+async def mail_subjects(container: Container, address: str) -> list[str]:
+    """The subjects of the messages queued for ``address``, oldest first (the app's own mail
+    loop must be kept from sending them: ``mail_interval_seconds`` of an hour)."""
+    async with container.db.unit_of_work(write=False) as session:
+        rows = await session.scalars(
+            select(OutgoingMail.subject)
+            .where(OutgoingMail.to_address == address)
+            .order_by(OutgoingMail.id)
+        )
         return list(rows)
 
 

@@ -266,6 +266,7 @@ async def unlink(
 ) -> Response:
     await linking.unlink(
         session,
+        container.settings,
         container.hasher,
         container.limiter,
         principal,

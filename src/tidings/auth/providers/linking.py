@@ -34,7 +34,9 @@ from tidings.auth.providers.repository import ProviderRepository
 from tidings.auth.providers.usernames import unique_username
 from tidings.core.errors import Conflict, Forbidden, NotFound
 from tidings.core.security import PasswordHasher
+from tidings.mail.service import mail_enabled, queue_mail
 from tidings.ratelimit.limiter import RateLimiter
+from tidings.settings import Settings
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -144,13 +146,15 @@ def _not_suspended(user: User) -> None:
 
 async def apply_plan(
     session: AsyncSession,
+    settings: Settings,
     plan: Plan,
     provider: ProviderClient,
     profile: ProviderProfile,
     cipher: TokenCipher | None,
     now: datetime,
 ) -> User:
-    """Carry out a plan; returns the account signed in to (or linked)."""
+    """Carry out a plan; returns the account signed in to (or linked). A provider added to an
+    existing account is a new way into it: the account's address is told."""
     user = plan.user
     if plan.kind == "create":
         user = await _create_account(session, provider, profile)
@@ -170,8 +174,37 @@ async def apply_plan(
             provider=provider.name,
             via={"create": "new_account", "auto_link": "verified_email"}.get(plan.kind, "link"),
         )
+        if plan.kind != "create":
+            how = (
+                "it confirmed this same verified address, so it was joined automatically"
+                if plan.kind == "auto_link"
+                else "it was linked from a session signed in to your account"
+            )
+            _tell_holder(
+                session,
+                settings,
+                user,
+                "A sign-in method was added to your account",
+                f"@{user.username} can now be signed in to with a {provider.display_name} "
+                f"account ({profile.email or 'no email address given'}): {how}.",
+            )
     await session.flush()
     return user
+
+
+def _tell_holder(
+    session: AsyncSession, settings: Settings, user: User, subject: str, what: str
+) -> None:
+    """Mail the account's address that its ways of signing in changed (ASVS 6.3.7)."""
+    if not mail_enabled(settings):
+        return
+    queue_mail(
+        session,
+        user.email,
+        subject,
+        f"{what}\n\nIf it was not you, sign in, check the sign-in methods linked to your "
+        "account and change your password; if you cannot sign in, reset your password.\n",
+    )
 
 
 def _refresh(
@@ -227,6 +260,7 @@ async def identities(session: AsyncSession, user_id: int) -> list[UserIdentity]:
 
 async def unlink(
     session: AsyncSession,
+    settings: Settings,
     hasher: PasswordHasher,
     limiter: RateLimiter,
     principal: Principal,
@@ -258,4 +292,11 @@ async def unlink(
         target_type="user",
         target_id=user_id,
         provider=provider,
+    )
+    _tell_holder(
+        session,
+        settings,
+        user,
+        "A sign-in method was removed from your account",
+        f"@{user.username} can no longer be signed in to with its {provider} account.",
     )

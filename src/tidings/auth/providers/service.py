@@ -343,7 +343,9 @@ async def finish(
     else:
         plan = await linking.plan_login(session, provider, profile)
     cipher = registry.cipher if registry.settings.oauth_keep_provider_tokens else None
-    user = await linking.apply_plan(session, plan, provider, profile, cipher, now)
+    user = await linking.apply_plan(
+        session, registry.settings, plan, provider, profile, cipher, now
+    )
     if flow.intent == "link":
         return with_query(flow.redirect_uri, linked=flow.provider, state=flow.app_state)
     return await issue_login_code(session, flow, user.id, now)
