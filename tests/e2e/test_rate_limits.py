@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -403,3 +404,42 @@ async def test_wrong_passwords_typed_again_lock_out_the_session_not_the_owner(
         assert len(events) == 5
         assert {(e["target_type"], str(e["target_id"])) for e in events} == {("session", other)}
         assert {e["actor_id"] for e in events} == {owner.user_id}
+
+
+@pytest.mark.parametrize("storage", ["memory", "redis"])
+async def test_parallel_guesses_cannot_overrun_the_lockouts(
+    tmp_path: Path, database_url: str, storage: str
+) -> None:
+    """Twelve wrong passwords sent at once, to the sign-in and to a route that asks for the
+    password again: five are looked at, the rest refused — each attempt is counted before its
+    password is checked, not after (when all twelve would have passed the check)."""
+    await _within_one_window(15 * 60)  # both lockouts: 5 per 15 minutes
+    # Redis is shared by every run on the machine: a name of this run's own keys its counts
+    name = f"burst_{secrets.token_hex(4)}"
+    async with limited_client(tmp_path, database_url, rate_limit_storage=storage) as client:
+        user = await sign_up(client, name)
+        sign_ins = await asyncio.gather(
+            *(
+                client.post("/api/v1/auth/token", data=_login(name, f"wrong-{i}"))
+                for i in range(12)  # bounded
+            )
+        )
+        assert sorted(r.status_code for r in sign_ins) == [400] * 5 + [429] * 7
+        guesses = await asyncio.gather(
+            *(
+                client.request(
+                    "DELETE",
+                    "/api/v1/me/sessions",
+                    json={"password": f"wrong-{i}"},
+                    headers=user.headers,
+                )
+                for i in range(12)  # bounded
+            )
+        )
+        assert sorted(r.status_code for r in guesses) == [422] * 5 + [429] * 7
+        # the right password from this session is refused too now, and counts nothing
+        right = {"password": DEFAULT_PASSWORD}
+        refused = await client.request(
+            "DELETE", "/api/v1/me/sessions", json=right, headers=user.headers
+        )
+        assert_problem(refused, 429)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.auth import service
 from tidings.auth.schemas import PasswordGrant
 from tidings.core.container import Container
-from tidings.core.errors import OAuthError, RateLimited
+from tidings.core.errors import RateLimited
 from tidings.core.requestid import current_client_ip
 
 
@@ -30,25 +30,23 @@ async def password_login(
     await limiter.enforce("login_ip", ip)
     await limiter.enforce("login_account", account)
     try:
-        await limiter.enforce("login_lockout", lock_key, test_only=True)
+        # counted before the password is checked (and forgiven below if it was right): a burst
+        # of parallel guesses cannot all pass a check that only a finished failure would count
+        await limiter.enforce("login_lockout", lock_key)
     except RateLimited as exc:
         exc.detail = (
             "Too many failed sign-ins for this account from here; "
             f"try again in {exc.extra.get('retry_after')} s."
         )
         raise
-    try:
-        pair = await service.password_grant(
-            session,
-            container.hasher,
-            container.signer,
-            grant.username,
-            grant.password,
-            refresh_ttl,
-            container.keys.secret_key,
-        )
-    except OAuthError:
-        await limiter.enforce("login_lockout", lock_key)  # count the failure
-        raise
+    pair = await service.password_grant(
+        session,
+        container.hasher,
+        container.signer,
+        grant.username,
+        grant.password,
+        refresh_ttl,
+        container.keys.secret_key,
+    )
     await limiter.reset("login_lockout", lock_key)
     return pair

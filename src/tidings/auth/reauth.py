@@ -11,8 +11,6 @@ stolen token locks out only that token, never the account's owner signing in els
 
 from __future__ import annotations
 
-from contextlib import suppress
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
@@ -41,7 +39,10 @@ async def verify_password(
     assert user.password_hash is not None
     key = str(principal.session_id)
     try:
-        await limiter.enforce(POLICY, key, test_only=True)
+        # a missing password is only checked against the lockout; a typed one is counted
+        # before it is verified (and forgiven if right): a burst of parallel guesses cannot
+        # all pass a check that only a finished failure would count
+        await limiter.enforce(POLICY, key, test_only=password is None)
     except RateLimited as exc:
         exc.detail = (
             "Too many wrong passwords from this session; "
@@ -54,6 +55,7 @@ async def verify_password(
         )
     valid, _ = await hasher.verify(password, user.password_hash)
     if valid:
+        await limiter.reset(POLICY, key)
         return
     await record_audit(
         session,
@@ -62,9 +64,6 @@ async def verify_password(
         target_type="session",
         target_id=principal.session_id,
     )
-    # count the failure; a concurrent one may have taken the last: the next attempt is refused
-    with suppress(RateLimited):
-        await limiter.enforce(POLICY, key)
     # keep_changes: the answer is a 422 but its audit event must be committed (nothing was
     # written before the check in any caller)
     raise ValidationFailed(
