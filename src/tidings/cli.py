@@ -297,7 +297,7 @@ def delete_user(
             lock.acquire()
         elif settings.effective_row_cache == "memory":  # a server's own cache, not on SQLite
             raise ConfigurationError("TIDINGS_ROW_CACHE=memory")
-        erased = asyncio.run(_delete_user(settings, username, erase_now))
+        erased, unsent = asyncio.run(_delete_user(settings, username, erase_now))
     except ConfigurationError as exc:
         console.print(
             "[red]A server with the in-memory row cache serves this database: delete through "
@@ -312,9 +312,17 @@ def delete_user(
             lock.release()
     state = "and erased" if erased else "; its content is erased in the background"
     console.print(f"[green]Deleted[/green] {username} {state}")
+    if unsent:
+        console.print(
+            f"[yellow]Redis could not be reached: {unsent} cached entries of the account were "
+            f"not evicted; servers may serve them (its sign-in state too) for up to "
+            f"{settings.cache_ttl_seconds} s.[/yellow]"
+        )
 
 
-async def _delete_user(settings: Settings, username: str, erase_now: bool) -> bool:
+async def _delete_user(settings: Settings, username: str, erase_now: bool) -> tuple[bool, int]:
+    """Whether the content was erased here, and how many of the account's cache entries Redis
+    did not take (an outage: they expire with their TTL)."""
     from tidings.accounts.erasure import erase_account
     from tidings.accounts.models import User
     from tidings.accounts.service import operator_delete
@@ -327,20 +335,26 @@ async def _delete_user(settings: Settings, username: str, erase_now: bool) -> bo
         from tidings.posts.cache import open_row_cache
 
         redis = connect(settings)
-        open_row_cache(settings, redis, db.sessions)
+        cache = open_row_cache(settings, redis, db.sessions)
     try:
         async with db.unit_of_work(write=True) as session:
             user_id = (await operator_delete(session, username)).id
-        if not erase_now:
-            return False
-        while not await erase_account(
-            db, user_id, batch=settings.erasure_batch, max_batches=settings.erasure_max_batches
-        ):
-            async with db.unit_of_work(write=False) as session:
-                user = await session.get(User, user_id)
-                if user is None or user.erased_at is not None:
-                    break  # a running server's loop finished it
-        return True
+        if erase_now:
+            while not await erase_account(
+                db, user_id, batch=settings.erasure_batch, max_batches=settings.erasure_max_batches
+            ):
+                async with db.unit_of_work(write=False) as session:
+                    user = await session.get(User, user_id)
+                    if user is None or user.erased_at is not None:
+                        break  # a running server's loop finished it
+        unsent = 0
+        if redis is not None:  # this process exits: an eviction an outage kept must go now
+            for _attempt in range(5):  # bounded: about four seconds
+                unsent = await cache.flush_unsent()
+                if not unsent:
+                    break
+                await asyncio.sleep(1)
+        return erase_now, unsent
     finally:
         if redis is not None:
             await redis.aclose(close_connection_pool=True)

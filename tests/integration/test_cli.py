@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -247,6 +248,29 @@ def test_users_delete_closes_and_erases_an_account(runner: CliRunner, env: Env) 
     missing = _invoke(runner, ["users", "delete", "boss"])
     assert missing.exit_code == 1
     assert "No user named 'boss'" in missing.output
+
+
+@pytest.mark.parametrize("redis_up", [True, False], ids=["redis", "redis-down"])
+def test_users_delete_says_when_the_shared_cache_kept_the_account(
+    runner: CliRunner, env: Env, monkeypatch: pytest.MonkeyPatch, redis_up: bool
+) -> None:
+    """With a Redis row cache the command evicts what servers cache of the account; with
+    Redis down it retries a few seconds, then says the entries may be served until their TTL
+    (this process exits: no later read would send them)."""
+    _migrate(runner)
+    args = ["users", "create-admin", "--username", "boss", "--email", "b@example.com"]
+    assert _invoke(runner, [*args, "--password", PASSWORD]).exit_code == 0
+    monkeypatch.setenv("TIDINGS_ROW_CACHE", "redis")
+    monkeypatch.setenv("TIDINGS_CACHE_KEY_PREFIX", f"cli-{secrets.token_hex(4)}:")
+    # port 9 (discard): nothing listens on loopback, the connection is refused at once
+    url = "redis://127.0.0.1:6379/0" if redis_up else "redis://127.0.0.1:9/0"
+    monkeypatch.setenv("TIDINGS_REDIS_URL", url)
+    get_settings.cache_clear()
+    result = _invoke(runner, ["users", "delete", "boss"])
+    assert result.exit_code == 0, result.output
+    assert "Deleted boss" in _text(result)
+    assert ("not evicted" in _text(result)) is not redis_up, _text(result)
+    assert _users(env.db_path)["boss"][0].endswith("@erased.invalid")  # closed at once
 
 
 def test_users_delete_refuses_beside_a_server_with_the_memory_cache(

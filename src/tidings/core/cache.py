@@ -48,6 +48,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -508,6 +509,13 @@ class RowCache:
             except RedisError:
                 self._keep_unsent(keys)
                 raise
+
+    async def flush_unsent(self) -> int:
+        """For a process about to exit (a CLI command): send the evictions an outage kept;
+        how many Redis still did not take (they expire with their TTL)."""
+        with suppress(RedisError):
+            await self._resend()
+        return len(self._unsent)
 
     async def _send(self, keys: set[tuple[str, int]]) -> None:
         # MULTI/EXEC: a fact hash is closed with its expiry or not at all (never left closed
