@@ -3,7 +3,9 @@ server is not there."""
 
 from __future__ import annotations
 
+import os
 import socket
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -117,9 +119,17 @@ async def test_the_log_backend_writes_each_message_to_a_file(
     tmp_path: Path, queued: Container
 ) -> None:
     directory = tmp_path / "mail"
+    directory.mkdir()
+    week_old = time.time() - 7 * 86400 - 60
+    stale, recent, other = directory / "stale.eml", directory / "recent.eml", directory / "x.txt"
+    for path in (stale, recent, other):
+        path.write_text("Subject: earlier\n")
+    os.utime(stale, (week_old, week_old))  # older than a week: removed as a new one comes
+    os.utime(other, (week_old, week_old))  # not ours: kept
     assert await send_due(queued.db, queued.settings, LogSender(directory)) == 1
-    [path] = directory.glob("*.eml")
+    [path] = set(directory.glob("*.eml")) - {recent}
     assert "To: reader@example.com" in path.read_text()
+    assert (stale.exists(), recent.exists(), other.exists()) == (False, True, True)
 
 
 class Kept:

@@ -24,6 +24,7 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import suppress
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -54,7 +55,11 @@ class Sender(Protocol):
 
 
 class LogSender:
-    """Development: each message goes to ``<directory>/<id>.eml`` (mode 0600)."""
+    """Development: each message goes to ``<directory>/<id>.eml`` (mode 0600); files older
+    than :attr:`KEEP` are removed as new ones are written (they hold one-time links, and a
+    long-running development server would otherwise pile them up)."""
+
+    KEEP = timedelta(days=7)
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -64,6 +69,12 @@ class LogSender:
         fd = os.open(self.directory / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(data)
+        oldest = time.time() - self.KEEP.total_seconds()
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                if entry.name.endswith(".eml") and entry.stat().st_mtime < oldest:
+                    with suppress(FileNotFoundError):  # another process removed it first
+                        os.unlink(entry.path)
 
     async def send(self, message: EmailMessage, recipient: str) -> None:
         name = str(message["Message-ID"]).strip("<>").replace("@", "_").replace("/", "_")
