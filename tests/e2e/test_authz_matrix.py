@@ -722,7 +722,11 @@ async def _start_reauth(w: World, actor: str) -> Call:
     return Call(
         "POST",
         "/api/v1/me/reauthentication/github",
-        json={"redirect_uri": APP_REDIRECT, "state": "reauth-1"},
+        json={
+            "redirect_uri": APP_REDIRECT,
+            "state": "reauth-1",
+            "code_challenge": Pkce.new().challenge,
+        },
         verify=verify,
         missing_url="/api/v1/me/reauthentication/nosuch",
     )
@@ -731,11 +735,12 @@ async def _start_reauth(w: World, actor: str) -> Call:
 @scenario("POST", "/api/v1/me/reauthentication", "accounts")
 async def _finish_reauth(w: World, actor: str) -> Call:
     """The user's session confirms it is them through GitHub; the code its browser comes back
-    with is redeemed by each actor's own session."""
+    with, and the verifier, are sent by each actor's own session."""
     if "github" not in await identities(w, "user"):
         await link_github(w)
     w.github.signed_in_as = LINKED_GITHUB
-    body = {"redirect_uri": APP_REDIRECT, "state": "reauth-2"}
+    pkce = Pkce.new()
+    body = {"redirect_uri": APP_REDIRECT, "state": "reauth-2", "code_challenge": pkce.challenge}
     started = await w.ok("user", "POST", "/api/v1/me/reauthentication/github", json=body)
     opened = await w.client.get(started["authorization_url"])
     assert opened.status_code == 302, opened.text
@@ -748,7 +753,8 @@ async def _finish_reauth(w: World, actor: str) -> Call:
             return []
         return check(response.json()["provider"] == "github", f"confirmed {response.json()}")
 
-    return Call("POST", "/api/v1/me/reauthentication", json={"code": code}, verify=verify)
+    redeem = {"code": code, "code_verifier": pkce.verifier}
+    return Call("POST", "/api/v1/me/reauthentication", json=redeem, verify=verify)
 
 
 # --- accounts ----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from tests.oidc.fixtures import (  # noqa: F401 (fixtures)
     provider_settings,
 )
 from tests.oidc.flows import (
+    Pkce,
     audit_actions,
     back_to_app,
     identity_rows,
@@ -85,12 +86,15 @@ async def test_sign_in_link_sign_in_again_and_unlink(
         headers=wanda.headers,
     )
     assert "confirm it is you" in assert_problem(unconfirmed, 403)["detail"]
-    back = await step_up_callback(client, wanda, first, login)
+    pkce = Pkce.new()
+    back = await step_up_callback(client, wanda, first, login, pkce)
     assert back.status_code == 302, back.text
     came_back = query_of(back.headers["location"])
     assert (came_back["reauthenticated"], came_back["state"]) == (first, "step-up-1")
     confirmed = await client.post(
-        "/api/v1/me/reauthentication", json={"code": came_back["code"]}, headers=wanda.headers
+        "/api/v1/me/reauthentication",
+        json={"code": came_back["code"], "code_verifier": pkce.verifier},
+        headers=wanda.headers,
     )
     assert confirmed.status_code == 200, confirmed.text
     assert confirmed.json()["provider"] == first

@@ -23,6 +23,7 @@ from tests.oidc.fixtures import (  # noqa: F401 (fixtures)
     provider_settings,
 )
 from tests.oidc.flows import (
+    Pkce,
     SignedIn,
     audit_actions,
     back_to_app,
@@ -50,21 +51,29 @@ def settings(tmp_path: Path, database_url: str, oidc_provider: OIDCProvider) -> 
     return make_settings(tmp_path / "data", database_url, **provider_settings(oidc_provider))
 
 
-async def _start(client: httpx2.AsyncClient, who: SignedIn, provider: str) -> httpx2.Response:
-    body = {"redirect_uri": APP_REDIRECT, "state": "s"}
+async def _start(
+    client: httpx2.AsyncClient, who: SignedIn, provider: str, pkce: Pkce | None = None
+) -> httpx2.Response:
+    challenge = (pkce or Pkce.new()).challenge
+    body = {"redirect_uri": APP_REDIRECT, "state": "s", "code_challenge": challenge}
     return await client.post(f"{START}/{provider}", json=body, headers=who.headers)
 
 
-async def _to_provider(client: httpx2.AsyncClient, who: SignedIn, provider: str) -> str:
-    started = await _start(client, who, provider)
+async def _to_provider(
+    client: httpx2.AsyncClient, who: SignedIn, provider: str, pkce: Pkce | None = None
+) -> str:
+    started = await _start(client, who, provider, pkce)
     assert started.status_code == 200, started.text
     opened = await client.get(started.json()["authorization_url"])
     assert opened.status_code == 302, opened.text
     return str(opened.headers["location"])
 
 
-async def _redeem(client: httpx2.AsyncClient, who: SignedIn, code: str) -> httpx2.Response:
-    return await client.post(START, json={"code": code}, headers=who.headers)
+async def _redeem(
+    client: httpx2.AsyncClient, who: SignedIn, code: str, pkce: Pkce
+) -> httpx2.Response:
+    body = {"code": code, "code_verifier": pkce.verifier}
+    return await client.post(START, json=body, headers=who.headers)
 
 
 async def _end_others(client: httpx2.AsyncClient, who: SignedIn) -> httpx2.Response:
@@ -91,7 +100,8 @@ async def test_the_provider_authenticates_afresh_and_the_asking_session_redeems_
         "/api/v1/auth/keycloak/authorize", params={"redirect_uri": APP_REDIRECT}
     )
     assert "max_age" not in parse_qs(urlsplit(signing_in.headers["location"]).query)
-    provider_url = await _to_provider(client, gus, "keycloak")
+    pkce = Pkce.new()
+    provider_url = await _to_provider(client, gus, "keycloak", pkce)
     assert parse_qs(urlsplit(provider_url).query)["max_age"] == ["0"]
     back = await back_to_app(client, await through_provider(provider_url, "gus"))
     assert back.status_code == 302, back.text
@@ -100,35 +110,43 @@ async def test_the_provider_authenticates_afresh_and_the_asking_session_redeems_
     # the browser's return alone confirms nothing
     assert await _confirmed(container, int(gus.me["id"])) == [False]
     assert "confirm it is you" in assert_problem(await _end_others(client, gus), 403)["detail"]
-    done = await _redeem(client, gus, came_back["code"])
+    wrong = await _redeem(client, gus, came_back["code"], Pkce.new())  # another verifier
+    assert "code_verifier" in assert_problem(wrong, 400)["detail"]
+    done = await _redeem(client, gus, came_back["code"], pkce)
     assert done.status_code == 200, done.text
     assert done.json()["provider"] == "keycloak"
     assert await _confirmed(container, int(gus.me["id"])) == [True]
     assert (await _end_others(client, gus)).status_code == 204
     assert "auth:reauthenticated" in await audit_actions(container, int(gus.me["id"]))
-    again = await _redeem(client, gus, came_back["code"])
+    again = await _redeem(client, gus, came_back["code"], pkce)
     assert assert_problem(again, 400)["errors"][0]["loc"] == ["body", "code"]
 
 
-async def test_a_code_confirms_only_the_session_that_asked(
+async def test_a_code_confirms_only_whoever_started_with_its_verifier(
     client: httpx2.AsyncClient, container: Container
 ) -> None:
     """Someone holding a stolen token of ivy's starts a confirmation and gets ivy's browser to
-    open the URL: ivy, signed in to the provider, comes back to the app, and her own session
-    redeems the code — which confirms neither session; the thief never sees the code."""
+    open the URL: ivy, signed in at the provider, comes back to her app with the code. Her app
+    cannot redeem it — not from another session, and not from the very session the token was
+    stolen from (it lacks the starter's verifier) — and the thief never sees the code."""
     ivy = await sign_in(client, "keycloak", "ivy")
-    thief = await sign_in(client, "keycloak", "ivy")  # another session of the account
-    back = await step_up_callback(client, thief, "keycloak", "ivy")  # ivy's browser
+    elsewhere = await sign_in(client, "keycloak", "ivy")  # another session of the account
+    thiefs = Pkce.new()
+    back = await step_up_callback(client, ivy, "keycloak", "ivy", thiefs)  # ivy's token
     code = query_of(back.headers["location"])["code"]
-    assert "another session" in assert_problem(await _redeem(client, ivy, code), 400)["detail"]
+    apps = Pkce.new()  # what ivy's app holds: a verifier of its own, not the thief's
+    for redeemer in (ivy, elsewhere):
+        refused = await _redeem(client, redeemer, code, apps)
+        assert "start again" in assert_problem(refused, 400)["detail"]
+    assert_problem(await _redeem(client, elsewhere, code, thiefs), 400)  # another session
+    assert_problem(await _redeem(client, ivy, "guessed-" + code[:8], thiefs), 400)
     assert await _confirmed(container, int(ivy.me["id"])) == [False, False]
-    assert_problem(await _redeem(client, thief, "guessed-" + code[:8]), 400)
-    assert "confirm it is you" in assert_problem(await _end_others(client, thief), 403)["detail"]
+    assert "confirm it is you" in assert_problem(await _end_others(client, ivy), 403)["detail"]
     # a confirmation counts for its own session only
     assert (await step_up(client, ivy, "keycloak", "ivy")).status_code == 200
     assert await _confirmed(container, int(ivy.me["id"])) == [True, False]
     assert (await _end_others(client, ivy)).status_code == 204
-    assert_problem(await client.get("/api/v1/me", headers=thief.headers), 401)
+    assert_problem(await client.get("/api/v1/me", headers=elsewhere.headers), 401)
 
 
 async def test_another_provider_account_confirms_nothing(
@@ -180,12 +198,13 @@ async def test_a_code_and_a_confirmation_expire(
     client: httpx2.AsyncClient, container: Container
 ) -> None:
     mo = await sign_in(client, "keycloak", "mo")
-    back = await step_up_callback(client, mo, "keycloak", "mo")
+    pkce = Pkce.new()
+    back = await step_up_callback(client, mo, "keycloak", "mo", pkce)
     async with container.db.unit_of_work() as session:  # two minutes later
         await session.execute(
             update(OAuthAuthorization).values(expires_at=utcnow() - timedelta(seconds=1))
         )
-    late = await _redeem(client, mo, query_of(back.headers["location"])["code"])
+    late = await _redeem(client, mo, query_of(back.headers["location"])["code"], pkce)
     assert "expired" in assert_problem(late, 400)["detail"]
     assert (await step_up(client, mo, "keycloak", "mo")).status_code == 200
     await confirm_holder(container, int(mo.me["id"]), timedelta(minutes=11))  # the window ends
@@ -198,22 +217,34 @@ async def test_only_a_linked_enabled_provider_and_a_registered_redirect(
     kai = await sign_in(client, "keycloak", "kai")
     assert "No Google sign-in" in assert_problem(await _start(client, kai, "google"), 404)["detail"]
     assert_problem(await _start(client, kai, "nosuch"), 404)
+    challenge = Pkce.new().challenge
     bad = await client.post(
         f"{START}/keycloak",
-        json={"redirect_uri": "https://evil.example/steal"},
+        json={"redirect_uri": "https://evil.example/steal", "code_challenge": challenge},
         headers=kai.headers,
     )
     assert assert_problem(bad, 400)["errors"][0]["loc"] == ["body", "redirect_uri"]
     extra = await client.post(
         f"{START}/keycloak",
-        json={"redirect_uri": APP_REDIRECT, "password": "x"},
+        json={"redirect_uri": APP_REDIRECT, "code_challenge": challenge, "password": "x"},
         headers=kai.headers,
     )
     assert_problem(extra, 422)
-    assert_problem(await client.post(f"{START}/keycloak", json={"redirect_uri": APP_REDIRECT}), 401)
-    assert_problem(await client.post(START, json={"code": "x"}), 401)
-    assert_problem(await client.post(START, json={}, headers=kai.headers), 422)
-    assert_problem(await client.post(START, json={"code": "x" * 129}, headers=kai.headers), 422)
+    for missing in ({"redirect_uri": APP_REDIRECT}, {"code_challenge": challenge}):
+        no_field = await client.post(f"{START}/keycloak", json=missing, headers=kai.headers)
+        assert_problem(no_field, 422)
+    plain = {"redirect_uri": APP_REDIRECT, "code_challenge": challenge}
+    plain["code_challenge_method"] = "plain"
+    assert_problem(await client.post(f"{START}/keycloak", json=plain, headers=kai.headers), 422)
+    anonymous = await client.post(
+        f"{START}/keycloak", json=plain | {"code_challenge_method": "S256"}
+    )
+    assert_problem(anonymous, 401)
+    verifier = Pkce.new().verifier
+    assert_problem(await client.post(START, json={"code": "x", "code_verifier": verifier}), 401)
+    assert_problem(await client.post(START, json={"code": "x"}, headers=kai.headers), 422)
+    too_long = {"code": "x" * 129, "code_verifier": verifier}
+    assert_problem(await client.post(START, json=too_long, headers=kai.headers), 422)
 
 
 async def test_an_authentication_older_than_the_confirmation_is_refused(

@@ -111,13 +111,15 @@ async def sign_in(
 
 
 async def step_up_callback(
-    client: httpx2.AsyncClient, who: Any, provider: str, login: str = ""
+    client: httpx2.AsyncClient, who: Any, provider: str, login: str = "", pkce: Pkce | None = None
 ) -> httpx2.Response:
-    """``who`` starts confirming it is them through ``provider``, and a browser signs in there
-    as ``login``: the response of the callback (a redirect to the app with ``?code=``)."""
+    """``who`` starts confirming it is them through ``provider`` (with ``pkce``'s challenge),
+    and a browser signs in there as ``login``: the response of the callback (a redirect to the
+    app with ``?code=``)."""
+    pkce = pkce or Pkce.new()
     started = await client.post(
         f"/api/v1/me/reauthentication/{provider}",
-        json={"redirect_uri": APP_REDIRECT, "state": "step-up-1"},
+        json={"redirect_uri": APP_REDIRECT, "state": "step-up-1", "code_challenge": pkce.challenge},
         headers=who.headers,
     )
     assert started.status_code == 200, started.text
@@ -131,11 +133,14 @@ async def step_up(
 ) -> httpx2.Response:
     """The whole confirmation: :func:`step_up_callback`, then ``who`` redeems the code its
     browser came back with; the response of that redemption."""
-    back = await step_up_callback(client, who, provider, login)
+    pkce = Pkce.new()
+    back = await step_up_callback(client, who, provider, login, pkce)
     assert back.status_code == 302, back.text
     code = query_of(back.headers["location"])["code"]
     return await client.post(
-        "/api/v1/me/reauthentication", json={"code": code}, headers=who.headers
+        "/api/v1/me/reauthentication",
+        json={"code": code, "code_verifier": pkce.verifier},
+        headers=who.headers,
     )
 
 

@@ -4,14 +4,17 @@ request, and still forgets them (limits' private hook is checked to exist)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from limits import parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
+from tests.conftest import make_settings
+from tidings.core.errors import RateLimited
 from tidings.ratelimit import limiter as limiter_module
-from tidings.ratelimit.limiter import SweepingMemoryStorage
+from tidings.ratelimit.limiter import RateLimiter, SweepingMemoryStorage
 
 
 def test_the_library_still_has_the_hook_we_override() -> None:
@@ -52,3 +55,26 @@ async def test_expired_counters_are_still_swept(monkeypatch: pytest.MonkeyPatch)
             break
     assert "gone" not in storage.storage
     assert storage.storage["kept"] == 2
+
+
+async def test_a_reset_of_the_shortest_window_keeps_the_longer_ones_counting(
+    tmp_path: Path,
+) -> None:
+    """What the re-authentication lockout forgives after a right password: the short window
+    only, so an owner's right passwords do not restart a thief's daily count on the session
+    they share (src/tidings/auth/reauth.py)."""
+    settings = make_settings(
+        tmp_path, "sqlite+aiosqlite://", rate_limits={"reauth_lockout": "2/hour;3/day"}
+    )
+    limiter = RateLimiter(settings)
+    for _ in range(2):
+        await limiter.enforce("reauth_lockout", "session-1")
+    with pytest.raises(RateLimited):
+        await limiter.enforce("reauth_lockout", "session-1")  # the hour is used up
+    await limiter.reset("reauth_lockout", "session-1", shortest_only=True)
+    await limiter.enforce("reauth_lockout", "session-1")  # the hour again: the 3rd of the day
+    await limiter.reset("reauth_lockout", "session-1", shortest_only=True)
+    with pytest.raises(RateLimited):
+        await limiter.enforce("reauth_lockout", "session-1")  # the day still counts
+    await limiter.reset("reauth_lockout", "session-1")  # every window
+    await limiter.enforce("reauth_lockout", "session-1")

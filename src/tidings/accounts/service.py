@@ -227,8 +227,9 @@ async def require_step_up(session: AsyncSession, principal: Principal, doing: st
         minutes = int(STEP_UP_WINDOW.total_seconds() // 60)
         raise Forbidden(
             f"To {doing}, confirm it is you through your sign-in provider first "
-            f"(POST /api/v1/me/reauthentication/{{provider}}, then open its authorization_url "
-            f"in your browser), and retry within {minutes} minutes."
+            f"(POST /api/v1/me/reauthentication/{{provider}}, open its authorization_url in "
+            f"your browser, then POST the code it comes back with to "
+            f"/api/v1/me/reauthentication), and retry within {minutes} minutes."
         )
 
 

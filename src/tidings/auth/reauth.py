@@ -55,7 +55,9 @@ async def verify_password(
         )
     valid, _ = await hasher.verify(password, user.password_hash)
     if valid:
-        await limiter.reset(POLICY, key)
+        # only the 15-minute window is forgiven: a stolen token shares the owner's session,
+        # and the owner's right passwords must not restart the thief's hourly and daily count
+        await limiter.reset(POLICY, key, shortest_only=True)
         return
     await record_audit(
         session,

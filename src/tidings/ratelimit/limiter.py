@@ -131,9 +131,12 @@ class RateLimiter:
                 ) from exc
             return await self._hit(self._fallback, policy, key, test_only=test_only)
 
-    async def reset(self, name: str, key: str) -> None:
+    async def reset(self, name: str, key: str, *, shortest_only: bool = False) -> None:
+        """Clear ``key``'s counts of policy ``name``: every window, or only the first listed
+        (the shortest: the longer ones keep counting)."""
         policy = self.policies[name]
-        for item in policy.items():
+        items = policy.items()
+        for item in items[:1] if shortest_only else items:
             try:
                 await self._primary.clear(item, policy.name, key)
             except StorageError:

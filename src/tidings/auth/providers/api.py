@@ -230,6 +230,7 @@ async def start_reauth(
         provider,
         body.redirect_uri,
         body.state,
+        body.code_challenge,
         registry.public_base(_base(request)),
         utcnow(),
     )
@@ -246,7 +247,7 @@ async def start_reauth(
 async def finish_reauth(
     body: StepUpFinish, principal: SelfWriter, session: DbSession
 ) -> StepUpDone:
-    return await service.finish_reauth(session, principal, body.code, utcnow())
+    return await service.finish_reauth(session, principal, body.code, body.code_verifier, utcnow())
 
 
 @router.delete(
@@ -271,7 +272,7 @@ async def unlink(
         container.limiter,
         principal,
         provider,
-        frozenset(registry.providers),
+        {name: p.display_name for name, p in registry.providers.items()},
         body,
     )
     return Response(status_code=204)

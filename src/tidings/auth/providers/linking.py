@@ -265,11 +265,12 @@ async def unlink(
     limiter: RateLimiter,
     principal: Principal,
     provider: str,
-    enabled: frozenset[str],
+    enabled: dict[str, str],
     proof: Reauthentication,
 ) -> None:
-    """Remove a linked identity unless it is the last way left to sign in; the holder proves
-    it is them (a stolen token must not cut the owner's way back in)."""
+    """Remove a linked identity unless it is the last way left to sign in (``enabled``: the
+    providers enabled, by name, with their display names); the holder proves it is them (a
+    stolen token must not cut the owner's way back in)."""
     user_id = principal.user_id
     user = await get_account(session, user_id, for_update=True)
     repo = ProviderRepository(session)
@@ -298,5 +299,6 @@ async def unlink(
         settings,
         user,
         "A sign-in method was removed from your account",
-        f"@{user.username} can no longer be signed in to with its {provider} account.",
+        f"@{user.username} can no longer be signed in to with its "
+        f"{enabled.get(provider, provider)} account.",
     )

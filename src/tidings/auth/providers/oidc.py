@@ -148,7 +148,8 @@ class OIDCProvider:
             display_name=str(claims["name"]) if claims.get("name") else None,
             access_token=access_token,
             refresh_token=refresh if isinstance(refresh, str) else None,
-            auth_time=float(auth_time)
+            # as sent (an integer too large for a float is refused by check_fresh, not here)
+            auth_time=auth_time
             if isinstance(auth_time, int | float) and not isinstance(auth_time, bool)
             else None,
         )

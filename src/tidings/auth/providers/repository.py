@@ -136,14 +136,16 @@ class ProviderRepository:
         )
 
     async def claim_result(
-        self, result_hash: str, session_id: int, now: datetime
+        self, result_hash: str, challenge: str, session_id: int, now: datetime
     ) -> OAuthAuthorization | None:
-        """Redeem a confirmed reauth flow's code once, for the session that asked only."""
+        """Redeem a confirmed reauth flow's code once: for the session that asked, with the
+        verifier of its PKCE ``challenge`` (compared in the database: S256 is deterministic)."""
         result = await self.session.execute(
             update(OAuthAuthorization)
             .where(
                 OAuthAuthorization.result_hash == result_hash,
                 OAuthAuthorization.session_id == session_id,
+                OAuthAuthorization.code_challenge == challenge,
                 OAuthAuthorization.intent == "reauth",
                 OAuthAuthorization.expires_at > now,
             )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
@@ -42,12 +42,21 @@ class LinkRequest(Reauthentication, BrowserReturn):
 
 
 class ReauthRequest(BrowserReturn):
-    """Where to come back (with ?reauthenticated=) once the provider confirmed the holder."""
+    """Where to come back (with ?reauthenticated=&code=) once the provider confirmed the
+    holder, and the PKCE challenge of a verifier only the asking app holds."""
+
+    code_challenge: Annotated[str, StringConstraints(pattern=PKCE_PATTERN)] = Field(
+        description="BASE64URL(SHA-256(code_verifier)) of a fresh verifier (RFC 7636)."
+    )
+    code_challenge_method: Literal["S256"] = "S256"
 
 
 class StepUpFinish(RequestModel):
     code: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
         description="The code the browser came back to redirect_uri with."
+    )
+    code_verifier: Annotated[str, StringConstraints(pattern=PKCE_PATTERN)] = Field(
+        description="The verifier whose challenge started this confirmation."
     )
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from authlib.common.security import generate_token  # type: ignore[import-untyped]
+from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.schemas import Reauthentication
@@ -184,14 +185,19 @@ async def start_reauth(
     provider_name: str,
     redirect_uri: str,
     app_state: str | None,
+    code_challenge: str,
     public_base: str,
     now: datetime,
 ) -> LinkStarted:
     """The holder of an account without a password confirms it is them (before deleting it,
     setting a first password, linking or unlinking a provider, ending sessions): a one-time
     ticket URL for their browser, through a provider linked to the account. A stolen access
-    token cannot finish it: that needs the provider account, and an OpenID provider is asked
-    to authenticate the user afresh (``max_age=0``)."""
+    token cannot finish it: that needs the provider account (an OpenID provider is asked to
+    authenticate the user afresh, ``max_age=0``), and the code the browser brings back is
+    redeemed only with the verifier of ``code_challenge`` — held by whoever started, so a
+    thief who started one and got the owner's browser to finish it has no code, and the
+    owner's app, holding the code, has no verifier (even on the very session the token was
+    stolen from)."""
     provider = registry.get(provider_name)
     check_redirect_uri(registry, redirect_uri, "body")
     await get_account(session, principal.user_id)
@@ -199,7 +205,15 @@ async def start_reauth(
     if await repo.identity_of_user(principal.user_id, provider_name) is None:
         raise NotFound(f"No {provider.display_name} sign-in is linked to your account.")
     return await _ticket(
-        repo, REAUTH, principal, provider_name, redirect_uri, app_state, public_base, now
+        repo,
+        REAUTH,
+        principal,
+        provider_name,
+        redirect_uri,
+        app_state,
+        public_base,
+        now,
+        code_challenge=code_challenge,
     )
 
 
@@ -212,6 +226,8 @@ async def _ticket(
     app_state: str | None,
     public_base: str,
     now: datetime,
+    *,
+    code_challenge: str | None = None,
 ) -> LinkStarted:
     """A flow of the signed-in user's, waiting for their browser: the URL it opens, once."""
     ticket = _secret()
@@ -224,6 +240,8 @@ async def _ticket(
             ticket_hash=hash_token(ticket),
             redirect_uri=redirect_uri,
             app_state=app_state,
+            code_challenge=code_challenge,
+            code_challenge_method=None if code_challenge is None else "S256",
             expires_at=now + FLOW_TTL,
         ),
         now,
@@ -352,18 +370,19 @@ async def finish(
 
 
 async def finish_reauth(
-    session: AsyncSession, principal: Principal, code: str, now: datetime
+    session: AsyncSession, principal: Principal, code: str, code_verifier: str, now: datetime
 ) -> StepUpDone:
-    """The app of the session that asked brings back the code its browser came back with:
-    from now, for :data:`~tidings.accounts.service.STEP_UP_WINDOW`, the session counts as
-    confirmed by its holder. A code another session asked for is no use to this one."""
+    """The app that asked brings back the code its browser came back with, and the verifier
+    of the challenge it started with: from now, for
+    :data:`~tidings.accounts.service.STEP_UP_WINDOW`, the session counts as confirmed by its
+    holder. A code is no use to another session, nor without the verifier."""
     flow = await ProviderRepository(session).claim_result(
-        hash_token(code), principal.session_id, now
+        hash_token(code), create_s256_code_challenge(code_verifier), principal.session_id, now
     )
     if flow is None:
         raise BadRequest(
-            "The confirmation code is invalid, expired, already used or was asked for by "
-            "another session; start again.",
+            "The confirmation code is invalid, expired or already used, was asked for by "
+            "another session, or the code_verifier does not match; start again.",
             errors=[FieldError(loc=["body", "code"], msg="not usable")],
         )
     user = await get_account(session, principal.user_id)
