@@ -132,7 +132,7 @@ EXPECTED: dict[Key, Row] = {
     # confirming the holder through a provider: only through one linked to your own account
     ("POST", "/api/v1/me/reauthentication/{provider}"): cells(401, 200, 404, 404, 404),
     # ... and its code, redeemed only by the session that asked (the user's)
-    ("POST", "/api/v1/me/reauthentication"): cells(401, 200, 400, 400, 400),
+    ("POST", "/api/v1/me/reauthentication"): cells(401, 200, 422, 422, 422),
     # accounts
     ("POST", "/api/v1/accounts"): everyone(201),
     ("GET", "/api/v1/me"): signed_in(200),

@@ -95,6 +95,7 @@ SEMANTIC_OPERATIONS = {
     "POST /api/v1/me/email": "422",
     "POST /api/v1/me/identities/{provider}": "422",
     "DELETE /api/v1/me/identities/{provider}": "422",
+    "POST /api/v1/me/reauthentication": "422",
     "POST /api/v1/me/email/confirm": "422",
     **{
         f"{method} /api/v1/users/{{username}}/{relation}": "422"

@@ -111,7 +111,7 @@ async def test_the_provider_authenticates_afresh_and_the_asking_session_redeems_
     assert await _confirmed(container, int(gus.me["id"])) == [False]
     assert "confirm it is you" in assert_problem(await _end_others(client, gus), 403)["detail"]
     wrong = await _redeem(client, gus, came_back["code"], Pkce.new())  # another verifier
-    assert "code_verifier" in assert_problem(wrong, 400)["detail"]
+    assert "code_verifier" in assert_problem(wrong, 422)["detail"]
     done = await _redeem(client, gus, came_back["code"], pkce)
     assert done.status_code == 200, done.text
     assert done.json()["provider"] == "keycloak"
@@ -119,7 +119,7 @@ async def test_the_provider_authenticates_afresh_and_the_asking_session_redeems_
     assert (await _end_others(client, gus)).status_code == 204
     assert "auth:reauthenticated" in await audit_actions(container, int(gus.me["id"]))
     again = await _redeem(client, gus, came_back["code"], pkce)
-    assert assert_problem(again, 400)["errors"][0]["loc"] == ["body", "code"]
+    assert assert_problem(again, 422)["errors"][0]["loc"] == ["body", "code"]
 
 
 async def test_a_code_confirms_only_whoever_started_with_its_verifier(
@@ -137,9 +137,9 @@ async def test_a_code_confirms_only_whoever_started_with_its_verifier(
     apps = Pkce.new()  # what ivy's app holds: a verifier of its own, not the thief's
     for redeemer in (ivy, elsewhere):
         refused = await _redeem(client, redeemer, code, apps)
-        assert "start again" in assert_problem(refused, 400)["detail"]
-    assert_problem(await _redeem(client, elsewhere, code, thiefs), 400)  # another session
-    assert_problem(await _redeem(client, ivy, "guessed-" + code[:8], thiefs), 400)
+        assert "start again" in assert_problem(refused, 422)["detail"]
+    assert_problem(await _redeem(client, elsewhere, code, thiefs), 422)  # another session
+    assert_problem(await _redeem(client, ivy, "guessed-" + code[:8], thiefs), 422)
     assert await _confirmed(container, int(ivy.me["id"])) == [False, False]
     assert "confirm it is you" in assert_problem(await _end_others(client, ivy), 403)["detail"]
     # a confirmation counts for its own session only
@@ -205,7 +205,7 @@ async def test_a_code_and_a_confirmation_expire(
             update(OAuthAuthorization).values(expires_at=utcnow() - timedelta(seconds=1))
         )
     late = await _redeem(client, mo, query_of(back.headers["location"])["code"], pkce)
-    assert "expired" in assert_problem(late, 400)["detail"]
+    assert "expired" in assert_problem(late, 422)["detail"]
     assert (await step_up(client, mo, "keycloak", "mo")).status_code == 200
     await confirm_holder(container, int(mo.me["id"]), timedelta(minutes=11))  # the window ends
     assert "confirm it is you" in assert_problem(await _end_others(client, mo), 403)["detail"]

@@ -241,7 +241,7 @@ async def start_reauth(
     response_model=StepUpDone,
     summary="Finish confirming it is you: the code the browser came back with (from the "
     "session that started it)",
-    responses={400: _ERRORS_DOC[400]},
+    responses={422: {"description": "The code or verifier is not usable (problem+json)"}},
     dependencies=[Depends(limit("step_up"))],
 )
 async def finish_reauth(

@@ -34,7 +34,14 @@ from tidings.auth.providers.registry import ProviderRegistry
 from tidings.auth.providers.repository import ProviderRepository
 from tidings.auth.providers.schemas import LinkStarted, StepUpDone
 from tidings.auth.repository import AuthRepository
-from tidings.core.errors import BadRequest, Conflict, FieldError, Forbidden, NotFound
+from tidings.core.errors import (
+    BadRequest,
+    Conflict,
+    FieldError,
+    Forbidden,
+    NotFound,
+    ValidationFailed,
+)
 from tidings.core.security import PasswordHasher, hash_token
 from tidings.ratelimit.limiter import RateLimiter
 
@@ -379,8 +386,8 @@ async def finish_reauth(
     flow = await ProviderRepository(session).claim_result(
         hash_token(code), create_s256_code_challenge(code_verifier), principal.session_id, now
     )
-    if flow is None:
-        raise BadRequest(
+    if flow is None:  # as an unusable reset or change-of-address token is answered
+        raise ValidationFailed(
             "The confirmation code is invalid, expired or already used, was asked for by "
             "another session, or the code_verifier does not match; start again.",
             errors=[FieldError(loc=["body", "code"], msg="not usable")],
