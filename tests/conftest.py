@@ -36,6 +36,7 @@ RELAXED_POLICIES = (
     "session_end",
     "identity_change",
     "step_up",
+    "mfa_change",
     "reauth_lockout",
     "account_export",
     "password_reset",

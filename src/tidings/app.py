@@ -35,6 +35,7 @@ from tidings.core.requestid import RequestIdMiddleware
 from tidings.core.writers import hold_server_lock
 from tidings.events.api import router as dead_letters_router
 from tidings.graph.api import router as graph_router
+from tidings.mfa.api import router as mfa_router
 from tidings.notifications.api import router as notifications_router
 from tidings.posts.api import router as posts_router
 from tidings.recovery.api import router as recovery_router
@@ -153,6 +154,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         webhooks_router,
         reports_router,
         recovery_router,
+        mfa_router,
         audit_router,
         dead_letters_router,
     )

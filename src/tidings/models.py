@@ -14,6 +14,7 @@ from tidings.events.models import (
 )
 from tidings.graph.models import Block, Follow, Mute
 from tidings.mail.models import OutgoingMail
+from tidings.mfa.models import MfaRecoveryCode, MfaTotp
 from tidings.notifications.models import NotificationActor, NotificationGroup
 from tidings.posts.models import Like, Post, PostMention, PostTag
 from tidings.recovery.models import EmailToken
@@ -31,6 +32,8 @@ __all__ = [
     "Follow",
     "IdempotencyRecord",
     "Like",
+    "MfaRecoveryCode",
+    "MfaTotp",
     "Mute",
     "NotificationActor",
     "NotificationGroup",

@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx2
+import pyotp
 import pytest
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import select, update
@@ -133,6 +134,12 @@ EXPECTED: dict[Key, Row] = {
     ("POST", "/api/v1/me/reauthentication/{provider}"): cells(401, 200, 404, 404, 404),
     # ... and its code, redeemed only by the session that asked (the user's)
     ("POST", "/api/v1/me/reauthentication"): cells(401, 200, 422, 422, 422),
+    # two-step sign-in: your own; turning someone's off is for admins
+    ("GET", "/api/v1/me/mfa"): signed_in(200),
+    ("POST", "/api/v1/me/mfa/totp"): signed_in(200),
+    ("POST", "/api/v1/me/mfa/totp/confirm"): signed_in(200),
+    ("DELETE", "/api/v1/me/mfa"): signed_in(204),
+    ("DELETE", "/api/v1/admin/users/{username}/mfa"): cells(401, 403, 403, 403, 204),
     # accounts
     ("POST", "/api/v1/accounts"): everyone(201),
     ("GET", "/api/v1/me"): signed_in(200),
@@ -755,6 +762,111 @@ async def _finish_reauth(w: World, actor: str) -> Call:
 
     redeem = {"code": code, "code_verifier": pkce.verifier}
     return Call("POST", "/api/v1/me/reauthentication", json=redeem, verify=verify)
+
+
+# --- two-step sign-in --------------------------------------------------------------------------
+
+
+async def mfa_pending(w: World, actor: str) -> str:
+    """Start turning two-step sign-in on for ``actor``; the authenticator's secret."""
+    body = {"password": w.passwords[actor]}
+    return str((await w.ok(actor, "POST", "/api/v1/me/mfa/totp", json=body))["secret"])
+
+
+async def mfa_on(w: World, actor: str) -> list[str]:
+    """Turn it on for ``actor``; the recovery codes."""
+    code = pyotp.TOTP(await mfa_pending(w, actor)).now()
+    body = await w.ok(actor, "POST", "/api/v1/me/mfa/totp/confirm", json={"code": code})
+    return list(body["recovery_codes"])
+
+
+async def mfa_enabled(w: World, actor: str) -> bool:
+    return bool((await w.ok(actor, "GET", "/api/v1/me/mfa"))["enabled"])
+
+
+@scenario("GET", "/api/v1/me/mfa", "accounts")
+async def _mfa_status(w: World, actor: str) -> Call:
+    async def verify(response: httpx2.Response) -> list[str]:
+        if response.status_code >= 300:
+            return []
+        return check(response.json()["enabled"] is False, f"{actor}: {response.json()}")
+
+    return Call("GET", "/api/v1/me/mfa", verify=verify)
+
+
+@scenario("POST", "/api/v1/me/mfa/totp", "accounts")
+async def _mfa_start(w: World, actor: str) -> Call:
+    """Starting changes nothing at sign-in yet (it stays off)."""
+    password = w.passwords["user" if actor == "anonymous" else actor]
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        owner = "user" if actor == "anonymous" else actor
+        off = not await mfa_enabled(w, owner)
+        if response.status_code >= 300:
+            return check(off, f"a refused start turned {owner}'s two-step sign-in on")
+        uri = response.json()["otpauth_uri"]
+        return check(off and uri.startswith("otpauth://totp/"), f"{actor} started: {uri}")
+
+    return Call("POST", "/api/v1/me/mfa/totp", json={"password": password}, verify=verify)
+
+
+@scenario("POST", "/api/v1/me/mfa/totp/confirm", "accounts")
+async def _mfa_confirm(w: World, actor: str) -> Call:
+    """Each actor confirms their own pending authenticator (anonymous: the user's), and turns
+    it off again afterwards with a recovery code."""
+    owner = "user" if actor == "anonymous" else actor
+    code = pyotp.TOTP(await mfa_pending(w, owner)).now()
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        on = await mfa_enabled(w, owner)
+        if response.status_code >= 300:
+            return check(not on, f"a refused confirmation turned {owner}'s on")
+        codes = response.json()["recovery_codes"]
+        off = {"password": w.passwords[owner], "code": codes[0]}
+        await w.ok(owner, "DELETE", "/api/v1/me/mfa", json=off)
+        return check(on and len(codes) == 10, f"{actor} confirmed: on={on}, {len(codes)} codes")
+
+    return Call("POST", "/api/v1/me/mfa/totp/confirm", json={"code": code}, verify=verify)
+
+
+@scenario("DELETE", "/api/v1/me/mfa", "accounts")
+async def _mfa_off(w: World, actor: str) -> Call:
+    owner = "user" if actor == "anonymous" else actor
+    codes = await mfa_on(w, owner)
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        on = await mfa_enabled(w, owner)
+        if on:  # refused: leave the world as it was
+            body = {"password": w.passwords[owner], "code": codes[1]}
+            await w.ok(owner, "DELETE", "/api/v1/me/mfa", json=body)
+        if response.status_code >= 300:
+            return check(on, f"a refused turn-off turned {owner}'s off")
+        return check(not on, f"{actor}'s turn-off left it on")
+
+    body = {"password": w.passwords[owner], "code": codes[0]}
+    return Call("DELETE", "/api/v1/me/mfa", json=body, verify=verify)
+
+
+@scenario("DELETE", "/api/v1/admin/users/{username}/mfa", "accounts")
+async def _admin_mfa_off(w: World, actor: str) -> Call:
+    """The user has it on; only an admin turns it off (then the user turns it back off)."""
+    codes = await mfa_on(w, "user")
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        on = await mfa_enabled(w, "user")
+        if on:
+            body = {"password": w.passwords["user"], "code": codes[0]}
+            await w.ok("user", "DELETE", "/api/v1/me/mfa", json=body)
+        if response.status_code >= 300:
+            return check(on, f"{actor}'s refused turn-off turned the user's off")
+        return check(not on, "the admin's turn-off left the user's on")
+
+    return Call(
+        "DELETE",
+        f"/api/v1/admin/users/{NAMES['user']}/mfa",
+        verify=verify,
+        missing_url=f"/api/v1/admin/users/{NOBODY}/mfa",
+    )
 
 
 # --- accounts ----------------------------------------------------------------------------------

@@ -6,10 +6,12 @@ Every refusal is problem+json and creates no session.
 
 from __future__ import annotations
 
+import time
 from http.cookiejar import Cookie
 from pathlib import Path
 
 import httpx2
+import pyotp
 import pytest
 from sqlalchemy import select
 
@@ -431,3 +433,40 @@ async def test_an_unverified_local_account_is_not_taken_over(
     assert await identity_rows(container, int(created["id"])) == []
     assert await user_count(container) == 1
     assert await session_count(container) == 0
+
+
+async def test_two_step_sign_in_applies_to_provider_sign_ins(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    """An account with two-step sign-in on needs its code after the provider too: without it
+    the login code stays usable (the app asks, then sends both); a wrong one spends it."""
+    gil = await sign_in(client, "keycloak", "gil")
+    assert (await step_up(client, gil, "keycloak", "gil")).status_code == 200
+    proof = {"confirm_username": "gil"}
+    started = await client.post("/api/v1/me/mfa/totp", json=proof, headers=gil.headers)
+    assert started.status_code == 200, started.text
+    totp = pyotp.TOTP(started.json()["secret"])
+    confirm = {"code": totp.now()}
+    confirmed = await client.post("/api/v1/me/mfa/totp/confirm", json=confirm, headers=gil.headers)
+    assert confirmed.status_code == 200, confirmed.text
+    recovery = confirmed.json()["recovery_codes"]
+
+    pkce = Pkce.new()
+    code = await _code_for(client, "keycloak", "gil", pkce)
+    missing = await exchange(client, code, pkce.verifier)
+    assert assert_problem(missing, 400)["error"] == "mfa_required"
+    nxt = str(totp.at(time.time() + 30))
+    done = await exchange(client, code, pkce.verifier, otp=nxt)  # the same login code
+    assert done.status_code == 200, done.text
+
+    pkce = Pkce.new()
+    code = await _code_for(client, "keycloak", "gil", pkce)
+    wrong = await exchange(client, code, pkce.verifier, otp="000000")
+    if wrong.status_code == 200:
+        pytest.skip("000000 happened to be a valid code")
+    assert assert_problem(wrong, 400)["error"] == "invalid_grant"
+    spent = await exchange(client, code, pkce.verifier, otp=recovery[0])  # a good code now
+    assert assert_problem(spent, 400)["error"] == "invalid_grant"
+    assert (await client.get("/api/v1/me/mfa", headers=gil.headers)).json()[
+        "recovery_codes_left"
+    ] == 10  # the spent login code used nothing up

@@ -96,6 +96,9 @@ SEMANTIC_OPERATIONS = {
     "POST /api/v1/me/identities/{provider}": "422",
     "DELETE /api/v1/me/identities/{provider}": "422",
     "POST /api/v1/me/reauthentication": "422",
+    "POST /api/v1/me/mfa/totp": "422",
+    "POST /api/v1/me/mfa/totp/confirm": "422",
+    "DELETE /api/v1/me/mfa": "422",
     "POST /api/v1/me/email/confirm": "422",
     **{
         f"{method} /api/v1/users/{{username}}/{relation}": "422"

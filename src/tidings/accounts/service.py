@@ -30,6 +30,7 @@ from tidings.events import domain
 from tidings.events.outbox import record
 from tidings.graph.service import visible_user
 from tidings.mail.service import mail_enabled, queue_mail
+from tidings.mfa.models import MfaRecoveryCode, MfaTotp
 from tidings.ratelimit.limiter import RateLimiter
 from tidings.recovery.models import CHANGE as CHANGE_EMAIL
 from tidings.recovery.repository import TokenRepository
@@ -335,7 +336,7 @@ async def operator_delete(session: AsyncSession, username: str) -> User:
 async def _close(session: AsyncSession, user: User, *, actor_id: int | None) -> None:
     """What happens at once: no sign-in (sessions revoked, password and linked providers
     gone), no profile (suspended), the personal fields blanked, the email freed; the username
-    stays taken until the erasure is done."""
+    stays taken until the erasure is done; the two-step sign-in secret goes too."""
     user.deleted_at = utcnow()
     user.suspended = True
     user.role = Role.USER.value  # a deleted account holds no role (the operator may delete admins)
@@ -348,6 +349,8 @@ async def _close(session: AsyncSession, user: User, *, actor_id: int | None) -> 
     user.location = ""
     user.website = None
     await session.execute(delete(UserIdentity).where(UserIdentity.user_id == user.id))
+    await session.execute(delete(MfaRecoveryCode).where(MfaRecoveryCode.user_id == user.id))
+    await session.execute(delete(MfaTotp).where(MfaTotp.user_id == user.id))
     await AuthRepository(session).revoke_all_for_user(user.id, "account_deleted")
     await record_audit(
         session,

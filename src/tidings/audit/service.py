@@ -48,6 +48,10 @@ class AuditAction(StrEnum):
     SESSION_ENDED = "auth:session_ended"
     REAUTH_FAILED = "auth:reauth_failed"
     REAUTHENTICATED = "auth:reauthenticated"  # through a sign-in provider
+    MFA_FAILED = "auth:mfa_failed"
+    MFA_RECOVERY_USED = "auth:mfa_recovery_code_used"
+    MFA_ENABLED = "account:mfa_enabled"
+    MFA_DISABLED = "account:mfa_disabled"
     REFRESH_REUSE = "auth:refresh_reuse_detected"
     PASSWORD_CHANGED = "account:password_changed"  # noqa: S105 (an action name)
     ACCOUNT_REGISTERED = "account:registered"

@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import TypeAdapter, ValidationError
 
+from tidings.accounts.models import User
 from tidings.auth import service
 from tidings.auth.deps import public
 from tidings.auth.login_guard import password_login
@@ -22,6 +23,7 @@ from tidings.auth.schemas import (
 from tidings.core.deps import ContainerDep, DbSession
 from tidings.core.errors import BadRequest, FieldError, OAuthError, UnsupportedMediaType
 from tidings.core.requestid import current_client_ip
+from tidings.mfa.service import check_sign_in
 
 router = APIRouter(tags=["auth"])
 _token_request: TypeAdapter[Any] = TypeAdapter(TokenRequest)
@@ -94,8 +96,20 @@ async def token(
     if isinstance(grant, PasswordGrant):
         pair = await password_login(session, container, grant, ttl)
     elif isinstance(grant, AuthorizationCodeGrant):
+        otp = grant.otp
+
+        async def second_factor(user: User) -> None:
+            assert container.oauth is not None
+            await check_sign_in(session, container.settings, container.oauth.cipher, user, otp)
+
         pair = await redeem_login_code(
-            session, container.signer, grant.code, grant.code_verifier, grant.redirect_uri, ttl
+            session,
+            container.signer,
+            grant.code,
+            grant.code_verifier,
+            grant.redirect_uri,
+            ttl,
+            second_factor,
         )
     else:
         await container.limiter.enforce("token_refresh", current_client_ip() or "unknown")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tidings.accounts.models import User
 from tidings.auth import service
 from tidings.auth.schemas import PasswordGrant
 from tidings.core.container import Container
 from tidings.core.errors import RateLimited
 from tidings.core.requestid import current_client_ip
+from tidings.mfa.service import check_sign_in
 
 
 def _account_key(login: str) -> str:
@@ -39,6 +41,12 @@ async def password_login(
             f"try again in {exc.extra.get('retry_after')} s."
         )
         raise
+
+    async def second_factor(user: User) -> None:
+        assert container.oauth is not None
+        await check_sign_in(session, container.settings, container.oauth.cipher, user, grant.otp)
+
+    # a wrong one-time code is a failed attempt too: counted above, like a wrong password
     pair = await service.password_grant(
         session,
         container.hasher,
@@ -47,6 +55,7 @@ async def password_login(
         grant.password,
         refresh_ttl,
         container.keys.secret_key,
+        second_factor,
     )
     await limiter.reset("login_lockout", lock_key)
     return pair

@@ -29,11 +29,15 @@ class _Form(BaseModel):
         return reject_nul(value)
 
 
+Otp = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+
+
 class PasswordGrant(_Form):
     grant_type: Literal["password"]
     username: Login
     password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     scope: Annotated[str, StringConstraints(max_length=200)] | None = None
+    otp: Otp | None = None  # two-step sign-in: the authenticator's code or a recovery code
 
 
 class RefreshGrant(_Form):
@@ -51,6 +55,7 @@ class AuthorizationCodeGrant(_Form):
         Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9\-._~]{43,128}$")] | None
     ) = None
     redirect_uri: Annotated[str, StringConstraints(max_length=2048)] | None = None
+    otp: Otp | None = None  # two-step sign-in, as for the password grant
 
 
 TokenRequest = Annotated[

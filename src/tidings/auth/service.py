@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -28,6 +29,9 @@ from tidings.posts.repository import PostRepository
 
 BAD_CREDENTIALS = "Invalid username or password."
 BAD_REFRESH = "The refresh token is invalid, expired or revoked."
+
+# checks two-step sign-in for the account whose first factor held (raises OAuthError)
+SecondFactor = Callable[[User], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,10 @@ async def password_grant(
     password: str,
     refresh_ttl: int,
     audit_key: bytes,
+    second_factor: SecondFactor | None = None,
 ) -> TokenPair:
+    """Sign in with a password; ``second_factor`` checks two-step sign-in once the password
+    held (:func:`tidings.mfa.service.check_sign_in`)."""
     user = await UserRepository(session).by_login(login)
     valid, rehashed = await hasher.verify(password, user.password_hash if user else None)
     if user is None or not valid:
@@ -135,6 +142,8 @@ async def password_grant(
         raise OAuthError("invalid_grant", BAD_CREDENTIALS, keep_changes=True)
     if user.suspended:
         raise OAuthError("invalid_grant", "The account is suspended.")
+    if second_factor is not None:
+        await second_factor(user)
     if rehashed:
         user.password_hash = rehashed
     auth_session = await AuthRepository(session).new_session(user.id)

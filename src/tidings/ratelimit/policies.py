@@ -47,6 +47,7 @@ DEFAULT_POLICIES: dict[str, Policy] = {
         Policy("session_end", "20/hour", "session", fail_closed=True),
         Policy("identity_change", "20/hour", "session", fail_closed=True),
         Policy("step_up", "20/hour", "session", fail_closed=True),
+        Policy("mfa_change", "10/hour", "session", fail_closed=True),
         Policy("account_export", "10/hour", "user"),
         Policy("password_reset", "10/hour", "ip", fail_closed=True),
         Policy("recovery_confirm", "30/hour", "ip", fail_closed=True),

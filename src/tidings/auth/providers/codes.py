@@ -17,7 +17,7 @@ from tidings.audit.service import AuditAction, record_audit
 from tidings.auth.providers.models import OAuthAuthorization, OAuthLoginCode
 from tidings.auth.providers.repository import ProviderRepository
 from tidings.auth.repository import AuthRepository
-from tidings.auth.service import TokenPair, open_session
+from tidings.auth.service import SecondFactor, TokenPair, open_session
 from tidings.core.db import utcnow
 from tidings.core.errors import OAuthError
 from tidings.core.security import TokenSigner, hash_token
@@ -73,9 +73,12 @@ async def redeem_login_code(
     code_verifier: str | None,
     redirect_uri: str | None,
     refresh_ttl: int,
+    second_factor: SecondFactor | None = None,
 ) -> TokenPair:
     """Exchange a login code for tokens. A second use revokes the session the first one
-    started (RFC 6749 10.5), and that revocation is committed though the request fails."""
+    started (RFC 6749 10.5), and that revocation is committed though the request fails.
+    ``second_factor`` checks two-step sign-in: a missing code leaves the login code usable
+    (the app asks the user and sends both again within its minute), a wrong one uses it up."""
     repo = ProviderRepository(session)
     row = await repo.login_code(hash_token(code))
     now = utcnow()
@@ -88,12 +91,19 @@ async def redeem_login_code(
     if redirect_uri is not None and redirect_uri != row.redirect_uri:
         raise OAuthError("invalid_grant", "redirect_uri does not match the one this code was for.")
     _check_pkce(row, code_verifier)
-    if not await repo.claim_login_code(row.id, now):
-        await session.refresh(row)
-        await _replayed(session, row, now)
     user = await UserRepository(session).get(row.user_id)
     if user is None or user.suspended:
         raise OAuthError("invalid_grant", BAD_CODE)
+    if second_factor is not None:
+        try:
+            await second_factor(user)
+        except OAuthError as exc:
+            if exc.extra.get("error") != "mfa_required":  # a wrong code: this login is spent
+                await repo.claim_login_code(row.id, now)
+            raise
+    if not await repo.claim_login_code(row.id, now):
+        await session.refresh(row)
+        await _replayed(session, row, now)
     auth_session, pair = await open_session(session, signer, user, refresh_ttl)
     row.session_id = auth_session.id
     await record_audit(

@@ -1,0 +1,270 @@
+"""Two-step sign-in (ASVS 6.3.3): after the password (or a sign-in provider), a code from an
+authenticator app (TOTP, RFC 6238: 6 digits, 30-second steps, one step of clock drift either
+way, each step used once) or one of ten one-time recovery codes.
+
+Turning it on needs the holder's proof and a first code; turning it off the proof and a code.
+Both are mailed to the account's address and audited; turning it on signs the other sessions
+out. An admin can turn it off for someone who lost both authenticator and codes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import datetime
+
+import pyotp
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.accounts.models import User
+from tidings.accounts.schemas import Reauthentication
+from tidings.accounts.service import get_account, named_account, prove_holder
+from tidings.audit.service import AuditAction, record_audit
+from tidings.auth.policy import Principal
+from tidings.auth.providers.crypto import TokenCipher
+from tidings.auth.repository import AuthRepository
+from tidings.core.db import utcnow
+from tidings.core.errors import Conflict, FieldError, NotFound, OAuthError, ValidationFailed
+from tidings.core.security import PasswordHasher, hash_token
+from tidings.mail.service import mail_enabled, queue_mail
+from tidings.mfa.repository import MfaRepository
+from tidings.mfa.schemas import MfaStatus, RecoveryCodes, TotpStarted
+from tidings.ratelimit.limiter import RateLimiter
+from tidings.settings import Settings
+
+ISSUER = "Tidings"
+STEP_SECONDS = 30
+RECOVERY_CODES = 10
+_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read off paper
+
+
+def _matching_step(secret: str, code: str, now: datetime) -> int | None:
+    """The time step whose code ``code`` is (now, or one step either side), or None."""
+    if len(code) != 6 or not code.isdigit():
+        return None
+    totp = pyotp.TOTP(secret, interval=STEP_SECONDS)
+    current = int(now.timestamp()) // STEP_SECONDS
+    for step in (current, current - 1, current + 1):
+        if hmac.compare_digest(totp.at(step * STEP_SECONDS), code):
+            return step
+    return None
+
+
+def _new_recovery_code() -> str:
+    raw = "".join(secrets.choice(_ALPHABET) for _ in range(10))
+    return f"{raw[:5]}-{raw[5:]}"
+
+
+def _recovery_hash(code: str) -> str:
+    return hash_token(code.strip().lower().replace("-", "").replace(" ", ""))
+
+
+def _tell(session: AsyncSession, settings: Settings, user: User, subject: str, what: str) -> None:
+    if mail_enabled(settings):
+        queue_mail(
+            session,
+            user.email,
+            subject,
+            f"{what}\n\nIf it was not you, sign in, change your password and check your "
+            "account's two-step sign-in; if you cannot sign in, reset your password.\n",
+        )
+
+
+async def status(session: AsyncSession, principal: Principal) -> MfaStatus:
+    repo = MfaRepository(session)
+    row = await repo.confirmed(principal.user_id)
+    return MfaStatus(
+        enabled=row is not None,
+        enabled_at=row.confirmed_at if row is not None else None,
+        recovery_codes_left=await repo.codes_left(principal.user_id) if row is not None else 0,
+    )
+
+
+async def start_totp(
+    session: AsyncSession,
+    cipher: TokenCipher,
+    hasher: PasswordHasher,
+    limiter: RateLimiter,
+    principal: Principal,
+    proof: Reauthentication,
+) -> TotpStarted:
+    """A new secret for an authenticator app; nothing changes at sign-in until a code from
+    it confirms it (:func:`confirm_totp`). Starting again replaces a pending one."""
+    user = await get_account(session, principal.user_id, for_update=True)
+    repo = MfaRepository(session)
+    if await repo.confirmed(user.id) is not None:
+        raise Conflict(
+            "Two-step sign-in is already on; turn it off first to use another authenticator."
+        )
+    await prove_holder(session, hasher, limiter, principal, user, proof, "turn on two-step sign-in")
+    secret = pyotp.random_base32()
+    await repo.start(user.id, cipher.encrypt(secret), utcnow())
+    uri = pyotp.TOTP(secret, interval=STEP_SECONDS).provisioning_uri(
+        name=user.username, issuer_name=ISSUER
+    )
+    return TotpStarted(
+        secret=secret,
+        otpauth_uri=uri,
+        detail="Add it to an authenticator app, then send a code it shows to "
+        "POST /api/v1/me/mfa/totp/confirm.",
+    )
+
+
+async def confirm_totp(
+    session: AsyncSession,
+    settings: Settings,
+    cipher: TokenCipher,
+    principal: Principal,
+    code: str,
+) -> RecoveryCodes:
+    """The first code from the authenticator turns two-step sign-in on: the recovery codes
+    (shown once), the other sessions signed out, the address told."""
+    user = await get_account(session, principal.user_id, for_update=True)
+    repo = MfaRepository(session)
+    row = await repo.totp(user.id)
+    if row is None:
+        raise Conflict("Start with POST /api/v1/me/mfa/totp: there is no authenticator to confirm.")
+    if row.confirmed_at is not None:
+        raise Conflict("Two-step sign-in is already on.")
+    now = utcnow()
+    step = _matching_step(cipher.decrypt(row.secret_encrypted), code, now)
+    if step is None or not await repo.use_step(user.id, step):
+        raise ValidationFailed(
+            "The code does not match: check the authenticator's clock and try the next one.",
+            errors=[FieldError(loc=["body", "code"], msg="does not match")],
+        )
+    await repo.confirm(user.id, now)
+    codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
+    await repo.replace_codes(user.id, [_recovery_hash(c) for c in codes])
+    await AuthRepository(session).revoke_others(user.id, principal.session_id, "mfa_enabled")
+    await record_audit(
+        session, AuditAction.MFA_ENABLED, actor_id=user.id, target_type="user", target_id=user.id
+    )
+    _tell(
+        session,
+        settings,
+        user,
+        "Two-step sign-in was turned on",
+        f"Signing in to @{user.username} now also asks for a code from an authenticator app; "
+        "every other session was signed out.",
+    )
+    return RecoveryCodes(recovery_codes=codes)
+
+
+async def second_factor(
+    session: AsyncSession, cipher: TokenCipher, user_id: int, code: str, now: datetime
+) -> str | None:
+    """Which second factor ``code`` is for the account — ``"totp"`` (a step not used yet) or
+    ``"recovery"`` (a code not used yet, used up now) — or None."""
+    repo = MfaRepository(session)
+    row = await repo.confirmed(user_id)
+    if row is None:
+        return None
+    step = _matching_step(cipher.decrypt(row.secret_encrypted), code, now)
+    if step is not None:
+        return "totp" if await repo.use_step(user_id, step) else None
+    if await repo.use_code(user_id, _recovery_hash(code), now):
+        return "recovery"
+    return None
+
+
+async def turn_off(
+    session: AsyncSession,
+    settings: Settings,
+    cipher: TokenCipher,
+    hasher: PasswordHasher,
+    limiter: RateLimiter,
+    principal: Principal,
+    proof: Reauthentication,
+    code: str,
+) -> None:
+    user = await get_account(session, principal.user_id, for_update=True)
+    if await MfaRepository(session).confirmed(user.id) is None:
+        raise NotFound("Two-step sign-in is not on.")
+    await prove_holder(
+        session, hasher, limiter, principal, user, proof, "turn off two-step sign-in"
+    )
+    if await second_factor(session, cipher, user.id, code, utcnow()) is None:
+        raise ValidationFailed(
+            "The code does not match (or was used already).",
+            errors=[FieldError(loc=["body", "code"], msg="does not match")],
+        )
+    await _remove(session, settings, user, actor_id=user.id)
+
+
+async def admin_turn_off(
+    session: AsyncSession, settings: Settings, actor: Principal, username: str
+) -> None:
+    """For someone who lost both the authenticator and the recovery codes (checked by the
+    operators some other way): audited, and the address told."""
+    user = await named_account(session, username, for_update=True)
+    if await MfaRepository(session).confirmed(user.id) is None:
+        raise NotFound(f"Two-step sign-in is not on for @{user.username}.")
+    await _remove(session, settings, user, actor_id=actor.user_id)
+
+
+async def _remove(session: AsyncSession, settings: Settings, user: User, actor_id: int) -> None:
+    await MfaRepository(session).remove(user.id)
+    await record_audit(
+        session,
+        AuditAction.MFA_DISABLED,
+        actor_id=actor_id,
+        target_type="user",
+        target_id=user.id,
+        by="admin" if actor_id != user.id else "self",
+    )
+    _tell(
+        session,
+        settings,
+        user,
+        "Two-step sign-in was turned off",
+        f"Signing in to @{user.username} no longer asks for a code from an authenticator app"
+        + (" (turned off by an administrator)." if actor_id != user.id else "."),
+    )
+
+
+async def recovery_code_used(session: AsyncSession, settings: Settings, user: User) -> None:
+    """A sign-in used a recovery code: the address is told, with how many are left."""
+    left = await MfaRepository(session).codes_left(user.id)
+    _tell(
+        session,
+        settings,
+        user,
+        "A recovery code was used to sign in",
+        f"@{user.username} was signed in to with a recovery code; {left} are left.",
+    )
+
+
+async def check_sign_in(
+    session: AsyncSession, settings: Settings, cipher: TokenCipher, user: User, otp: str | None
+) -> None:
+    """At sign-in (the password grant, a provider's login code), once the first factor held:
+    an account with two-step sign-in on needs ``otp`` too. Missing: ``mfa_required`` (nothing
+    used up). Wrong or used already: ``invalid_grant``, audited (committed with the refusal)."""
+    if await MfaRepository(session).confirmed(user.id) is None:
+        return
+    if otp is None:
+        raise OAuthError(
+            "mfa_required",
+            "This account has two-step sign-in: send the code its authenticator app shows "
+            "(or a recovery code) as otp, with the rest of this request.",
+        )
+    used = await second_factor(session, cipher, user.id, otp.strip(), utcnow())
+    if used is None:
+        await record_audit(
+            session, AuditAction.MFA_FAILED, actor_id=user.id, target_type="user", target_id=user.id
+        )
+        raise OAuthError(
+            "invalid_grant",
+            "The one-time code does not match, or was used already.",
+            keep_changes=True,
+        )
+    if used == "recovery":
+        await record_audit(
+            session,
+            AuditAction.MFA_RECOVERY_USED,
+            actor_id=user.id,
+            target_type="user",
+            target_id=user.id,
+        )
+        await recovery_code_used(session, settings, user)
