@@ -37,6 +37,7 @@ RELAXED_POLICIES = (
     "identity_change",
     "step_up",
     "mfa_change",
+    "mfa_lockout",
     "reauth_lockout",
     "account_export",
     "password_reset",

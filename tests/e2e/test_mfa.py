@@ -12,9 +12,10 @@ from typing import Any
 import httpx2
 import pyotp
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from tests.conftest import make_settings
+from tests.e2e.test_rate_limits import _within_one_window, limited_client
 from tests.oidc.flows import audit_actions, mail_subjects
 from tests.support.api import (
     DEFAULT_PASSWORD,
@@ -179,3 +180,51 @@ async def test_deleting_the_account_drops_its_authenticator(
                 select(func.count()).select_from(table).where(table.user_id == int(dee.user_id))
             )
             assert left == 0, table.__tablename__
+
+
+async def test_odd_codes_are_refusals_not_errors(client: httpx2.AsyncClient) -> None:
+    """Digits of other scripts pass str.isdigit(): they are wrong codes, not a crash."""
+    eve = await sign_up(client, "eve")
+    totp, _codes = await _turn_on(client, eve)
+    for i, odd in enumerate(("١٢٣٤٥٦", "²³⁴⁵⁶⁷", "12345٦", "abcdef", "12 34 5")):
+        if i < 3:  # the sign-in lockout allows five failures: the right code comes after
+            refused = await client.post("/api/v1/auth/token", data=_grant("eve", otp=odd))
+            assert assert_problem(refused, 400)["error"] == "invalid_grant", odd
+        off = {"password": DEFAULT_PASSWORD, "code": odd}
+        assert_problem(await client.request("DELETE", MFA, json=off, headers=eve.headers), 422)
+    spaced = _next_code(totp)
+    spaced = f"{spaced[:3]} {spaced[3:]}"  # as an app shows it
+    signed = await client.post("/api/v1/auth/token", data=_grant("eve", otp=spaced))
+    assert signed.status_code == 200, signed.text
+
+
+async def test_an_unreadable_secret_leaves_the_recovery_codes(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    """Encryption keys changed without the old one: the authenticator's codes no longer work
+    (refused, not a 500), recovery codes still do, and the holder can turn it off."""
+    fay = await sign_up(client, "fay")
+    totp, codes = await _turn_on(client, fay)
+    async with container.db.unit_of_work() as session:
+        await session.execute(update(MfaTotp).values(secret_encrypted="sealed-by-a-lost-key"))
+    lost = await client.post("/api/v1/auth/token", data=_grant("fay", otp=_next_code(totp)))
+    assert assert_problem(lost, 400)["error"] == "invalid_grant"
+    rescued = await client.post("/api/v1/auth/token", data=_grant("fay", otp=codes[0]))
+    assert rescued.status_code == 200, rescued.text
+    off = {"password": DEFAULT_PASSWORD, "code": codes[1]}
+    assert (await client.request("DELETE", MFA, json=off, headers=fay.headers)).status_code == 204
+
+
+async def test_wrong_codes_lock_the_second_step_per_account(
+    tmp_path: Path, database_url: str
+) -> None:
+    await _within_one_window(15 * 60)
+    limits = {"mfa_lockout": "3/15 minutes"}
+    async with limited_client(tmp_path, database_url, rate_limits=limits) as client:
+        gus = await sign_up(client, "gus")
+        _totp, codes = await _turn_on(client, gus)
+        for i in range(3):  # bounded
+            wrong = await client.post("/api/v1/auth/token", data=_grant("gus", otp=f"00000{i}"))
+            assert assert_problem(wrong, 400)["error"] == "invalid_grant"
+        locked = await client.post("/api/v1/auth/token", data=_grant("gus", otp=codes[0]))
+        assert "wrong one-time codes" in assert_problem(locked, 429)["detail"]

@@ -99,8 +99,7 @@ async def token(
         otp = grant.otp
 
         async def second_factor(user: User) -> None:
-            assert container.oauth is not None
-            await check_sign_in(session, container.settings, container.oauth.cipher, user, otp)
+            await check_sign_in(session, container, user, otp)
 
         pair = await redeem_login_code(
             session,

@@ -43,8 +43,7 @@ async def password_login(
         raise
 
     async def second_factor(user: User) -> None:
-        assert container.oauth is not None
-        await check_sign_in(session, container.settings, container.oauth.cipher, user, grant.otp)
+        await check_sign_in(session, container, user, grant.otp)
 
     # a wrong one-time code is a failed attempt too: counted above, like a wrong password
     pair = await service.password_grant(

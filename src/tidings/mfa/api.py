@@ -9,15 +9,22 @@ from fastapi import APIRouter, Depends, Path, Response
 from tidings.accounts.schemas import USERNAME_PATTERN, Reauthentication
 from tidings.auth.deps import limit, require
 from tidings.auth.policy import Permission, Principal
+from tidings.auth.providers.crypto import TokenCipher
+from tidings.core.container import Container
 from tidings.core.deps import ContainerDep, DbSession
 from tidings.mfa import service
 from tidings.mfa.schemas import MfaOff, MfaStatus, RecoveryCodes, TotpConfirm, TotpStarted
+from tidings.mfa.service import cipher_for
 
 router = APIRouter(prefix="/api/v1", tags=["two-step sign-in"])
 SelfReader = Annotated[Principal, Depends(require(Permission.SELF_READ))]
 SelfWriter = Annotated[Principal, Depends(require(Permission.SELF_WRITE))]
 Admin = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
 UsernamePath = Annotated[str, Path(pattern=USERNAME_PATTERN, max_length=30)]
+
+
+def _cipher(container: Container) -> TokenCipher:
+    return cipher_for(container.settings, container.keys.secret_key)
 
 
 @router.get("/me/mfa", response_model=MfaStatus, summary="Whether two-step sign-in is on")
@@ -35,9 +42,13 @@ async def mfa_status(principal: SelfReader, session: DbSession) -> MfaStatus:
 async def start_totp(
     body: Reauthentication, principal: SelfWriter, session: DbSession, container: ContainerDep
 ) -> TotpStarted:
-    assert container.oauth is not None
     return await service.start_totp(
-        session, container.oauth.cipher, container.hasher, container.limiter, principal, body
+        session,
+        _cipher(container),
+        container.hasher,
+        container.limiter,
+        principal,
+        body,
     )
 
 
@@ -51,9 +62,12 @@ async def start_totp(
 async def confirm_totp(
     body: TotpConfirm, principal: SelfWriter, session: DbSession, container: ContainerDep
 ) -> RecoveryCodes:
-    assert container.oauth is not None
     return await service.confirm_totp(
-        session, container.settings, container.oauth.cipher, principal, body.code
+        session,
+        container.settings,
+        _cipher(container),
+        principal,
+        body.code,
     )
 
 
@@ -66,11 +80,10 @@ async def confirm_totp(
 async def turn_off(
     body: MfaOff, principal: SelfWriter, session: DbSession, container: ContainerDep
 ) -> Response:
-    assert container.oauth is not None
     await service.turn_off(
         session,
         container.settings,
-        container.oauth.cipher,
+        _cipher(container),
         container.hasher,
         container.limiter,
         principal,

@@ -9,11 +9,15 @@ out. An admin can turn it off for someone who lost both authenticator and codes.
 
 from __future__ import annotations
 
+import base64
 import hmac
+import re
 import secrets
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import pyotp
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
@@ -21,10 +25,17 @@ from tidings.accounts.schemas import Reauthentication
 from tidings.accounts.service import get_account, named_account, prove_holder
 from tidings.audit.service import AuditAction, record_audit
 from tidings.auth.policy import Principal
-from tidings.auth.providers.crypto import TokenCipher
+from tidings.auth.providers.crypto import TokenCipher, derive_key
 from tidings.auth.repository import AuthRepository
 from tidings.core.db import utcnow
-from tidings.core.errors import Conflict, FieldError, NotFound, OAuthError, ValidationFailed
+from tidings.core.errors import (
+    Conflict,
+    FieldError,
+    NotFound,
+    OAuthError,
+    RateLimited,
+    ValidationFailed,
+)
 from tidings.core.security import PasswordHasher, hash_token
 from tidings.mail.service import mail_enabled, queue_mail
 from tidings.mfa.repository import MfaRepository
@@ -32,15 +43,48 @@ from tidings.mfa.schemas import MfaStatus, RecoveryCodes, TotpStarted
 from tidings.ratelimit.limiter import RateLimiter
 from tidings.settings import Settings
 
+if TYPE_CHECKING:
+    from tidings.core.container import Container
+
+log = structlog.get_logger(__name__)
 ISSUER = "Tidings"
 STEP_SECONDS = 30
 RECOVERY_CODES = 10
+LOCKOUT = "mfa_lockout"
 _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read off paper
 
 
-def _matching_step(secret: str, code: str, now: datetime) -> int | None:
+_SIX_DIGITS = re.compile(r"[0-9]{6}")
+
+
+def cipher_for(settings: Settings, secret_key: bytes) -> TokenCipher:
+    """Encrypts with the first of ``TIDINGS_TOKEN_ENCRYPTION_KEYS`` when set, and always also
+    opens what a key derived from the app secret sealed (enabling sign-in providers later,
+    which makes those keys required, must not lock every authenticator out)."""
+    derived = base64.urlsafe_b64encode(derive_key(secret_key, "tidings provider-token encryption"))
+    configured = settings.token_encryption_keys
+    keys = (
+        [k.strip().encode() for k in configured.get_secret_value().split(",") if k.strip()]
+        if configured is not None
+        else []
+    )
+    return TokenCipher([*keys, derived])
+
+
+def _secret(cipher: TokenCipher, sealed: str, user_id: int) -> str | None:
+    """The authenticator's secret, or None when no configured key opens it (keys rotated
+    without it): recovery codes and an admin still get the holder in."""
+    try:
+        return cipher.decrypt(sealed)
+    except ValueError:
+        log.warning("mfa_secret_unreadable", user_id=user_id)
+        return None
+
+
+def _matching_step(secret: str | None, code: str, now: datetime) -> int | None:
     """The time step whose code ``code`` is (now, or one step either side), or None."""
-    if len(code) != 6 or not code.isdigit():
+    code = code.replace(" ", "")
+    if secret is None or not _SIX_DIGITS.fullmatch(code):
         return None
     totp = pyotp.TOTP(secret, interval=STEP_SECONDS)
     current = int(now.timestamp()) // STEP_SECONDS
@@ -127,7 +171,10 @@ async def confirm_totp(
     if row.confirmed_at is not None:
         raise Conflict("Two-step sign-in is already on.")
     now = utcnow()
-    step = _matching_step(cipher.decrypt(row.secret_encrypted), code, now)
+    secret = _secret(cipher, row.secret_encrypted, user.id)
+    if secret is None:
+        raise Conflict("This authenticator can no longer be read; start again.")
+    step = _matching_step(secret, code, now)
     if step is None or not await repo.use_step(user.id, step):
         raise ValidationFailed(
             "The code does not match: check the authenticator's clock and try the next one.",
@@ -160,7 +207,7 @@ async def second_factor(
     row = await repo.confirmed(user_id)
     if row is None:
         return None
-    step = _matching_step(cipher.decrypt(row.secret_encrypted), code, now)
+    step = _matching_step(_secret(cipher, row.secret_encrypted, user_id), code, now)
     if step is not None:
         return "totp" if await repo.use_step(user_id, step) else None
     if await repo.use_code(user_id, _recovery_hash(code), now):
@@ -231,12 +278,12 @@ async def recovery_code_used(session: AsyncSession, settings: Settings, user: Us
         settings,
         user,
         "A recovery code was used to sign in",
-        f"@{user.username} was signed in to with a recovery code; {left} are left.",
+        f"@{user.username} was signed in to with a recovery code; recovery codes left: {left}.",
     )
 
 
 async def check_sign_in(
-    session: AsyncSession, settings: Settings, cipher: TokenCipher, user: User, otp: str | None
+    session: AsyncSession, container: Container, user: User, otp: str | None
 ) -> None:
     """At sign-in (the password grant, a provider's login code), once the first factor held:
     an account with two-step sign-in on needs ``otp`` too. Missing: ``mfa_required`` (nothing
@@ -249,7 +296,22 @@ async def check_sign_in(
             "This account has two-step sign-in: send the code its authenticator app shows "
             "(or a recovery code) as otp, with the rest of this request.",
         )
+    # per account, across both grants and every client: whoever gets this far has the first
+    # factor (or the provider account); counted before the check, the 15 minutes forgiven
+    # after a right code (as the re-authentication lockout)
+    key, limiter = str(user.id), container.limiter
+    try:
+        await limiter.enforce(LOCKOUT, key)
+    except RateLimited as exc:
+        exc.detail = (
+            "Too many wrong one-time codes for this account; "
+            f"try again in {exc.extra.get('retry_after')} s."
+        )
+        raise
+    cipher = cipher_for(container.settings, container.keys.secret_key)
     used = await second_factor(session, cipher, user.id, otp.strip(), utcnow())
+    if used is not None:
+        await limiter.reset(LOCKOUT, key, shortest_only=True)
     if used is None:
         await record_audit(
             session, AuditAction.MFA_FAILED, actor_id=user.id, target_type="user", target_id=user.id
@@ -267,4 +329,4 @@ async def check_sign_in(
             target_type="user",
             target_id=user.id,
         )
-        await recovery_code_used(session, settings, user)
+        await recovery_code_used(session, container.settings, user)

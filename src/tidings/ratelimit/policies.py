@@ -48,6 +48,8 @@ DEFAULT_POLICIES: dict[str, Policy] = {
         Policy("identity_change", "20/hour", "session", fail_closed=True),
         Policy("step_up", "20/hour", "session", fail_closed=True),
         Policy("mfa_change", "10/hour", "session", fail_closed=True),
+        # wrong one-time codes of two-step sign-in, per account (src/tidings/mfa/service.py)
+        Policy("mfa_lockout", "5/15 minutes;10/hour;20/day", "account", fail_closed=True),
         Policy("account_export", "10/hour", "user"),
         Policy("password_reset", "10/hour", "ip", fail_closed=True),
         Policy("recovery_confirm", "30/hour", "ip", fail_closed=True),
