@@ -118,10 +118,10 @@ async def password_grant(
     password: str,
     refresh_ttl: int,
     audit_key: bytes,
-    second_factor: SecondFactor | None = None,
+    second_factor: SecondFactor,
 ) -> TokenPair:
     """Sign in with a password; ``second_factor`` checks two-step sign-in once the password
-    held (:func:`tidings.mfa.service.check_sign_in`)."""
+    held (:func:`tidings.mfa.service.check_sign_in`; required, so that no caller forgets)."""
     user = await UserRepository(session).by_login(login)
     valid, rehashed = await hasher.verify(password, user.password_hash if user else None)
     if user is None or not valid:
@@ -142,8 +142,7 @@ async def password_grant(
         raise OAuthError("invalid_grant", BAD_CREDENTIALS, keep_changes=True)
     if user.suspended:
         raise OAuthError("invalid_grant", "The account is suspended.")
-    if second_factor is not None:
-        await second_factor(user)
+    await second_factor(user)
     if rehashed:
         user.password_hash = rehashed
     auth_session = await AuthRepository(session).new_session(user.id)

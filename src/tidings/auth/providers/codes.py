@@ -73,7 +73,7 @@ async def redeem_login_code(
     code_verifier: str | None,
     redirect_uri: str | None,
     refresh_ttl: int,
-    second_factor: SecondFactor | None = None,
+    second_factor: SecondFactor,
 ) -> TokenPair:
     """Exchange a login code for tokens. A second use revokes the session the first one
     started (RFC 6749 10.5), and that revocation is committed though the request fails.
@@ -94,13 +94,12 @@ async def redeem_login_code(
     user = await UserRepository(session).get(row.user_id)
     if user is None or user.suspended:
         raise OAuthError("invalid_grant", BAD_CODE)
-    if second_factor is not None:
-        try:
-            await second_factor(user)
-        except OAuthError as exc:
-            if exc.extra.get("error") != "mfa_required":  # a wrong code: this login is spent
-                await repo.claim_login_code(row.id, now)
-            raise
+    try:
+        await second_factor(user)
+    except OAuthError as exc:
+        if exc.extra.get("error") != "mfa_required":  # a wrong code: this login is spent
+            await repo.claim_login_code(row.id, now)
+        raise
     if not await repo.claim_login_code(row.id, now):
         await session.refresh(row)
         await _replayed(session, row, now)
