@@ -139,6 +139,7 @@ EXPECTED: dict[Key, Row] = {
     ("POST", "/api/v1/me/mfa/totp"): signed_in(200),
     ("POST", "/api/v1/me/mfa/totp/confirm"): signed_in(200),
     ("DELETE", "/api/v1/me/mfa"): signed_in(204),
+    ("POST", "/api/v1/me/mfa/recovery-codes"): signed_in(200),
     ("DELETE", "/api/v1/admin/users/{username}/mfa"): cells(401, 403, 403, 403, 204),
     # accounts
     ("POST", "/api/v1/accounts"): everyone(201),
@@ -845,6 +846,26 @@ async def _mfa_off(w: World, actor: str) -> Call:
 
     body = {"password": w.passwords[owner], "code": codes[0]}
     return Call("DELETE", "/api/v1/me/mfa", json=body, verify=verify)
+
+
+@scenario("POST", "/api/v1/me/mfa/recovery-codes", "accounts")
+async def _mfa_new_codes(w: World, actor: str) -> Call:
+    """Each actor replaces their own recovery codes (anonymous: the user's), then turns it off
+    again with one of the new ones."""
+    owner = "user" if actor == "anonymous" else actor
+    codes = await mfa_on(w, owner)
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        fresh = response.json().get("recovery_codes", []) if response.status_code < 300 else []
+        last = fresh[0] if fresh else codes[1]
+        body = {"password": w.passwords[owner], "code": last}
+        await w.ok(owner, "DELETE", "/api/v1/me/mfa", json=body)
+        if response.status_code >= 300:
+            return []
+        return check(len(fresh) == 10 and not set(fresh) & set(codes), f"{actor}: {fresh}")
+
+    body = {"password": w.passwords[owner], "code": codes[0]}
+    return Call("POST", "/api/v1/me/mfa/recovery-codes", json=body, verify=verify)
 
 
 @scenario("DELETE", "/api/v1/admin/users/{username}/mfa", "accounts")

@@ -228,3 +228,28 @@ async def test_wrong_codes_lock_the_second_step_per_account(
             assert assert_problem(wrong, 400)["error"] == "invalid_grant"
         locked = await client.post("/api/v1/auth/token", data=_grant("gus", otp=codes[0]))
         assert "wrong one-time codes" in assert_problem(locked, 429)["detail"]
+
+
+async def test_new_recovery_codes_replace_the_old_ones(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    hal = await sign_up(client, "hal")
+    totp, old = await _turn_on(client, hal)
+    url = f"{MFA}/recovery-codes"
+    wrong = {"password": DEFAULT_PASSWORD, "code": "abcde-fghjk"}
+    refused = await client.post(url, json=wrong, headers=hal.headers)
+    assert assert_problem(refused, 422)["errors"][0]["loc"] == ["body", "code"]
+    no_proof = await client.post(url, json={"code": old[0]}, headers=hal.headers)
+    assert_problem(no_proof, 422)
+    body = {"password": DEFAULT_PASSWORD, "code": _next_code(totp)}
+    made = await client.post(url, json=body, headers=hal.headers)
+    assert made.status_code == 200, made.text
+    new = made.json()["recovery_codes"]
+    assert len(new) == 10
+    assert not set(new) & set(old)
+    stale = await client.post("/api/v1/auth/token", data=_grant("hal", otp=old[1]))
+    assert assert_problem(stale, 400)["error"] == "invalid_grant"
+    fresh = await client.post("/api/v1/auth/token", data=_grant("hal", otp=new[0]))
+    assert fresh.status_code == 200, fresh.text
+    assert "account:mfa_recovery_codes_replaced" in await audit_actions(container, int(hal.user_id))
+    assert "New recovery codes were made" in await mail_subjects(container, "hal@example.com")

@@ -52,6 +52,7 @@ class AuditAction(StrEnum):
     MFA_RECOVERY_USED = "auth:mfa_recovery_code_used"
     MFA_ENABLED = "account:mfa_enabled"
     MFA_DISABLED = "account:mfa_disabled"
+    MFA_CODES_REPLACED = "account:mfa_recovery_codes_replaced"
     REFRESH_REUSE = "auth:refresh_reuse_detected"
     PASSWORD_CHANGED = "account:password_changed"  # noqa: S105 (an action name)
     ACCOUNT_REGISTERED = "account:registered"

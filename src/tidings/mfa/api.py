@@ -93,6 +93,27 @@ async def turn_off(
     return Response(status_code=204)
 
 
+@router.post(
+    "/me/mfa/recovery-codes",
+    response_model=RecoveryCodes,
+    summary="Ten new recovery codes for the old ones (with your password and a code)",
+    dependencies=[Depends(limit("mfa_change"))],
+)
+async def new_recovery_codes(
+    body: MfaOff, principal: SelfWriter, session: DbSession, container: ContainerDep
+) -> RecoveryCodes:
+    return await service.new_recovery_codes(
+        session,
+        container.settings,
+        _cipher(container),
+        container.hasher,
+        container.limiter,
+        principal,
+        body,
+        body.code,
+    )
+
+
 @router.delete(
     "/admin/users/{username}/mfa",
     status_code=204,

@@ -29,7 +29,8 @@ class RecoveryCodes(BaseModel):
 
 
 class MfaOff(Reauthentication):
-    """The holder's proof, and a code from the authenticator (or a recovery code)."""
+    """The holder's proof, and a code from the authenticator (or a recovery code): to turn
+    two-step sign-in off, or to replace the recovery codes."""
 
     code: OneTimeCode
 

@@ -239,6 +239,48 @@ async def turn_off(
     await _remove(session, settings, user, actor_id=user.id)
 
 
+async def new_recovery_codes(
+    session: AsyncSession,
+    settings: Settings,
+    cipher: TokenCipher,
+    hasher: PasswordHasher,
+    limiter: RateLimiter,
+    principal: Principal,
+    proof: Reauthentication,
+    code: str,
+) -> RecoveryCodes:
+    """Ten new recovery codes for the old ones (used up, or seen by someone): the holder's
+    proof and a code (the authenticator's, or one of the old recovery codes)."""
+    user = await get_account(session, principal.user_id, for_update=True)
+    repo = MfaRepository(session)
+    if await repo.confirmed(user.id) is None:
+        raise NotFound("Two-step sign-in is not on.")
+    await prove_holder(session, hasher, limiter, principal, user, proof, "get new recovery codes")
+    if await second_factor(session, cipher, user.id, code, utcnow()) is None:
+        raise ValidationFailed(
+            "The code does not match (or was used already).",
+            errors=[FieldError(loc=["body", "code"], msg="does not match")],
+        )
+    codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
+    await repo.replace_codes(user.id, [_recovery_hash(c) for c in codes])
+    await record_audit(
+        session,
+        AuditAction.MFA_CODES_REPLACED,
+        actor_id=user.id,
+        target_type="user",
+        target_id=user.id,
+    )
+    _tell(
+        session,
+        settings,
+        user,
+        "New recovery codes were made",
+        f"@{user.username} has ten new recovery codes for two-step sign-in; the old ones no "
+        "longer work.",
+    )
+    return RecoveryCodes(recovery_codes=codes)
+
+
 async def admin_turn_off(
     session: AsyncSession, settings: Settings, actor: Principal, username: str
 ) -> None:
