@@ -38,3 +38,19 @@ def queue_mail(
             expires_at=expires_at,
         )
     )
+
+
+def tell_holder(
+    session: AsyncSession, settings: Settings, address: str, subject: str, what: str, check: str
+) -> None:
+    """Mail an account's address that the way into it changed (ASVS 6.3.7), with what to do
+    if it was not them (``check``: what to look at once signed in); nothing without mail."""
+    if not mail_enabled(settings):
+        return
+    queue_mail(
+        session,
+        address,
+        subject,
+        f"{what}\n\nIf it was not you, sign in, {check} and change your password; if you "
+        "cannot sign in, reset your password.\n",
+    )

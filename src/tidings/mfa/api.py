@@ -88,7 +88,6 @@ async def turn_off(
         container.limiter,
         principal,
         body,
-        body.code,
     )
     return Response(status_code=204)
 
@@ -110,7 +109,6 @@ async def new_recovery_codes(
         container.limiter,
         principal,
         body,
-        body.code,
     )
 
 

@@ -37,9 +37,9 @@ from tidings.core.errors import (
     ValidationFailed,
 )
 from tidings.core.security import PasswordHasher, hash_token
-from tidings.mail.service import mail_enabled, queue_mail
+from tidings.mail.service import tell_holder
 from tidings.mfa.repository import MfaRepository
-from tidings.mfa.schemas import MfaStatus, RecoveryCodes, TotpStarted
+from tidings.mfa.schemas import MfaOff, MfaStatus, RecoveryCodes, TotpStarted
 from tidings.ratelimit.limiter import RateLimiter
 from tidings.settings import Settings
 
@@ -104,14 +104,8 @@ def _recovery_hash(code: str) -> str:
 
 
 def _tell(session: AsyncSession, settings: Settings, user: User, subject: str, what: str) -> None:
-    if mail_enabled(settings):
-        queue_mail(
-            session,
-            user.email,
-            subject,
-            f"{what}\n\nIf it was not you, sign in, change your password and check your "
-            "account's two-step sign-in; if you cannot sign in, reset your password.\n",
-        )
+    check = "check your account's two-step sign-in"
+    tell_holder(session, settings, user.email, subject, what, check)
 
 
 async def status(session: AsyncSession, principal: Principal) -> MfaStatus:
@@ -181,8 +175,7 @@ async def confirm_totp(
             errors=[FieldError(loc=["body", "code"], msg="does not match")],
         )
     await repo.confirm(user.id, now)
-    codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
-    await repo.replace_codes(user.id, [_recovery_hash(c) for c in codes])
+    codes = await _fresh_codes(session, user.id)
     await AuthRepository(session).revoke_others(user.id, principal.session_id, "mfa_enabled")
     await record_audit(
         session, AuditAction.MFA_ENABLED, actor_id=user.id, target_type="user", target_id=user.id
@@ -215,6 +208,36 @@ async def second_factor(
     return None
 
 
+async def _holder_with_code(
+    session: AsyncSession,
+    cipher: TokenCipher,
+    hasher: PasswordHasher,
+    limiter: RateLimiter,
+    principal: Principal,
+    body: MfaOff,
+    doing: str,
+) -> User:
+    """The account, locked, once two-step sign-in is on, the holder's proof holds and
+    ``body.code`` is a second factor not used yet (404, or a 422 naming the field)."""
+    user = await get_account(session, principal.user_id, for_update=True)
+    if await MfaRepository(session).confirmed(user.id) is None:
+        raise NotFound("Two-step sign-in is not on.")
+    await prove_holder(session, hasher, limiter, principal, user, body, doing)
+    if await second_factor(session, cipher, user.id, body.code, utcnow()) is None:
+        raise ValidationFailed(
+            "The code does not match (or was used already).",
+            errors=[FieldError(loc=["body", "code"], msg="does not match")],
+        )
+    return user
+
+
+async def _fresh_codes(session: AsyncSession, user_id: int) -> list[str]:
+    """Ten new recovery codes in place of any the account had; only their hashes are kept."""
+    codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
+    await MfaRepository(session).replace_codes(user_id, [_recovery_hash(c) for c in codes])
+    return codes
+
+
 async def turn_off(
     session: AsyncSession,
     settings: Settings,
@@ -222,20 +245,11 @@ async def turn_off(
     hasher: PasswordHasher,
     limiter: RateLimiter,
     principal: Principal,
-    proof: Reauthentication,
-    code: str,
+    body: MfaOff,
 ) -> None:
-    user = await get_account(session, principal.user_id, for_update=True)
-    if await MfaRepository(session).confirmed(user.id) is None:
-        raise NotFound("Two-step sign-in is not on.")
-    await prove_holder(
-        session, hasher, limiter, principal, user, proof, "turn off two-step sign-in"
+    user = await _holder_with_code(
+        session, cipher, hasher, limiter, principal, body, "turn off two-step sign-in"
     )
-    if await second_factor(session, cipher, user.id, code, utcnow()) is None:
-        raise ValidationFailed(
-            "The code does not match (or was used already).",
-            errors=[FieldError(loc=["body", "code"], msg="does not match")],
-        )
     await _remove(session, settings, user, actor_id=user.id)
 
 
@@ -246,23 +260,14 @@ async def new_recovery_codes(
     hasher: PasswordHasher,
     limiter: RateLimiter,
     principal: Principal,
-    proof: Reauthentication,
-    code: str,
+    body: MfaOff,
 ) -> RecoveryCodes:
     """Ten new recovery codes for the old ones (used up, or seen by someone): the holder's
     proof and a code (the authenticator's, or one of the old recovery codes)."""
-    user = await get_account(session, principal.user_id, for_update=True)
-    repo = MfaRepository(session)
-    if await repo.confirmed(user.id) is None:
-        raise NotFound("Two-step sign-in is not on.")
-    await prove_holder(session, hasher, limiter, principal, user, proof, "get new recovery codes")
-    if await second_factor(session, cipher, user.id, code, utcnow()) is None:
-        raise ValidationFailed(
-            "The code does not match (or was used already).",
-            errors=[FieldError(loc=["body", "code"], msg="does not match")],
-        )
-    codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
-    await repo.replace_codes(user.id, [_recovery_hash(c) for c in codes])
+    user = await _holder_with_code(
+        session, cipher, hasher, limiter, principal, body, "get new recovery codes"
+    )
+    codes = await _fresh_codes(session, user.id)
     await record_audit(
         session,
         AuditAction.MFA_CODES_REPLACED,

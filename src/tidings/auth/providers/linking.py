@@ -34,7 +34,7 @@ from tidings.auth.providers.repository import ProviderRepository
 from tidings.auth.providers.usernames import unique_username
 from tidings.core.errors import Conflict, Forbidden, NotFound
 from tidings.core.security import PasswordHasher
-from tidings.mail.service import mail_enabled, queue_mail
+from tidings.mail.service import tell_holder
 from tidings.ratelimit.limiter import RateLimiter
 from tidings.settings import Settings
 
@@ -195,16 +195,9 @@ async def apply_plan(
 def _tell_holder(
     session: AsyncSession, settings: Settings, user: User, subject: str, what: str
 ) -> None:
-    """Mail the account's address that its ways of signing in changed (ASVS 6.3.7)."""
-    if not mail_enabled(settings):
-        return
-    queue_mail(
-        session,
-        user.email,
-        subject,
-        f"{what}\n\nIf it was not you, sign in, check the sign-in methods linked to your "
-        "account and change your password; if you cannot sign in, reset your password.\n",
-    )
+    """Mail the account's address that its ways of signing in changed."""
+    check = "check the sign-in methods linked to your account"
+    tell_holder(session, settings, user.email, subject, what, check)
 
 
 def _refresh(
