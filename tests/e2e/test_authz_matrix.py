@@ -870,7 +870,8 @@ async def _mfa_new_codes(w: World, actor: str) -> Call:
 
 @scenario("DELETE", "/api/v1/admin/users/{username}/mfa", "accounts")
 async def _admin_mfa_off(w: World, actor: str) -> Call:
-    """The user has it on; only an admin turns it off (then the user turns it back off)."""
+    """The user has it on; only an admin turns it off, with the admin's own password (then
+    the user turns it back off)."""
     codes = await mfa_on(w, "user")
 
     async def verify(response: httpx2.Response) -> list[str]:
@@ -882,9 +883,11 @@ async def _admin_mfa_off(w: World, actor: str) -> Call:
             return check(on, f"{actor}'s refused turn-off turned the user's off")
         return check(not on, "the admin's turn-off left the user's on")
 
+    proof = {"password": w.passwords["user" if actor == "anonymous" else actor]}
     return Call(
         "DELETE",
         f"/api/v1/admin/users/{NAMES['user']}/mfa",
+        json=proof,
         verify=verify,
         missing_url=f"/api/v1/admin/users/{NOBODY}/mfa",
     )

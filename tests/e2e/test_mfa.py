@@ -27,6 +27,7 @@ from tests.support.api import (
 )
 from tidings.auth.models import AuthSession
 from tidings.core.container import Container
+from tidings.core.security import hash_token
 from tidings.mfa.models import MfaRecoveryCode, MfaTotp
 from tidings.settings import Settings
 
@@ -153,12 +154,20 @@ async def test_an_admin_turns_it_off_for_a_lost_authenticator(
     await _turn_on(client, cyd)
     await make_admin(container, "root_admin")
     admin = await login(client, "root_admin")
-    refused = await client.delete("/api/v1/admin/users/cyd/mfa", headers=cyd.headers)
+    url, proof = "/api/v1/admin/users/cyd/mfa", {"password": DEFAULT_PASSWORD}
+    refused = await client.request("DELETE", url, json=proof, headers=cyd.headers)
     assert_problem(refused, 403)
-    done = await client.delete("/api/v1/admin/users/cyd/mfa", headers=admin.headers)
+    # a stolen admin token alone strips no one's second step: the admin's own password
+    for body, why in (({}, "field required"), ({"password": "not-it"}, "does not match")):
+        unproven = await client.request("DELETE", url, json=body, headers=admin.headers)
+        error = assert_problem(unproven, 422)["errors"][0]
+        assert (error["loc"], error["msg"]) == (["body", "password"], why), unproven.text
+    assert (await client.get(MFA, headers=cyd.headers)).json()["enabled"] is True
+    done = await client.request("DELETE", url, json=proof, headers=admin.headers)
     assert done.status_code == 204, done.text
     assert (await client.post("/api/v1/auth/token", data=_grant("cyd"))).status_code == 200
-    assert_problem(await client.delete("/api/v1/admin/users/cyd/mfa", headers=admin.headers), 404)
+    again = await client.request("DELETE", url, json=proof, headers=admin.headers)
+    assert_problem(again, 404)
     assert "account:mfa_disabled" in await audit_actions(container, int(admin.user_id))
     assert (await mail_subjects(container, "cyd@example.com"))[-1] == (
         "Two-step sign-in was turned off"
@@ -253,3 +262,30 @@ async def test_new_recovery_codes_replace_the_old_ones(
     assert fresh.status_code == 200, fresh.text
     assert "account:mfa_recovery_codes_replaced" in await audit_actions(container, int(hal.user_id))
     assert "New recovery codes were made" in await mail_subjects(container, "hal@example.com")
+
+
+async def test_recovery_codes_are_kept_salted_and_old_unsalted_sets_still_work(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    """A set of ten shares one random salt and is kept as scrypt, not as the plain SHA-256 a
+    leaked table could be searched against; a set made before salts (SHA-256, no salt) is
+    still accepted, once per code."""
+    ivy = await sign_up(client, "ivy")
+    _totp, codes = await _turn_on(client, ivy)
+    async with container.db.unit_of_work(write=False) as session:
+        rows = (await session.scalars(select(MfaRecoveryCode))).all()
+    assert len(rows) == 10
+    assert len({r.salt for r in rows}) == 1
+    assert rows[0].salt is not None
+    plain = {hash_token(c.replace("-", "")) for c in codes}
+    assert not plain & {r.code_hash for r in rows}
+
+    old = "abcde-fghjk"
+    async with container.db.unit_of_work() as session:
+        session.add(MfaRecoveryCode(user_id=int(ivy.user_id), code_hash=hash_token("abcdefghjk")))
+    signed = await client.post("/api/v1/auth/token", data=_grant("ivy", otp=old))
+    assert signed.status_code == 200, signed.text
+    again = await client.post("/api/v1/auth/token", data=_grant("ivy", otp=old))
+    assert assert_problem(again, 400)["error"] == "invalid_grant"
+    fresh = await client.post("/api/v1/auth/token", data=_grant("ivy", otp=codes[2]))
+    assert fresh.status_code == 200, fresh.text

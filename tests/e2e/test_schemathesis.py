@@ -100,6 +100,7 @@ SEMANTIC_OPERATIONS = {
     "POST /api/v1/me/mfa/totp/confirm": "422",
     "DELETE /api/v1/me/mfa": "422",
     "POST /api/v1/me/mfa/recovery-codes": "422",
+    "DELETE /api/v1/admin/users/{username}/mfa": "422",
     "POST /api/v1/me/email/confirm": "422",
     **{
         f"{method} /api/v1/users/{{username}}/{relation}": "422"

@@ -115,10 +115,17 @@ async def new_recovery_codes(
 @router.delete(
     "/admin/users/{username}/mfa",
     status_code=204,
-    summary="Turn a user's two-step sign-in off (lost authenticator and recovery codes)",
+    summary="Turn a user's two-step sign-in off (lost authenticator and recovery codes; with your "
+    "password)",
 )
 async def admin_turn_off(
-    username: UsernamePath, principal: Admin, session: DbSession, container: ContainerDep
+    username: UsernamePath,
+    body: Reauthentication,
+    principal: Admin,
+    session: DbSession,
+    container: ContainerDep,
 ) -> Response:
-    await service.admin_turn_off(session, container.settings, principal, username)
+    await service.admin_turn_off(
+        session, container.settings, container.hasher, container.limiter, principal, body, username
+    )
     return Response(status_code=204)

@@ -27,11 +27,14 @@ class MfaTotp(Base):
 
 
 class MfaRecoveryCode(Base):
-    """A one-time code for when the authenticator is lost (SHA-256 stored)."""
+    """A one-time code for when the authenticator is lost. Stored as scrypt of the code with
+    ``salt`` (random, one per set of ten: a guess costs one slow hash); rows from before salts
+    (``salt`` NULL) hold SHA-256."""
 
     __tablename__ = "mfa_recovery_codes"
 
     id: Mapped[int] = mapped_column(primary_key=True, default=new_id, autoincrement=False)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    salt: Mapped[str | None] = mapped_column(String(32), default=None)
     used_at: Mapped[datetime | None] = mapped_column(default=None)

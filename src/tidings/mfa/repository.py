@@ -55,12 +55,24 @@ class MfaRepository:
             .execution_options(synchronize_session=False)
         )
 
-    async def replace_codes(self, user_id: int, hashes: list[str]) -> None:
+    async def replace_codes(self, user_id: int, salt: str, hashes: list[str]) -> None:
         await self.session.execute(
             delete(MfaRecoveryCode).where(MfaRecoveryCode.user_id == user_id)
         )
-        self.session.add_all(MfaRecoveryCode(user_id=user_id, code_hash=h) for h in hashes)
+        self.session.add_all(
+            MfaRecoveryCode(user_id=user_id, code_hash=h, salt=salt) for h in hashes
+        )
         await self.session.flush()
+
+    async def code_salts(self, user_id: int) -> list[str | None]:
+        """The salts of the account's unused recovery codes (one set has one; None for a set
+        made before salts)."""
+        stmt = (
+            select(MfaRecoveryCode.salt)
+            .where(MfaRecoveryCode.user_id == user_id, MfaRecoveryCode.used_at.is_(None))
+            .distinct()
+        )
+        return list((await self.session.scalars(stmt)).all())
 
     async def use_code(self, user_id: int, code_hash: str, now: datetime) -> bool:
         """Use a recovery code once."""

@@ -9,7 +9,9 @@ out. An admin can turn it off for someone who lost both authenticator and codes.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
 import hmac
 import re
 import secrets
@@ -55,6 +57,10 @@ _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read off paper
 
 
 _SIX_DIGITS = re.compile(r"[0-9]{6}")
+_RECOVERY_CODE = re.compile(f"[{_ALPHABET}]{{10}}")
+# scrypt (RFC 7914) at n=2**14, r=8: ≈40 ms and 16 MiB a guess on this machine kind; a code
+# has ≈49.5 bits (ten of 31 symbols), below ASVS's 112 for an unsalted hash
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32, "maxmem": 64 * 1024 * 1024}
 
 
 def cipher_for(settings: Settings, secret_key: bytes) -> TokenCipher:
@@ -99,8 +105,17 @@ def _new_recovery_code() -> str:
     return f"{raw[:5]}-{raw[5:]}"
 
 
-def _recovery_hash(code: str) -> str:
-    return hash_token(code.strip().lower().replace("-", "").replace(" ", ""))
+def _recovery_code(code: str) -> str | None:
+    """``code`` as stored (dashes, spaces and case dropped), or None when it cannot be one."""
+    normal = code.strip().lower().replace("-", "").replace(" ", "")
+    return normal if _RECOVERY_CODE.fullmatch(normal) else None
+
+
+def _recovery_hashes(codes: list[str], salt: str | None) -> list[str]:
+    """Slow, salted hashes of normalised codes (None: SHA-256, as sets made before salts)."""
+    if salt is None:
+        return [hash_token(c) for c in codes]
+    return [hashlib.scrypt(c.encode(), salt=bytes.fromhex(salt), **_SCRYPT).hex() for c in codes]
 
 
 def _tell(session: AsyncSession, settings: Settings, user: User, subject: str, what: str) -> None:
@@ -203,8 +218,13 @@ async def second_factor(
     step = _matching_step(_secret(cipher, row.secret_encrypted, user_id), code, now)
     if step is not None:
         return "totp" if await repo.use_step(user_id, step) else None
-    if await repo.use_code(user_id, _recovery_hash(code), now):
-        return "recovery"
+    normal = _recovery_code(code)
+    if normal is None:
+        return None
+    for salt in await repo.code_salts(user_id):
+        (hashed,) = await asyncio.to_thread(_recovery_hashes, [normal], salt)
+        if await repo.use_code(user_id, hashed, now):
+            return "recovery"
     return None
 
 
@@ -234,7 +254,10 @@ async def _holder_with_code(
 async def _fresh_codes(session: AsyncSession, user_id: int) -> list[str]:
     """Ten new recovery codes in place of any the account had; only their hashes are kept."""
     codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
-    await MfaRepository(session).replace_codes(user_id, [_recovery_hash(c) for c in codes])
+    salt = secrets.token_hex(16)
+    normal = [c.replace("-", "") for c in codes]
+    hashes = await asyncio.to_thread(_recovery_hashes, normal, salt)
+    await MfaRepository(session).replace_codes(user_id, salt, hashes)
     return codes
 
 
@@ -287,10 +310,20 @@ async def new_recovery_codes(
 
 
 async def admin_turn_off(
-    session: AsyncSession, settings: Settings, actor: Principal, username: str
+    session: AsyncSession,
+    settings: Settings,
+    hasher: PasswordHasher,
+    limiter: RateLimiter,
+    actor: Principal,
+    proof: Reauthentication,
+    username: str,
 ) -> None:
     """For someone who lost both the authenticator and the recovery codes (checked by the
-    operators some other way): audited, and the address told."""
+    operators some other way): the admin's own proof (a stolen admin token alone must not
+    strip anyone's second step), audited, and the address told."""
+    admin = await get_account(session, actor.user_id)
+    doing = f"turn off two-step sign-in for @{username}"
+    await prove_holder(session, hasher, limiter, actor, admin, proof, doing)
     user = await named_account(session, username, for_update=True)
     if await MfaRepository(session).confirmed(user.id) is None:
         raise NotFound(f"Two-step sign-in is not on for @{user.username}.")
