@@ -115,6 +115,9 @@ def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Set
         # limiting path still runs on every request. tests/e2e/test_rate_limits.py uses the
         # real defaults.
         "rate_limits": {name: "100000/hour" for name in RELAXED_POLICIES},
+        # staff accounts act without two-step sign-in in most suites, which test what roles
+        # may do; tests/e2e/test_staff_mfa.py runs with the default (required)
+        "staff_mfa": "optional",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

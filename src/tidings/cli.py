@@ -257,6 +257,11 @@ def create_admin(
         console.print(f"[red]{exc.detail}[/red]")
         raise typer.Exit(1) from exc
     console.print(f"[green]Created admin[/green] {username} (id {user_id})")
+    if _settings().staff_mfa == "required":
+        console.print(
+            "Its admin powers start once it turns on two-step sign-in "
+            "(POST /api/v1/me/mfa/totp, then /api/v1/me/mfa/totp/confirm; docs/auth.md)."
+        )
 
 
 async def _create_admin(settings: Settings, cmd: object) -> int:

@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     oauth_callback_base_url: str | None = None
     oauth_keep_provider_tokens: bool = True
     token_encryption_keys: SecretStr | None = None
+    # moderators' and admins' powers only with two-step sign-in on (ASVS 4.3.1, docs/auth.md)
+    staff_mfa: Literal["required", "optional"] = "required"
 
     broker: Literal["memory", "redis", "rabbitmq"] = "memory"
     broker_url: str | None = None

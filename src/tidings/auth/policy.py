@@ -40,6 +40,9 @@ class Principal:
     username: str
     role: Role
     session_id: int
+    # the staff role the account holds but cannot use yet: with TIDINGS_STAFF_MFA=required a
+    # moderator or admin without two-step sign-in acts as a user (``role``) until it is on
+    held_role: Role | None = None
 
     @property
     def permissions(self) -> frozenset[Permission]:

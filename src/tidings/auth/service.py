@@ -24,6 +24,7 @@ from tidings.core.security import (
     hash_token,
     new_refresh_token,
 )
+from tidings.mfa.repository import MfaRepository
 from tidings.posts.cache import PROFILE, PROFILE_COLUMNS
 from tidings.posts.repository import PostRepository
 
@@ -41,9 +42,13 @@ class TokenPair:
     expires_in: int
 
 
-async def authenticate(session: AsyncSession, signer: TokenSigner, token: str) -> Principal:
+async def authenticate(
+    session: AsyncSession, signer: TokenSigner, token: str, *, staff_mfa_required: bool
+) -> Principal:
     """Verify an access token and load who it speaks for; the database has the last word on
-    suspension, role and sign-out."""
+    suspension, role and sign-out. With ``staff_mfa_required`` a moderator or admin whose
+    account has no two-step sign-in acts as a user (one more query, for staff only): every
+    check of a staff power, at the route or in a service, then says no."""
     try:
         claims = signer.verify(token)
     except TokenError as exc:
@@ -55,11 +60,16 @@ async def authenticate(session: AsyncSession, signer: TokenSigner, token: str) -
         raise Unauthorized("This session has been signed out.")
     if user["suspended"]:
         raise Unauthorized("The account is suspended.")
+    role, held = Role(user["role"]), None
+    staff = role is not Role.USER and staff_mfa_required
+    if staff and await MfaRepository(session).confirmed(claims.subject) is None:
+        role, held = Role.USER, role
     return Principal(
         user_id=claims.subject,
         username=user["username"],
-        role=Role(user["role"]),
+        role=role,
         session_id=claims.session_id,
+        held_role=held,
     )
 
 

@@ -47,6 +47,12 @@ class Forbidden(AppError):
     status, title, slug = 403, "Forbidden", "forbidden"
 
 
+class SecondFactorRequired(Forbidden):
+    """A moderator's or admin's powers are asked for by an account without two-step sign-in."""
+
+    slug = "second-factor-required"
+
+
 class NotFound(AppError):
     status, title, slug = 404, "Not found", "not-found"
 
