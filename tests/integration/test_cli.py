@@ -53,6 +53,9 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     monkeypatch.setenv("TIDINGS_DATA_DIR", str(setup.data_dir))
     monkeypatch.setenv("TIDINGS_DATABASE_URL", setup.database_url)
     monkeypatch.setenv("TIDINGS_LOG_LEVEL", "WARNING")
+    # `serve --workers N` writes TIDINGS_ROW_CACHE itself (for the workers it forks): set here,
+    # it is put back after the test instead of leaking into the tests that follow
+    monkeypatch.setenv("TIDINGS_ROW_CACHE", "auto")
     # Cheap argon2 parameters, as in the rest of the suite.
     monkeypatch.setenv("TIDINGS_PASSWORD_HASH_TIME_COST", "1")
     monkeypatch.setenv("TIDINGS_PASSWORD_HASH_MEMORY_KIB", "1024")
