@@ -34,6 +34,7 @@ from tidings.core.problems import install_problem_handlers
 from tidings.core.requestid import RequestIdMiddleware
 from tidings.core.writers import hold_server_lock
 from tidings.events.api import router as dead_letters_router
+from tidings.graph.api import own_router as own_relations_router
 from tidings.graph.api import router as graph_router
 from tidings.mfa.api import router as mfa_router
 from tidings.notifications.api import router as notifications_router
@@ -147,6 +148,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         providers_router,
         accounts_router,
         graph_router,
+        own_relations_router,
         posts_router,
         comments_router,
         timelines_router,

@@ -173,6 +173,9 @@ EXPECTED: dict[Key, Row] = {
     ("DELETE", "/api/v1/users/{username}/block"): cells(401, 422, 204, 204, 204),
     ("PUT", "/api/v1/users/{username}/mute"): cells(401, 422, 200, 200, 200),
     ("DELETE", "/api/v1/users/{username}/mute"): cells(401, 422, 204, 204, 204),
+    # the accounts you block or mute: your own list only
+    ("GET", "/api/v1/me/blocks"): signed_in(200),
+    ("GET", "/api/v1/me/mutes"): signed_in(200),
     ("GET", "/api/v1/users/{username}/followers"): everyone(200),
     ("GET", "/api/v1/users/{username}/following"): everyone(200),
     # posts: reads, likes on the user's *private* post; edits, deletes, shares on a public one
@@ -1267,6 +1270,32 @@ for _kind in ("block", "mute"):
     _put, _delete = _relation(_kind)
     scenario("PUT", f"/api/v1/users/{{username}}/{_kind}", "social")(_put)
     scenario("DELETE", f"/api/v1/users/{{username}}/{_kind}", "social")(_delete)
+
+
+def _own_list(kind: str) -> Make:
+    """Each stranger blocks (mutes) the user first: their list holds the user and nothing of
+    anyone else's; the user's own list is empty."""
+
+    async def make(w: World, actor: str) -> Call:
+        if actor in STRANGERS:
+            await w.ok(actor, "PUT", f"{USER_GRAPH}/{kind}")
+
+        async def verify(response: httpx2.Response) -> list[str]:
+            if actor in STRANGERS:
+                await w.ok(actor, "DELETE", f"{USER_GRAPH}/{kind}")
+            if response.status_code >= 300:
+                return []
+            names = [item["username"] for item in response.json()["data"]]
+            want = [NAMES["user"]] if actor in STRANGERS else []
+            return check(names == want, f"{actor}'s {kind} list: {names}")
+
+        return Call("GET", f"/api/v1/me/{kind}s", verify=verify)
+
+    return make
+
+
+for _kind in ("block", "mute"):
+    scenario("GET", f"/api/v1/me/{_kind}s", "social")(_own_list(_kind))
 
 
 @scenario("GET", "/api/v1/users/{username}/followers", "social")

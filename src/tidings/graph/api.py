@@ -13,10 +13,12 @@ from tidings.auth.policy import Permission, Principal
 from tidings.core.deps import DbSession
 from tidings.core.pagination import Page, PageParams, page_params, set_next_link
 from tidings.graph import service
-from tidings.graph.schemas import RelationshipOut
+from tidings.graph.schemas import OwnRelationOut, RelationshipOut
 
 router = APIRouter(prefix="/api/v1/users/{username}", tags=["social graph"])
+own_router = APIRouter(prefix="/api/v1/me", tags=["social graph"])
 Actor = Annotated[Principal, Depends(require(Permission.CONTENT_WRITE))]
+SelfReader = Annotated[Principal, Depends(require(Permission.SELF_READ))]
 PageDep = Annotated[PageParams, Depends(page_params)]
 
 
@@ -98,3 +100,34 @@ async def following(
     page: PageDep,
 ) -> Page[PublicProfile]:
     return await _list(request, response, session, viewer, username, page, "following")
+
+
+async def _own(
+    request: Request,
+    response: Response,
+    session: DbSession,
+    principal: Principal,
+    page: PageParams,
+    kind: str,
+) -> Page[OwnRelationOut]:
+    items, cursor = await service.own_relations(session, principal, page, kind)
+    set_next_link(request, response, cursor)
+    return Page[OwnRelationOut](data=items, next_cursor=cursor)
+
+
+@own_router.get(
+    "/blocks", response_model=Page[OwnRelationOut], summary="Accounts you block, newest first"
+)
+async def my_blocks(
+    request: Request, response: Response, principal: SelfReader, session: DbSession, page: PageDep
+) -> Page[OwnRelationOut]:
+    return await _own(request, response, session, principal, page, "blocks")
+
+
+@own_router.get(
+    "/mutes", response_model=Page[OwnRelationOut], summary="Accounts you mute, newest first"
+)
+async def my_mutes(
+    request: Request, response: Response, principal: SelfReader, session: DbSession, page: PageDep
+) -> Page[OwnRelationOut]:
+    return await _own(request, response, session, principal, page, "mutes")

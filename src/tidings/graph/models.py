@@ -30,6 +30,7 @@ class Block(Base):
     __table_args__ = (
         UniqueConstraint("blocker_id", "blocked_id", name="uq_blocks_blocker_id_blocked_id"),
         Index("ix_blocks_blocked_id", "blocked_id"),
+        Index("ix_blocks_blocker_id_id", "blocker_id", "id"),  # GET /me/blocks, the export
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, default=new_id, autoincrement=False)
@@ -43,6 +44,7 @@ class Mute(Base):
     __table_args__ = (
         UniqueConstraint("muter_id", "muted_id", name="uq_mutes_muter_id_muted_id"),
         Index("ix_mutes_muted_id", "muted_id"),  # deleting a user cascades here
+        Index("ix_mutes_muter_id_id", "muter_id", "id"),  # GET /me/mutes, the export
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, default=new_id, autoincrement=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -235,6 +236,37 @@ class GraphRepository:
             .returning(Mute.id)
         )
         return result.first() is not None
+
+    async def page_own(
+        self, kind: str, user_id: int, limit: int, before: int | None
+    ) -> list[tuple[int, int, str, datetime]]:
+        """(edge id, their id, their username, since) of the accounts ``user_id`` blocks or
+        mutes (``kind``), newest first; keyset on ``(blocker_id, id)`` / ``(muter_id, id)``."""
+        model, mine, theirs = (
+            (Block, Block.blocker_id, Block.blocked_id)
+            if kind == "blocks"
+            else (Mute, Mute.muter_id, Mute.muted_id)
+        )
+        stmt = (
+            select(model.id, theirs, User.username, model.created_at)
+            .join(User, User.id == theirs)
+            .where(mine == user_id, User.deleted_at.is_(None))
+            .order_by(model.id.desc())
+            .limit(limit + 1)
+        )
+        if before is not None:
+            stmt = stmt.where(model.id < before)
+        return [tuple(row) for row in (await self.session.execute(stmt)).all()]  # type: ignore[misc]
+
+    async def has_block(self, blocker_id: int, blocked_id: int) -> bool:
+        stmt = select(Block.id).where(
+            Block.blocker_id == blocker_id, Block.blocked_id == blocked_id
+        )
+        return (await self.session.scalar(stmt)) is not None
+
+    async def has_mute(self, muter_id: int, muted_id: int) -> bool:
+        stmt = select(Mute.id).where(Mute.muter_id == muter_id, Mute.muted_id == muted_id)
+        return (await self.session.scalar(stmt)) is not None
 
     async def page_followers(
         self, user_id: int, limit: int, before: int | None, hide: set[int]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tidings.core.schemas import ResponseModel
+from pydantic import Field
+
+from tidings.core.schemas import Id, ResponseModel, Timestamp
 
 
 class RelationshipOut(ResponseModel):
@@ -13,3 +15,12 @@ class RelationshipOut(ResponseModel):
     blocking: bool
     blocked_by: bool
     muting: bool
+
+
+class OwnRelationOut(ResponseModel):
+    """An account you block or mute: its id and name only (it may block you in turn, or be
+    suspended, and then its profile is not yours to see)."""
+
+    id: Id
+    username: str
+    since: Timestamp = Field(description="When you blocked or muted it.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +16,7 @@ from tidings.core.pagination import PageParams, paginate
 from tidings.events import domain
 from tidings.events.outbox import record
 from tidings.graph.repository import GraphRepository, Relationship, Standing
+from tidings.graph.schemas import OwnRelationOut
 from tidings.posts.relations import relations_of
 
 
@@ -117,8 +119,24 @@ async def block(session: AsyncSession, viewer: Principal, username: str) -> Rela
     return await graph.relationship(viewer.user_id, target.id)
 
 
+async def _own_edge_target(
+    session: AsyncSession,
+    viewer: Principal,
+    username: str,
+    has_edge: Callable[[int, int], Awaitable[bool]],
+) -> User:
+    """The user to unblock or unmute: one the viewer blocks or mutes is found even when they
+    would answer 404 otherwise (suspended since, or blocking the viewer in turn), so a list's
+    every entry can be removed — that reveals nothing the viewer did not know. Anyone else as
+    :func:`visible_user`."""
+    user = await UserRepository(session).by_username(username)
+    if user is not None and user.deleted_at is None and await has_edge(viewer.user_id, user.id):
+        return user
+    return await visible_user(session, username, viewer)
+
+
 async def unblock(session: AsyncSession, viewer: Principal, username: str) -> None:
-    target = await visible_user(session, username, viewer)
+    target = await _own_edge_target(session, viewer, username, GraphRepository(session).has_block)
     _not_self(viewer, target, "unblock")
     if await GraphRepository(session).remove_block(viewer.user_id, target.id):
         record(session, domain.UserUnblocked(user_id=viewer.user_id, target_user_id=target.id))
@@ -134,7 +152,7 @@ async def mute(session: AsyncSession, viewer: Principal, username: str) -> Relat
 
 
 async def unmute(session: AsyncSession, viewer: Principal, username: str) -> None:
-    target = await visible_user(session, username, viewer)
+    target = await _own_edge_target(session, viewer, username, GraphRepository(session).has_mute)
     _not_self(viewer, target, "unmute")
     if await GraphRepository(session).remove_mute(viewer.user_id, target.id):
         record(session, domain.UserUnmuted(user_id=viewer.user_id, target_user_id=target.id))
@@ -157,3 +175,15 @@ async def connections(
     rows = await fetch(target.id, params.limit, before, hide)
     page, cursor = paginate(rows, params.limit, lambda row: {"id": row[0]})
     return [user for _, user in page], cursor
+
+
+async def own_relations(
+    session: AsyncSession, viewer: Principal, params: PageParams, kind: str
+) -> tuple[list[OwnRelationOut], str | None]:
+    """The accounts the viewer blocks or mutes (``kind``), newest first."""
+    key = params.key("id")
+    rows = await GraphRepository(session).page_own(
+        kind, viewer.user_id, params.limit, key["id"] if key else None
+    )
+    page, cursor = paginate(rows, params.limit, lambda row: {"id": row[0]})
+    return [OwnRelationOut(id=uid, username=name, since=at) for _, uid, name, at in page], cursor
