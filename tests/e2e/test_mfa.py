@@ -29,6 +29,7 @@ from tidings.auth.models import AuthSession
 from tidings.core.container import Container
 from tidings.core.security import hash_token
 from tidings.mfa.models import MfaRecoveryCode, MfaTotp
+from tidings.mfa.service import recovery_hash
 from tidings.settings import Settings
 
 MFA = "/api/v1/me/mfa"
@@ -264,28 +265,40 @@ async def test_new_recovery_codes_replace_the_old_ones(
     assert "New recovery codes were made" in await mail_subjects(container, "hal@example.com")
 
 
-async def test_recovery_codes_are_kept_salted_and_old_unsalted_sets_still_work(
+async def test_recovery_codes_are_kept_salted(
     client: httpx2.AsyncClient, container: Container
 ) -> None:
     """A set of ten shares one random salt and is kept as scrypt, not as the plain SHA-256 a
-    leaked table could be searched against; a set made before salts (SHA-256, no salt) is
-    still accepted, once per code."""
+    leaked table could be searched against (tests/integration/test_recovery_code_migration.py
+    wraps sets kept so before)."""
     ivy = await sign_up(client, "ivy")
     _totp, codes = await _turn_on(client, ivy)
     async with container.db.unit_of_work(write=False) as session:
         rows = (await session.scalars(select(MfaRecoveryCode))).all()
     assert len(rows) == 10
     assert len({r.salt for r in rows}) == 1
-    assert rows[0].salt is not None
     plain = {hash_token(c.replace("-", "")) for c in codes}
     assert not plain & {r.code_hash for r in rows}
-
-    old = "abcde-fghjk"
-    async with container.db.unit_of_work() as session:
-        session.add(MfaRecoveryCode(user_id=int(ivy.user_id), code_hash=hash_token("abcdefghjk")))
-    signed = await client.post("/api/v1/auth/token", data=_grant("ivy", otp=old))
-    assert signed.status_code == 200, signed.text
-    again = await client.post("/api/v1/auth/token", data=_grant("ivy", otp=old))
-    assert assert_problem(again, 400)["error"] == "invalid_grant"
+    assert {r.code_hash for r in rows} == {
+        recovery_hash(p, rows[0].salt) for p in (c.replace("-", "") for c in codes)
+    }
     fresh = await client.post("/api/v1/auth/token", data=_grant("ivy", otp=codes[2]))
     assert fresh.status_code == 200, fresh.text
+
+
+async def test_an_admin_turns_off_only_others_second_step(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    """An admin's own goes with one of its codes (DELETE /api/v1/me/mfa): a stolen admin
+    token and password must not strip it and enrol another authenticator."""
+    await make_admin(container, "root_admin")
+    admin = await login(client, "root_admin")
+    await _turn_on(client, admin)
+    own = await client.request(
+        "DELETE",
+        "/api/v1/admin/users/root_admin/mfa",
+        json={"password": DEFAULT_PASSWORD},
+        headers=admin.headers,
+    )
+    assert "DELETE /api/v1/me/mfa" in assert_problem(own, 409)["detail"]
+    assert (await client.get(MFA, headers=admin.headers)).json()["enabled"] is True

@@ -12,9 +12,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tidings.auth import service as auth_service
-from tidings.auth.policy import ROLE_PERMISSIONS, Permission, Principal
+from tidings.auth.policy import Permission, Principal, refusal
 from tidings.core.deps import ContainerDep, DbSession
-from tidings.core.errors import Forbidden, SecondFactorRequired, Unauthorized
+from tidings.core.errors import Unauthorized
 from tidings.core.requestid import current_client_ip
 
 POLICY_ATTR = "__tidings_policy__"
@@ -112,13 +112,7 @@ def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
                 headers={"WWW-Authenticate": "Bearer"},
             )
         if not principal.can(permission):
-            held = principal.held_role
-            if held is not None and permission in ROLE_PERMISSIONS[held]:
-                raise SecondFactorRequired(
-                    f"Your account's {held.value} powers need two-step sign-in: turn it on "
-                    "(POST /api/v1/me/mfa/totp, then /api/v1/me/mfa/totp/confirm) and retry."
-                )
-            raise Forbidden(f"This needs the '{permission.value}' permission.")
+            raise refusal(principal, permission, f"This needs the '{permission.value}' permission.")
         return principal
 
     setattr(dependency, POLICY_ATTR, f"require:{permission.value}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from tidings.core.errors import Forbidden, SecondFactorRequired
+
 
 class Role(StrEnum):
     USER = "user"
@@ -50,3 +52,15 @@ class Principal:
 
     def can(self, permission: Permission) -> bool:
         return permission in self.permissions
+
+
+def refusal(principal: Principal, permission: Permission, detail: str) -> Forbidden:
+    """The 403 for a principal without ``permission``: when the staff role it holds would
+    grant it, the one that says two-step sign-in is missing (at the route and in services)."""
+    held = principal.held_role
+    if held is not None and permission in ROLE_PERMISSIONS[held]:
+        return SecondFactorRequired(
+            f"Your account's {held.value} powers need two-step sign-in: turn it on "
+            "(POST /api/v1/me/mfa/totp, then /api/v1/me/mfa/totp/confirm) and retry."
+        )
+    return Forbidden(detail)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
 from tidings.audit.service import AuditAction, record_audit
-from tidings.auth.policy import Permission, Principal
+from tidings.auth.policy import Permission, Principal, refusal
 from tidings.comments.models import Comment
 from tidings.comments.repository import CommentRepository
 from tidings.comments.schemas import (
@@ -270,7 +270,11 @@ async def update_comment(
 async def delete_comment(session: AsyncSession, viewer: Principal, comment_id: int) -> None:
     comment, _ = await visible_comment(session, viewer, comment_id, for_update=True, live=True)
     if comment.author_id != viewer.user_id and not viewer.can(Permission.CONTENT_MODERATE):
-        raise Forbidden("Only the author or a moderator can delete a comment.")
+        raise refusal(
+            viewer,
+            Permission.CONTENT_MODERATE,
+            "Only the author or a moderator can delete a comment.",
+        )
     await remove_comment(session, comment, actor_id=viewer.user_id)
     if comment.author_id != viewer.user_id:
         await record_audit(

@@ -51,7 +51,8 @@ PROBLEM_SCHEMAS: dict[str, Any] = {
 _DESCRIPTIONS = {
     400: "Bad request: malformed JSON, JSON nested too deep, an invalid cursor.",
     401: "No valid access token (or a malformed Authorization header).",
-    403: "The caller's role does not allow this.",
+    403: "The caller's role does not allow this (`second-factor-required`: a moderator's or "
+    "admin's powers wait for two-step sign-in on the account).",
     404: "No such resource, or one the caller may not see.",
     409: "A conflict with the current state (retry a concurrent update).",
     412: "If-Match does not name the current version.",

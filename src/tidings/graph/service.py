@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
 from tidings.accounts.repository import UserRef, UserRepository
-from tidings.auth.policy import Principal, Role
+from tidings.auth.policy import Permission, Principal
 from tidings.core.cache import cache_of
 from tidings.core.errors import Conflict, NotFound, ValidationFailed
 from tidings.core.pagination import PageParams, paginate
@@ -52,7 +52,7 @@ async def _visible(
     missing = NotFound(f"No user named '{username}'.")
     if user is None or user.deleted_at is not None:  # deleted: gone for moderators too
         raise missing
-    moderator = viewer is not None and viewer.role in (Role.MODERATOR, Role.ADMIN)
+    moderator = viewer is not None and viewer.can(Permission.CONTENT_MODERATE)
     if user.suspended and not moderator:
         raise missing
     if viewer is not None and viewer.user_id != user.id and not moderator:

@@ -117,6 +117,7 @@ async def new_recovery_codes(
     status_code=204,
     summary="Turn a user's two-step sign-in off (lost authenticator and recovery codes; with your "
     "password)",
+    dependencies=[Depends(limit("mfa_change"))],
 )
 async def admin_turn_off(
     username: UsernamePath,

@@ -27,14 +27,13 @@ class MfaTotp(Base):
 
 
 class MfaRecoveryCode(Base):
-    """A one-time code for when the authenticator is lost. Stored as scrypt of the code with
-    ``salt`` (random, one per set of ten: a guess costs one slow hash); rows from before salts
-    (``salt`` NULL) hold SHA-256."""
+    """A one-time code for when the authenticator is lost. Stored as scrypt of the code's
+    SHA-256 with ``salt`` (random, one per set of ten: a guess costs one slow hash)."""
 
     __tablename__ = "mfa_recovery_codes"
 
     id: Mapped[int] = mapped_column(primary_key=True, default=new_id, autoincrement=False)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    salt: Mapped[str | None] = mapped_column(String(32), default=None)
+    salt: Mapped[str] = mapped_column(String(32))
     used_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -64,9 +64,8 @@ class MfaRepository:
         )
         await self.session.flush()
 
-    async def code_salts(self, user_id: int) -> list[str | None]:
-        """The salts of the account's unused recovery codes (one set has one; None for a set
-        made before salts)."""
+    async def code_salts(self, user_id: int) -> list[str]:
+        """The salts of the account's unused recovery codes (one set, one salt)."""
         stmt = (
             select(MfaRecoveryCode.salt)
             .where(MfaRecoveryCode.user_id == user_id, MfaRecoveryCode.used_at.is_(None))

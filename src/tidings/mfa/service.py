@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -111,11 +112,31 @@ def _recovery_code(code: str) -> str | None:
     return normal if _RECOVERY_CODE.fullmatch(normal) else None
 
 
-def _recovery_hashes(codes: list[str], salt: str | None) -> list[str]:
-    """Slow, salted hashes of normalised codes (None: SHA-256, as sets made before salts)."""
-    if salt is None:
-        return [hash_token(c) for c in codes]
-    return [hashlib.scrypt(c.encode(), salt=bytes.fromhex(salt), **_SCRYPT).hex() for c in codes]
+def recovery_hash(normal: str, salt: str) -> str:
+    """scrypt of the normalised code's SHA-256 with the set's salt: sets kept as plain SHA-256
+    before migration 0019 were wrapped that way without their codes."""
+    return hashlib.scrypt(hash_token(normal).encode(), salt=bytes.fromhex(salt), **_SCRYPT).hex()
+
+
+_NO_SALT = "00" * 16  # hashed against when an account has no codes left, to take as long
+
+
+@dataclass(frozen=True)
+class _CodeSet:
+    codes: list[str]
+    salt: str
+    hashes: list[str]
+
+
+async def _new_code_set() -> _CodeSet:
+    """Ten new recovery codes and their hashes, made before any row is locked (ten slow
+    hashes, in threads)."""
+    codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
+    salt = secrets.token_hex(16)
+    hashes = await asyncio.gather(
+        *(asyncio.to_thread(recovery_hash, c.replace("-", ""), salt) for c in codes)
+    )
+    return _CodeSet(codes, salt, list(hashes))
 
 
 def _tell(session: AsyncSession, settings: Settings, user: User, subject: str, what: str) -> None:
@@ -172,6 +193,7 @@ async def confirm_totp(
 ) -> RecoveryCodes:
     """The first code from the authenticator turns two-step sign-in on: the recovery codes
     (shown once), the other sessions signed out, the address told."""
+    made = await _new_code_set()
     user = await get_account(session, principal.user_id, for_update=True)
     repo = MfaRepository(session)
     row = await repo.totp(user.id)
@@ -190,7 +212,7 @@ async def confirm_totp(
             errors=[FieldError(loc=["body", "code"], msg="does not match")],
         )
     await repo.confirm(user.id, now)
-    codes = await _fresh_codes(session, user.id)
+    codes = await _fresh_codes(session, user.id, made)
     await AuthRepository(session).revoke_others(user.id, principal.session_id, "mfa_enabled")
     await record_audit(
         session, AuditAction.MFA_ENABLED, actor_id=user.id, target_type="user", target_id=user.id
@@ -221,9 +243,10 @@ async def second_factor(
     normal = _recovery_code(code)
     if normal is None:
         return None
-    for salt in await repo.code_salts(user_id):
-        (hashed,) = await asyncio.to_thread(_recovery_hashes, [normal], salt)
-        if await repo.use_code(user_id, hashed, now):
+    salts = await repo.code_salts(user_id)
+    for salt in salts or [_NO_SALT]:
+        hashed = await asyncio.to_thread(recovery_hash, normal, salt)
+        if salts and await repo.use_code(user_id, hashed, now):
             return "recovery"
     return None
 
@@ -251,14 +274,10 @@ async def _holder_with_code(
     return user
 
 
-async def _fresh_codes(session: AsyncSession, user_id: int) -> list[str]:
-    """Ten new recovery codes in place of any the account had; only their hashes are kept."""
-    codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
-    salt = secrets.token_hex(16)
-    normal = [c.replace("-", "") for c in codes]
-    hashes = await asyncio.to_thread(_recovery_hashes, normal, salt)
-    await MfaRepository(session).replace_codes(user_id, salt, hashes)
-    return codes
+async def _fresh_codes(session: AsyncSession, user_id: int, made: _CodeSet) -> list[str]:
+    """``made`` in place of any codes the account had; only their hashes are kept."""
+    await MfaRepository(session).replace_codes(user_id, made.salt, made.hashes)
+    return made.codes
 
 
 async def turn_off(
@@ -287,10 +306,11 @@ async def new_recovery_codes(
 ) -> RecoveryCodes:
     """Ten new recovery codes for the old ones (used up, or seen by someone): the holder's
     proof and a code (the authenticator's, or one of the old recovery codes)."""
+    made = await _new_code_set()
     user = await _holder_with_code(
         session, cipher, hasher, limiter, principal, body, "get new recovery codes"
     )
-    codes = await _fresh_codes(session, user.id)
+    codes = await _fresh_codes(session, user.id, made)
     await record_audit(
         session,
         AuditAction.MFA_CODES_REPLACED,
@@ -325,6 +345,13 @@ async def admin_turn_off(
     doing = f"turn off two-step sign-in for @{username}"
     await prove_holder(session, hasher, limiter, actor, admin, proof, doing)
     user = await named_account(session, username, for_update=True)
+    if user.id == actor.user_id:
+        # the own second step goes only with one of its codes: a stolen admin token and
+        # password must not strip it and enrol the thief's authenticator in its place
+        raise Conflict(
+            "Your own two-step sign-in is turned off with DELETE /api/v1/me/mfa (your "
+            "password and a code)."
+        )
     if await MfaRepository(session).confirmed(user.id) is None:
         raise NotFound(f"Two-step sign-in is not on for @{user.username}.")
     await _remove(session, settings, user, actor_id=actor.user_id)

@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
 from tidings.audit.service import AuditAction, record_audit
-from tidings.auth.policy import Permission, Principal
+from tidings.auth.policy import Permission, Principal, refusal
 from tidings.core.db import utcnow
 from tidings.core.errors import (
     Conflict,
@@ -176,7 +176,9 @@ async def delete_post(session: AsyncSession, viewer: Principal, post_id: int) ->
     post, _ = await visible_post(session, viewer, post_id, for_update=True)
     is_author = post.author_id == viewer.user_id
     if not is_author and not viewer.can(Permission.CONTENT_MODERATE):
-        raise Forbidden("Only the author or a moderator can delete a post.")
+        raise refusal(
+            viewer, Permission.CONTENT_MODERATE, "Only the author or a moderator can delete a post."
+        )
     await remove_post(session, post, actor_id=viewer.user_id)
     if not is_author and post.kind != "share":
         await record_audit(
