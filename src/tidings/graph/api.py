@@ -13,6 +13,7 @@ from tidings.auth.policy import Permission, Principal
 from tidings.core.deps import DbSession
 from tidings.core.pagination import Page, PageParams, page_params, set_next_link
 from tidings.graph import service
+from tidings.graph.repository import OwnKind
 from tidings.graph.schemas import OwnRelationOut, RelationshipOut
 
 router = APIRouter(prefix="/api/v1/users/{username}", tags=["social graph"])
@@ -108,7 +109,7 @@ async def _own(
     session: DbSession,
     principal: Principal,
     page: PageParams,
-    kind: str,
+    kind: OwnKind,
 ) -> Page[OwnRelationOut]:
     items, cursor = await service.own_relations(session, principal, page, kind)
     set_next_link(request, response, cursor)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
@@ -29,6 +29,8 @@ from tidings.core import rawsql
 from tidings.core.db import insert_ignore
 from tidings.graph.models import Block, Follow, Mute
 from tidings.posts.facts import relations_changed
+
+OwnKind = Literal["blocks", "mutes"]
 
 
 @dataclass(frozen=True)
@@ -237,16 +239,18 @@ class GraphRepository:
         )
         return result.first() is not None
 
+    @staticmethod
+    def _own(kind: OwnKind) -> tuple[Any, Any, Any]:
+        if kind == "blocks":
+            return Block, Block.blocker_id, Block.blocked_id
+        return Mute, Mute.muter_id, Mute.muted_id
+
     async def page_own(
-        self, kind: str, user_id: int, limit: int, before: int | None
+        self, kind: OwnKind, user_id: int, limit: int, before: int | None
     ) -> list[tuple[int, int, str, datetime]]:
         """(edge id, their id, their username, since) of the accounts ``user_id`` blocks or
         mutes (``kind``), newest first; keyset on ``(blocker_id, id)`` / ``(muter_id, id)``."""
-        model, mine, theirs = (
-            (Block, Block.blocker_id, Block.blocked_id)
-            if kind == "blocks"
-            else (Mute, Mute.muter_id, Mute.muted_id)
-        )
+        model, mine, theirs = self._own(kind)
         stmt = (
             select(model.id, theirs, User.username, model.created_at)
             .join(User, User.id == theirs)
@@ -258,15 +262,16 @@ class GraphRepository:
             stmt = stmt.where(model.id < before)
         return [tuple(row) for row in (await self.session.execute(stmt)).all()]  # type: ignore[misc]
 
-    async def has_block(self, blocker_id: int, blocked_id: int) -> bool:
-        stmt = select(Block.id).where(
-            Block.blocker_id == blocker_id, Block.blocked_id == blocked_id
-        )
-        return (await self.session.scalar(stmt)) is not None
-
-    async def has_mute(self, muter_id: int, muted_id: int) -> bool:
-        stmt = select(Mute.id).where(Mute.muter_id == muter_id, Mute.muted_id == muted_id)
-        return (await self.session.scalar(stmt)) is not None
+    async def user_and_own_edge(
+        self, username: str, viewer_id: int, kind: OwnKind
+    ) -> tuple[User | None, bool]:
+        """The user named ``username`` and whether the viewer blocks (mutes) them, in one
+        statement: looking the edge up apart would take longer for some names than others."""
+        model, mine, theirs = self._own(kind)
+        edge = select(model.id).where(mine == viewer_id, theirs == User.id).exists()
+        stmt = select(User, edge).where(User.username_key == username.lower())
+        row = (await self.session.execute(stmt)).first()
+        return (row[0], bool(row[1])) if row is not None else (None, False)
 
     async def page_followers(
         self, user_id: int, limit: int, before: int | None, hide: set[int]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,7 +14,7 @@ from tidings.core.errors import Conflict, NotFound, ValidationFailed
 from tidings.core.pagination import PageParams, paginate
 from tidings.events import domain
 from tidings.events.outbox import record
-from tidings.graph.repository import GraphRepository, Relationship, Standing
+from tidings.graph.repository import GraphRepository, OwnKind, Relationship, Standing
 from tidings.graph.schemas import OwnRelationOut
 from tidings.posts.relations import relations_of
 
@@ -120,23 +119,22 @@ async def block(session: AsyncSession, viewer: Principal, username: str) -> Rela
 
 
 async def _own_edge_target(
-    session: AsyncSession,
-    viewer: Principal,
-    username: str,
-    has_edge: Callable[[int, int], Awaitable[bool]],
+    session: AsyncSession, viewer: Principal, username: str, kind: OwnKind
 ) -> User:
     """The user to unblock or unmute: one the viewer blocks or mutes is found even when they
     would answer 404 otherwise (suspended since, or blocking the viewer in turn), so a list's
-    every entry can be removed — that reveals nothing the viewer did not know. Anyone else as
-    :func:`visible_user`."""
-    user = await UserRepository(session).by_username(username)
-    if user is not None and user.deleted_at is None and await has_edge(viewer.user_id, user.id):
+    every entry can be removed. The holder of an entry can so tell a suspended account from a
+    deleted one (which leaves the list); anyone else gets :func:`visible_user`'s answers, from
+    the same one statement."""
+    graph = GraphRepository(session)
+    user, mine = await graph.user_and_own_edge(username, viewer.user_id, kind)
+    if user is not None and user.deleted_at is None and mine:
         return user
-    return await visible_user(session, username, viewer)
+    return (await _visible(session, username, viewer, user))[0]
 
 
 async def unblock(session: AsyncSession, viewer: Principal, username: str) -> None:
-    target = await _own_edge_target(session, viewer, username, GraphRepository(session).has_block)
+    target = await _own_edge_target(session, viewer, username, "blocks")
     _not_self(viewer, target, "unblock")
     if await GraphRepository(session).remove_block(viewer.user_id, target.id):
         record(session, domain.UserUnblocked(user_id=viewer.user_id, target_user_id=target.id))
@@ -152,7 +150,7 @@ async def mute(session: AsyncSession, viewer: Principal, username: str) -> Relat
 
 
 async def unmute(session: AsyncSession, viewer: Principal, username: str) -> None:
-    target = await _own_edge_target(session, viewer, username, GraphRepository(session).has_mute)
+    target = await _own_edge_target(session, viewer, username, "mutes")
     _not_self(viewer, target, "unmute")
     if await GraphRepository(session).remove_mute(viewer.user_id, target.id):
         record(session, domain.UserUnmuted(user_id=viewer.user_id, target_user_id=target.id))
@@ -178,7 +176,7 @@ async def connections(
 
 
 async def own_relations(
-    session: AsyncSession, viewer: Principal, params: PageParams, kind: str
+    session: AsyncSession, viewer: Principal, params: PageParams, kind: OwnKind
 ) -> tuple[list[OwnRelationOut], str | None]:
     """The accounts the viewer blocks or mutes (``kind``), newest first."""
     key = params.key("id")
