@@ -29,6 +29,7 @@ from tidings.core.health import router as health_router
 from tidings.core.ids import configure_ids
 from tidings.core.limits import BodySizeLimitMiddleware
 from tidings.core.logging import configure_logging
+from tidings.core.metrics import MetricsMiddleware, metrics_endpoint
 from tidings.core.openapi import document_errors
 from tidings.core.problems import install_problem_handlers
 from tidings.core.requestid import RequestIdMiddleware
@@ -162,6 +163,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     )
     for router in routers:
         app.include_router(router)
+    if settings.metrics_enabled:
+        app.add_route("/metrics", metrics_endpoint(container), methods=["GET"])
 
     if settings.cors_origins:
         app.add_middleware(
@@ -190,4 +193,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         trusted_proxies=parse_networks(settings.trusted_proxies),
         proxy_header=settings.proxy_header or "x-forwarded-for",
     )
+    if settings.metrics_enabled:
+        app.add_middleware(MetricsMiddleware)  # outermost: times what the client waits for
     return app

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
+import tempfile
 from typing import Annotated
 
 import typer
@@ -86,18 +88,36 @@ def serve(
     console.print(
         f"Tidings on http://{host}:{port} — database {_shown(settings.effective_database_url)}"
     )
-    uvicorn.run(
-        "tidings.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        ssl_certfile=ssl_certfile,
-        ssl_keyfile=ssl_keyfile,
-        proxy_headers=False,
-        server_header=False,
-        log_config=None,
-    )
+    shared_metrics = _metrics_dir(workers) if settings.metrics_enabled else None
+    try:
+        uvicorn.run(
+            "tidings.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            proxy_headers=False,
+            server_header=False,
+            log_config=None,
+        )
+    finally:
+        if shared_metrics is not None:
+            shutil.rmtree(shared_metrics, ignore_errors=True)
+
+
+def _metrics_dir(workers: int) -> str | None:
+    """With several worker processes each keeps its counters in files of a directory they
+    share, and a scrape of any of them adds all up (prometheus-client's multiprocess mode):
+    a fresh one per start, removed at exit. One given in PROMETHEUS_MULTIPROC_DIR is kept."""
+    from tidings.core.metrics import MULTIPROC_ENV
+
+    if workers == 1 or os.environ.get(MULTIPROC_ENV):
+        return None
+    path = tempfile.mkdtemp(prefix="tidings-metrics-")
+    os.environ[MULTIPROC_ENV] = path  # the workers start after this and read it at import
+    return path
 
 
 @app.command()
@@ -131,6 +151,13 @@ async def _run_worker(settings: Settings) -> bool:
     from tidings.core.writers import hold_server_lock
 
     configure_logging(settings.log_level, settings.effective_log_format)
+    if settings.metrics_enabled and settings.worker_metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from tidings.core.metrics import metrics
+
+        metrics()  # declared before the first scrape
+        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
     lock = hold_server_lock(settings)  # before any write (SQLite only: see core.writers)
     container = Container.build(settings)
     events = container.build_events()

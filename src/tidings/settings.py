@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     oauth_callback_base_url: str | None = None
     oauth_keep_provider_tokens: bool = True
     token_encryption_keys: SecretStr | None = None
+    # Prometheus metrics (docs/operations.md): GET /metrics on the API; a bearer token to
+    # scrape it (required in production, else it is not served); the worker's own port
+    metrics_enabled: bool = True
+    metrics_token: SecretStr | None = None
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
     # moderators' and admins' powers only with two-step sign-in on (ASVS 4.3.1, docs/auth.md)
     staff_mfa: Literal["required", "optional"] = "required"
 

@@ -56,6 +56,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     # `serve --workers N` writes TIDINGS_ROW_CACHE itself (for the workers it forks): set here,
     # it is put back after the test instead of leaking into the tests that follow
     monkeypatch.setenv("TIDINGS_ROW_CACHE", "auto")
+    # and `serve --workers N` points PROMETHEUS_MULTIPROC_DIR at a directory of its own
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
     # Cheap argon2 parameters, as in the rest of the suite.
     monkeypatch.setenv("TIDINGS_PASSWORD_HASH_TIME_COST", "1")
     monkeypatch.setenv("TIDINGS_PASSWORD_HASH_MEMORY_KIB", "1024")
@@ -454,6 +456,8 @@ def test_serve_keeps_the_in_memory_row_cache_to_one_process(
     assert os.environ["TIDINGS_ROW_CACHE"] == "memory"
 
     monkeypatch.setenv("TIDINGS_ROW_CACHE", "auto")
+    # and `serve --workers N` points PROMETHEUS_MULTIPROC_DIR at a directory of its own
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
     get_settings.cache_clear()
     started = _invoke(runner, ["serve", "--workers", "2"])
     assert started.exit_code == 0, started.output

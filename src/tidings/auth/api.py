@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
 from tidings.auth import service
@@ -20,8 +21,17 @@ from tidings.auth.schemas import (
     TokenRequest,
     TokenResponse,
 )
+from tidings.auth.service import TokenPair
+from tidings.core.container import Container
 from tidings.core.deps import ContainerDep, DbSession
-from tidings.core.errors import BadRequest, FieldError, OAuthError, UnsupportedMediaType
+from tidings.core.errors import (
+    BadRequest,
+    FieldError,
+    OAuthError,
+    RateLimited,
+    UnsupportedMediaType,
+)
+from tidings.core.metrics import metrics
 from tidings.core.requestid import current_client_ip
 from tidings.mfa.service import check_sign_in
 
@@ -92,6 +102,24 @@ async def token(
         grant = _token_request.validate_python(params)
     except ValidationError as exc:
         raise _invalid_request(exc) from exc
+    counted = metrics().token_requests
+    try:
+        pair = await _grant(session, container, grant)
+    except OAuthError as exc:
+        counted.labels(grant.grant_type, exc.extra["error"]).inc()
+        raise
+    except RateLimited:
+        counted.labels(grant.grant_type, "rate_limited").inc()
+        raise
+    counted.labels(grant.grant_type, "issued").inc()
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return TokenResponse(
+        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
+    )
+
+
+async def _grant(session: AsyncSession, container: Container, grant: Any) -> TokenPair:
     ttl = container.settings.refresh_token_ttl_seconds
     if isinstance(grant, PasswordGrant):
         pair = await password_login(session, container, grant, ttl)
@@ -113,11 +141,7 @@ async def token(
     else:
         await container.limiter.enforce("token_refresh", current_client_ip() or "unknown")
         pair = await service.refresh_grant(session, container.signer, grant.refresh_token, ttl)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    return TokenResponse(
-        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
-    )
+    return pair
 
 
 @router.post(

@@ -14,6 +14,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from tidings.core import rawsql
 from tidings.core.db import Database, insert_ignore, utcnow
+from tidings.core.metrics import metrics
 from tidings.events.consumers import ConsumerRegistry, Envelope, RetryLater
 from tidings.events.models import DeadLetter, OutboxMessage, ProcessedEvent
 
@@ -110,16 +111,20 @@ async def deliver(
 ) -> None:
     """Run a consumer until it succeeds or the attempts run out; then dead-letter the event."""
     last_error = ""
+    counted = metrics().event_deliveries
     for attempt in range(1, policy.max_attempts + 1):
         try:
-            await apply_once(db, registry, consumer_name, event_id, context)
+            applied = await apply_once(db, registry, consumer_name, event_id, context)
+            counted.labels(consumer_name, "applied" if applied else "already").inc()
             return
         except RetryLater as exc:  # left for the relay's next publication
+            counted.labels(consumer_name, "deferred").inc()
             log.warning(
                 "consumer_deferred", consumer=consumer_name, event_id=event_id, reason=str(exc)
             )
             return
         except Exception as exc:
+            counted.labels(consumer_name, "failed").inc()
             last_error = f"{type(exc).__name__}: {exc}"
         log.warning(
             "consumer_failed",
@@ -131,6 +136,7 @@ async def deliver(
         if attempt < policy.max_attempts:
             await asyncio.sleep(policy.delay(attempt))
     await _dead_letter(db, consumer_name, event_id, last_error, policy.max_attempts)
+    counted.labels(consumer_name, "dead_lettered").inc()
 
 
 async def _dead_letter(
