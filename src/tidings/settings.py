@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     oauth_callback_base_url: str | None = None
     oauth_keep_provider_tokens: bool = True
     token_encryption_keys: SecretStr | None = None
+    # OpenTelemetry traces exported by OTLP/HTTP (OTEL_EXPORTER_OTLP_* variables; the otel extra)
+    tracing: bool = False
     # Prometheus metrics (docs/operations.md): GET /metrics on the API; a bearer token to
     # scrape it (required in production, else it is not served); the worker's own port
     metrics_enabled: bool = True

@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+from tidings.core.tracing import add_trace_ids
+
 
 def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     shared: list[structlog.types.Processor] = [
@@ -14,6 +16,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_ids,  # with TIDINGS_TRACING: the request's trace, to find it from a log line
     ]
     renderer: structlog.types.Processor
     if fmt == "json":

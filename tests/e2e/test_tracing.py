@@ -1,0 +1,157 @@
+"""OpenTelemetry traces: `tidings serve` with `TIDINGS_TRACING=true` exports by OTLP/HTTP to
+the endpoint of the standard variables — a span per request (not the probes), its SQL
+statements as child spans of the same trace — and writes the trace id into its log lines.
+A real server process on the embedded default, and a receiver on loopback standing in for an
+OpenTelemetry collector."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Collector:
+    """Takes OTLP/HTTP trace exports (protobuf) and keeps their spans."""
+
+    def __init__(self) -> None:
+        self.spans: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path == "/v1/traces":
+                    collector.take(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def take(self, body: bytes) -> None:
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        for resource in request.resource_spans:
+            service = {a.key: a.value.string_value for a in resource.resource.attributes}
+            for scope in resource.scope_spans:
+                for span in scope.spans:
+                    with self.lock:
+                        self.spans.append(
+                            {
+                                "name": span.name,
+                                "trace_id": span.trace_id.hex(),
+                                "span_id": span.span_id.hex(),
+                                "parent": span.parent_span_id.hex(),
+                                "scope": scope.scope.name,
+                                "service": service.get("service.name"),
+                            }
+                        )
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.spans)
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    found = Collector()
+    found.thread.start()
+    yield found
+    found.server.shutdown()
+
+
+def test_requests_and_their_sql_are_traced_and_logged(tmp_path: Path, collector: Collector) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "OTEL_"))}
+    env.pop("CI", None)
+    env.update(
+        TIDINGS_DATA_DIR=str(tmp_path / "data"),
+        TIDINGS_LOG_LEVEL="INFO",
+        TIDINGS_LOG_FORMAT="json",
+        TIDINGS_GC_TUNING="false",
+        TIDINGS_TRACING="true",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{collector.port}",
+        OTEL_SERVICE_NAME="tidings-under-test",
+        OTEL_BSP_SCHEDULE_DELAY="100",  # export within 0.1 s instead of 5
+    )
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "tidings", "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # bounded
+                assert proc.poll() is None, log_path.read_text()
+                try:
+                    if httpx2.get(f"{base}/livez", timeout=1).status_code == 200:
+                        break
+                except httpx2.TransportError:
+                    time.sleep(0.2)
+            else:
+                pytest.fail("the server did not come up in 60 s")
+            body = {"username": "tia", "email": "tia@example.com", "password": "Pa55-w0rd-T1dings"}
+            made = httpx2.post(f"{base}/api/v1/accounts", json=body, timeout=10)
+            assert made.status_code == 201, made.text
+            request_id = made.headers["x-request-id"]
+
+            deadline = time.monotonic() + 20
+            request_span: dict[str, Any] | None = None
+            children: list[dict[str, Any]] = []
+            while time.monotonic() < deadline:  # bounded: the batch goes every 0.1 s
+                spans = collector.snapshot()
+                found = [s for s in spans if s["name"] == "POST /api/v1/accounts"]
+                if found:
+                    request_span = found[0]
+                    children = [
+                        s
+                        for s in spans
+                        if s["trace_id"] == request_span["trace_id"] and "sqlalchemy" in s["scope"]
+                    ]
+                    if children:
+                        break
+                time.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+    spans = collector.snapshot()
+    assert request_span is not None, [s["name"] for s in spans]
+    assert request_span["service"] == "tidings-under-test"
+    assert children, [(s["name"], s["scope"], s["trace_id"][:6], s["parent"][:6]) for s in spans]
+    assert not [s for s in spans if s["name"] == "GET /livez"]  # probes are not traced
+    # the request's log lines carry its trace id
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    traced = {line.get("trace_id") for line in lines if line.get("request_id") == request_id}
+    assert request_span["trace_id"] in traced, lines[-5:]
