@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -110,10 +111,20 @@ def serve(
 def _metrics_dir(workers: int) -> str | None:
     """With several worker processes each keeps its counters in files of a directory they
     share, and a scrape of any of them adds all up (prometheus-client's multiprocess mode):
-    a fresh one per start, removed at exit. One given in PROMETHEUS_MULTIPROC_DIR is kept."""
+    a fresh one per start, removed at exit. One given in PROMETHEUS_MULTIPROC_DIR is used,
+    emptied of earlier runs' files first."""
     from tidings.core.metrics import MULTIPROC_ENV
 
-    if workers == 1 or os.environ.get(MULTIPROC_ENV):
+    given = os.environ.get(MULTIPROC_ENV)
+    if given is not None and not given.strip():
+        del os.environ[MULTIPROC_ENV]  # set but empty: prometheus-client would write to "."
+        given = None
+    if given:
+        # the files of earlier runs' processes would be added up forever: start from none
+        for stale in Path(given).glob("*.db"):
+            stale.unlink(missing_ok=True)
+        return None
+    if workers == 1:
         return None
     path = tempfile.mkdtemp(prefix="tidings-metrics-")
     os.environ[MULTIPROC_ENV] = path  # the workers start after this and read it at import
@@ -128,6 +139,14 @@ def worker() -> None:
     TIDINGS_WORKER_GRACE_SECONDS; unfinished jobs are not acknowledged and are delivered again.
     """
     settings = _settings()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # its counters would land in the API's files and be counted there and here
+        console.print(
+            "[red]Refusing to start:[/red] PROMETHEUS_MULTIPROC_DIR is for `tidings serve`'s "
+            "processes; unset it for the worker (it serves its own metrics on "
+            "TIDINGS_WORKER_METRICS_PORT)."
+        )
+        raise typer.Exit(2)
     try:
         started = asyncio.run(_run_worker(settings))
     except ConfigurationError as exc:
@@ -157,7 +176,13 @@ async def _run_worker(settings: Settings) -> bool:
         from tidings.core.metrics import metrics
 
         metrics()  # declared before the first scrape
-        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+        try:
+            start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot serve metrics on {settings.worker_metrics_host}:"
+                f"{settings.worker_metrics_port} (TIDINGS_WORKER_METRICS_PORT): {exc}"
+            ) from exc
     lock = hold_server_lock(settings)  # before any write (SQLite only: see core.writers)
     container = Container.build(settings)
     events = container.build_events()

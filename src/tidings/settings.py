@@ -233,6 +233,20 @@ class Settings(BaseSettings):
             return [_check_redirect_uri(str(item)) for item in value]
         return value
 
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        # `TIDINGS_METRICS_TOKEN=` (an unset variable in a compose file) must not become a
+        # token that an empty `Authorization: Bearer` matches
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _metrics_token_long_enough(self) -> Settings:
+        token = self.metrics_token
+        if self.is_production and token is not None and len(token.get_secret_value()) < 32:
+            raise ValueError("TIDINGS_METRICS_TOKEN needs at least 32 characters in production")
+        return self
+
     @model_validator(mode="after")
     def _proxy_header_named(self) -> Settings:
         if self.trusted_proxies and self.proxy_header is None:

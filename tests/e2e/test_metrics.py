@@ -21,7 +21,9 @@ from pathlib import Path
 import httpx2
 import pytest
 from joserfc.jwk import KeySet
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
 
 from tests.conftest import make_settings
 from tests.e2e.test_rate_limits import limited_client
@@ -29,6 +31,7 @@ from tests.support.api import DEFAULT_PASSWORD, assert_problem, sign_up
 from tidings.app import create_app
 from tidings.core.container import Container
 from tidings.core.keys import new_signing_key
+from tidings.core.metrics import MetricsMiddleware
 from tidings.settings import Settings
 
 Sample = tuple[str, frozenset[tuple[str, str]]]
@@ -59,6 +62,8 @@ async def test_requests_are_counted_by_route_template(client: httpx2.AsyncClient
         assert (await client.get("/livez")).status_code == 200
     assert_problem(await client.get("/api/v1/posts/123456"), 404)
     assert_problem(await client.get("/no/such/route"), 404)
+    odd = await client.request("PROPFIND", "/livez")
+    assert odd.status_code == 405
     after = await _scrape(client)
 
     def delta(route: str, status: str) -> float:
@@ -69,6 +74,11 @@ async def test_requests_are_counted_by_route_template(client: httpx2.AsyncClient
     assert delta("/livez", "200") == 3
     assert delta("/api/v1/posts/{post_id}", "404") == 1  # the template, never the raw path
     assert delta("unmatched", "404") == 1
+    assert delta("/metrics", "200") == 1  # routes outside FastAPI's are found by matching
+    other = {"method": "other", "route": "/livez", "status": "405"}  # no label per method
+    name = "tidings_http_requests_total"
+    assert _value(after, name, **other) - _value(before, name, **other) == 1
+    assert not [key for key in after if ("method", "PROPFIND") in key[1]]
     timed = "tidings_http_request_duration_seconds_count"
     assert _value(after, timed, method="GET", route="/livez") >= 3
     # read from the database at scrape time
@@ -88,26 +98,34 @@ async def test_token_answers_and_consumer_runs_are_counted(client: httpx2.AsyncC
     assert_problem(await client.post("/api/v1/auth/token", data=grant), 400)
     grant["password"] = DEFAULT_PASSWORD
     assert (await client.post("/api/v1/auth/token", data=grant)).status_code == 200
+    odd = await client.post("/api/v1/auth/token", data={"grant_type": "magic"})
+    assert_problem(odd, 400)
     after = await _scrape(client)
     name = "tidings_token_requests_total"
-    for outcome in ("invalid_grant", "issued"):
-        labels = {"grant_type": "password", "outcome": outcome}
+    for kind, outcome in (
+        ("password", "invalid_grant"),
+        ("password", "issued"),
+        ("other", "unsupported_grant_type"),
+    ):
+        labels = {"grant_type": kind, "outcome": outcome}
         assert _value(after, name, **labels) - _value(before, name, **labels) == 1, outcome
 
     # the embedded default applies its events in this process: the post's are applied
     mia = await sign_up(client, "mia_two")
+    after = await _scrape(client)
     posted = await client.post("/api/v1/posts", json={"text": "hi"}, headers=mia.headers)
     assert posted.status_code == 201, posted.text
-    applied = "tidings_event_deliveries_total"
+
+    def applied(samples: dict[Sample, float]) -> float:
+        return sum(
+            value
+            for (sample, labels), value in samples.items()
+            if sample == "tidings_event_deliveries_total" and ("outcome", "applied") in labels
+        )
+
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # bounded: the in-process relay polls every 0.5 s
-        runs = await _scrape(client)
-        done = sum(
-            value
-            for (sample, labels), value in runs.items()
-            if sample == applied and ("outcome", "applied") in labels
-        )
-        if done > 0:
+        if applied(await _scrape(client)) > applied(after):
             break
         await asyncio.sleep(0.2)
     else:
@@ -174,6 +192,23 @@ async def test_metrics_can_be_turned_off(tmp_path: Path, database_url: str) -> N
     settings = make_settings(tmp_path / "data", database_url, metrics_enabled=False)
     async with _app_client(settings) as client:
         assert_problem(await client.get("/metrics"), 404)
+    app = create_app(settings, Container.build(settings))
+    assert MetricsMiddleware not in [m.cls for m in app.user_middleware]  # nothing counted
+    await app.state.container.close()
+
+
+def test_an_empty_token_is_no_token_and_production_wants_a_long_one(tmp_path: Path) -> None:
+    assert make_settings(tmp_path, "sqlite://", metrics_token="  ").metrics_token is None
+    keys = json.dumps(KeySet([new_signing_key()]).as_dict(private=True))
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        make_settings(
+            tmp_path,
+            "sqlite://",
+            env="production",
+            secret_key="q" * 8 + "7Hk2-vX9_pLm3Nz4Rt6Wy8Bc0Df5Gh1J",
+            signing_keys=keys,
+            metrics_token="short",
+        )
 
 
 # --- real processes ------------------------------------------------------------------------
@@ -212,11 +247,19 @@ def _wait_for(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
 
 
 @pytest.fixture
-def two_workers(embedded_env: dict[str, str]) -> Iterator[int]:
+def shared_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "prometheus"
+    path.mkdir()
+    (path / "counter_999999.db").write_bytes(b"stale")  # an earlier run's: emptied at start
+    return path
+
+
+@pytest.fixture
+def two_workers(embedded_env: dict[str, str], shared_dir: Path) -> Iterator[int]:
     port = _free_port()
     proc = subprocess.Popen(  # noqa: S603 - our own CLI
         [sys.executable, "-m", "tidings", "serve", "--port", str(port), "--workers", "2"],
-        env=embedded_env,
+        env={**embedded_env, "PROMETHEUS_MULTIPROC_DIR": str(shared_dir)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -228,25 +271,59 @@ def two_workers(embedded_env: dict[str, str]) -> Iterator[int]:
         proc.wait(timeout=30)
 
 
-def test_every_scrape_adds_up_every_worker_process(two_workers: int) -> None:
+def _livez_count(path: Path) -> float:
+    """How many ``GET /livez`` one process's counter file holds."""
+    total = 0.0
+    for entry in MmapedDict.read_all_values_from_file(str(path)):
+        key, value = entry[0], entry[1]
+        if '"/livez"' in key and "tidings_http_requests_total" in key:
+            total += value
+    return total
+
+
+def test_every_scrape_adds_up_every_worker_process(two_workers: int, shared_dir: Path) -> None:
     base = f"http://127.0.0.1:{two_workers}"
-    with httpx2.Client(base_url=base, timeout=10) as first:
-        for _ in range(20):  # bounded; one keep-alive connection lands on one process
-            assert first.get("/livez").status_code == 200
-    with httpx2.Client(base_url=base, timeout=10) as second:
-        for _ in range(20):
-            assert second.get("/livez").status_code == 200
-    seen = set()
-    for _ in range(6):  # new connections, spread over both processes by the kernel
+    livez = (
+        "tidings_http_requests_total",
+        frozenset({"method": "GET", "route": "/livez", "status": "200"}.items()),
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # bounded: until both processes have answered some
+        with httpx2.Client(base_url=base, timeout=10) as client:  # a new connection each
+            for _ in range(5):
+                assert client.get("/livez").status_code == 200
+        if len([f for f in shared_dir.glob("counter_*.db") if _livez_count(f) > 0]) >= 2:
+            break
+    else:
+        pytest.fail("one process answered every connection for 30 s")
+    assert not (shared_dir / "counter_999999.db").exists()
+    totals, texts = set(), []
+    for _ in range(6):  # bounded; new connections, which either process may take
         with httpx2.Client(base_url=base, timeout=10) as scraper:
-            samples = _samples(scraper.get("/metrics").text)
-        key = (
-            "tidings_http_requests_total",
-            frozenset({"method": "GET", "route": "/livez", "status": "200"}.items()),
-        )
-        seen.add(samples.get(key, 0.0))
-    # every scrape, whichever process answered, counts all 40 (plus the startup probe's)
-    assert min(seen) >= 40, seen
+            text = scraper.get("/metrics").text
+        texts.append(text)
+        totals.add(_samples(text).get(livez, 0.0))
+    assert len(totals) == 1, totals  # every scrape, from either process, the same sum
+    per_process = [_livez_count(f) for f in shared_dir.glob("counter_*.db")]
+    assert totals.pop() == sum(per_process), per_process
+    for text in texts:  # the database's gauges once each, never kept per process
+        assert text.count("# TYPE tidings_outbox_pending gauge") == 1, text
+        assert "pid=" not in text
+
+
+def test_the_worker_refuses_the_servers_shared_directory(
+    embedded_env: dict[str, str], tmp_path: Path
+) -> None:
+    refused = subprocess.run(
+        [sys.executable, "-m", "tidings", "worker"],
+        env={**embedded_env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "PROMETHEUS_MULTIPROC_DIR is for" in " ".join(refused.stderr.split())
 
 
 def test_the_worker_serves_its_own_metrics(embedded_env: dict[str, str]) -> None:

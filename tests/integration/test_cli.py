@@ -57,7 +57,9 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     # it is put back after the test instead of leaking into the tests that follow
     monkeypatch.setenv("TIDINGS_ROW_CACHE", "auto")
     # and `serve --workers N` points PROMETHEUS_MULTIPROC_DIR at a directory of its own
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    # (set, then removed: monkeypatch puts back "absent" whatever serve wrote meanwhile)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "unset")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     # Cheap argon2 parameters, as in the rest of the suite.
     monkeypatch.setenv("TIDINGS_PASSWORD_HASH_TIME_COST", "1")
     monkeypatch.setenv("TIDINGS_PASSWORD_HASH_MEMORY_KIB", "1024")

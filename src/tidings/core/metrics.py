@@ -23,13 +23,16 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -39,6 +42,9 @@ log = structlog.get_logger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SCRAPE_QUERY_SECONDS = 2.0
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# any other method (a client may send PROPFIND or made-up ones) is "other": bounded labels
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+PENDING_COUNT_CAP = 1_000_000  # the backlog gauge counts this far, then says "at least"
 
 
 class Metrics:
@@ -98,6 +104,7 @@ class Metrics:
         self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        method = method if method in _METHODS else "other"
         key = (method, route, status)
         found = self._http.get(key)
         if found is None:  # labelled children are looked up once per (method, route, status)
@@ -111,7 +118,24 @@ class Metrics:
 
 @cache
 def metrics() -> Metrics:
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: the process start time says as much
     return Metrics()
+
+
+_failed_once = False
+
+
+def bump(counter: Any, *labels: str) -> None:
+    """``counter`` (with ``labels``) + 1, never failing its caller: counting on a rate limit, a
+    delivery or the relay must not turn them into errors (in multiprocess mode a count is a
+    write to a file, which a full disk refuses). The first failure is logged."""
+    global _failed_once
+    try:
+        (counter.labels(*labels) if labels else counter).inc()
+    except Exception as exc:
+        if not _failed_once:
+            _failed_once = True
+            log.error("metrics_write_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 class MetricsMiddleware:
@@ -138,11 +162,26 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path_format", None) or getattr(route, "path", None)
-            self.metrics.observe_http(
-                scope["method"], template or "unmatched", status, time.perf_counter() - start
-            )
+            try:
+                self.metrics.observe_http(
+                    scope["method"], _template(scope), status, time.perf_counter() - start
+                )
+            except Exception as exc:  # the response is out: counting must not fail it
+                log.error("metrics_write_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def _template(scope: Scope) -> str:
+    """The route template that answered: FastAPI's routes put themselves in the scope; others
+    (the docs, ``/openapi.json``) are found by matching; ``unmatched`` for no route at all
+    (unknown paths, and what is answered before routing: 413s, CORS preflights)."""
+    route = scope.get("route")
+    if route is None:
+        app = scope.get("app")
+        for candidate in getattr(getattr(app, "router", None), "routes", ()):
+            if candidate.matches(scope)[0] is Match.FULL:
+                route = candidate
+                break
+    return getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
 
 
 def exposition() -> bytes:
@@ -155,9 +194,21 @@ def exposition() -> bytes:
     return generate_latest(REGISTRY)
 
 
+class _Snapshot(Collector):
+    """Gauges of values read at scrape time: families made for one scrape, never written to
+    prometheus-client's files (a ``Gauge`` would be, once per process, in multiprocess mode)."""
+
+    def __init__(self, families: list[GaugeMetricFamily]) -> None:
+        self.families = families
+
+    def collect(self) -> Any:
+        return iter(self.families)
+
+
 async def database_gauges(container: Container) -> bytes:
-    """What the database says now: events the relay has not finished, the oldest one's age,
-    dead letters not replayed (empty when the database does not answer in time)."""
+    """What the database says now: events the relay has not finished (counted up to
+    :data:`PENDING_COUNT_CAP`), the oldest one's age, dead letters not replayed, and whether
+    it answered within :data:`SCRAPE_QUERY_SECONDS` (``tidings_metrics_database_up``)."""
     import asyncio
 
     from sqlalchemy import func, select
@@ -165,44 +216,53 @@ async def database_gauges(container: Container) -> bytes:
     from tidings.core.db import utcnow
     from tidings.events.models import DeadLetter, OutboxMessage
 
-    registry = CollectorRegistry()
-    pending = Gauge(
-        "tidings_outbox_pending",
-        "Outbox events not yet applied by every consumer.",
-        registry=registry,
-    )
-    oldest = Gauge(
-        "tidings_outbox_oldest_pending_seconds",
-        "Age of the oldest outbox event not yet applied by every consumer (0 when none).",
-        registry=registry,
-    )
-    dead = Gauge(
-        "tidings_dead_letters_pending",
-        "Dead-lettered deliveries not replayed.",
-        registry=registry,
-    )
-
-    async def read() -> None:
+    async def read() -> tuple[int, float, int]:
+        pending = OutboxMessage.published_at.is_(None)
         async with container.db.unit_of_work(write=False) as session:
-            count, first = (
-                await session.execute(
-                    select(func.count(), func.min(OutboxMessage.created_at)).where(
-                        OutboxMessage.published_at.is_(None)
-                    )
-                )
-            ).one()
+            # both walk the (published_at, id) index: capped, and the first in id order
+            capped = select(OutboxMessage.id).where(pending).limit(PENDING_COUNT_CAP).subquery()
+            count = await session.scalar(select(func.count()).select_from(capped))
+            first = await session.scalar(
+                select(OutboxMessage.created_at).where(pending).order_by(OutboxMessage.id).limit(1)
+            )
             letters = await session.scalar(
                 select(func.count()).where(DeadLetter.replayed_at.is_(None))
             )
-        pending.set(count)
-        oldest.set((utcnow() - first).total_seconds() if first is not None else 0)
-        dead.set(letters or 0)
+        age = (utcnow() - first).total_seconds() if first is not None else 0.0
+        return int(count or 0), max(0.0, age), int(letters or 0)
 
+    up = GaugeMetricFamily(
+        "tidings_metrics_database_up",
+        "1 when the database answered this scrape's questions in time, else 0.",
+    )
+    families = [up]
     try:
-        await asyncio.wait_for(read(), SCRAPE_QUERY_SECONDS)
+        count, age, letters = await asyncio.wait_for(read(), SCRAPE_QUERY_SECONDS)
     except Exception as exc:  # a scrape must answer: the counters still count
         log.warning("metrics_database_unavailable", error=f"{type(exc).__name__}: {exc}")
-        return b""
+        up.add_metric([], 0)
+    else:
+        up.add_metric([], 1)
+        families += [
+            GaugeMetricFamily(
+                "tidings_outbox_pending",
+                f"Outbox events not yet applied by every consumer (counted up to "
+                f"{PENDING_COUNT_CAP:,}).",
+                value=count,
+            ),
+            GaugeMetricFamily(
+                "tidings_outbox_oldest_pending_seconds",
+                "Age of the oldest outbox event not yet applied by every consumer (0: none).",
+                value=age,
+            ),
+            GaugeMetricFamily(
+                "tidings_dead_letters_pending",
+                "Dead-lettered deliveries not replayed.",
+                value=letters,
+            ),
+        ]
+    registry = CollectorRegistry()
+    registry.register(_Snapshot(families))
     return generate_latest(registry)
 
 

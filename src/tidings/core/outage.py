@@ -16,7 +16,7 @@ import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from tidings.core.metrics import metrics
+from tidings.core.metrics import bump, metrics
 
 log = structlog.get_logger("tidings.outage")
 
@@ -45,7 +45,7 @@ class Outage:
         could not be reached); ``by`` names the user that failed."""
         paused = self.shared if self.shared is not None and isinstance(exc, UNREACHABLE) else self
         paused._until = time.monotonic() + paused.seconds
-        metrics().dependency_pauses.labels(paused.event).inc()
+        bump(metrics().dependency_pauses, paused.event)
         log.warning(paused.event, by=by, error=f"{type(exc).__name__}: {exc}")
 
     def reset(self) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from tidings.core import rawsql
 from tidings.core.db import Database, insert_ignore, utcnow
-from tidings.core.metrics import metrics
+from tidings.core.metrics import bump, metrics
 from tidings.events.consumers import ConsumerRegistry, Envelope, RetryLater
 from tidings.events.models import DeadLetter, OutboxMessage, ProcessedEvent
 
@@ -115,16 +115,16 @@ async def deliver(
     for attempt in range(1, policy.max_attempts + 1):
         try:
             applied = await apply_once(db, registry, consumer_name, event_id, context)
-            counted.labels(consumer_name, "applied" if applied else "already").inc()
+            bump(counted, consumer_name, "applied" if applied else "already")
             return
         except RetryLater as exc:  # left for the relay's next publication
-            counted.labels(consumer_name, "deferred").inc()
+            bump(counted, consumer_name, "deferred")
             log.warning(
                 "consumer_deferred", consumer=consumer_name, event_id=event_id, reason=str(exc)
             )
             return
         except Exception as exc:
-            counted.labels(consumer_name, "failed").inc()
+            bump(counted, consumer_name, "failed")
             last_error = f"{type(exc).__name__}: {exc}"
         log.warning(
             "consumer_failed",
@@ -136,7 +136,7 @@ async def deliver(
         if attempt < policy.max_attempts:
             await asyncio.sleep(policy.delay(attempt))
     await _dead_letter(db, consumer_name, event_id, last_error, policy.max_attempts)
-    counted.labels(consumer_name, "dead_lettered").inc()
+    bump(counted, consumer_name, "dead_lettered")
 
 
 async def _dead_letter(

@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy import Select, or_, select
 
 from tidings.core.db import Database, utcnow
-from tidings.core.metrics import metrics
+from tidings.core.metrics import bump, metrics
 from tidings.events.consumers import ConsumerRegistry
 from tidings.events.delivery import consumers_done
 from tidings.events.models import OutboxMessage
@@ -82,7 +82,7 @@ class OutboxRelay:
                 for name in missing:
                     await self.publish(name, row.id)  # raises if the broker refuses
                     published += 1
-                    metrics().events_published.inc()
+                    bump(metrics().events_published)
                 row.attempts += 1
                 row.next_attempt_at = now + self.redelivery_after
         return published

@@ -18,7 +18,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 
 from tidings.core.errors import RateLimited, ServiceUnavailable
-from tidings.core.metrics import metrics
+from tidings.core.metrics import bump, metrics
 from tidings.core.redispool import waiting_pool
 from tidings.ratelimit.policies import Policy, build_policies
 from tidings.settings import Settings
@@ -106,7 +106,7 @@ class RateLimiter:
                 policy.name, item.amount, max(0, stats.remaining), reset_after, item.get_expiry()
             )
             if not ok:
-                metrics().rate_limited.labels(policy.name).inc()
+                bump(metrics().rate_limited, policy.name)
                 raise RateLimited(
                     f"Rate limit '{policy.name}' exceeded; retry in {reset_after} s.",
                     headers={"Retry-After": str(reset_after), **decision.headers()},

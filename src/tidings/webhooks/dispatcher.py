@@ -31,7 +31,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.core.db import Database, utcnow
-from tidings.core.metrics import metrics
+from tidings.core.metrics import bump, metrics
 from tidings.settings import Settings
 from tidings.webhooks import repository as repo
 from tidings.webhooks import service
@@ -213,7 +213,7 @@ class WebhookDispatcher:
             else:
                 await self._failed(session, delivery, subscription, now)
         outcome = "delivered" if result.ok else "gone" if result.status_code == 410 else "failed"
-        metrics().webhook_attempts.labels(outcome).inc()
+        bump(metrics().webhook_attempts, outcome)
         log.info(
             "webhook_attempt",
             delivery_id=claim.delivery_id,
