@@ -183,8 +183,12 @@ async def _run_worker(settings: Settings) -> bool:
                 f"cannot serve metrics on {settings.worker_metrics_host}:"
                 f"{settings.worker_metrics_port} (TIDINGS_WORKER_METRICS_PORT): {exc}"
             ) from exc
+    from tidings.core.tracing import configure_worker, instrument
+
+    end_tracing = configure_worker(settings)
     lock = hold_server_lock(settings)  # before any write (SQLite only: see core.writers)
     container = Container.build(settings)
+    instrument(settings, container.db.engine)
     events = container.build_events()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -213,6 +217,7 @@ async def _run_worker(settings: Settings) -> bool:
         await container.close()
         if lock is not None:
             lock.release()
+        end_tracing()  # what is still batched goes out
         await _end_stragglers()
 
 

@@ -87,6 +87,112 @@ def collector() -> Iterator[Collector]:
     found.server.shutdown()
 
 
+def _env(tmp_path: Path, collector: Collector, service: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "OTEL_"))}
+    env.pop("CI", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(
+        TIDINGS_DATA_DIR=str(tmp_path / "data"),
+        TIDINGS_LOG_LEVEL="WARNING",
+        TIDINGS_GC_TUNING="false",
+        TIDINGS_TRACING="true",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{collector.port}",
+        OTEL_SERVICE_NAME=service,
+        OTEL_BSP_SCHEDULE_DELAY="100",
+        **extra,
+    )
+    return env
+
+
+def _up(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # bounded
+        assert proc.poll() is None, "the server exited"
+        try:
+            if httpx2.get(url, timeout=1).status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail("the server did not come up in 60 s")
+
+
+def _post_as_new_user(base: str, name: str) -> None:
+    body = {"username": name, "email": f"{name}@example.com", "password": "Pa55-w0rd-T1dings"}
+    assert httpx2.post(f"{base}/api/v1/accounts", json=body, timeout=10).status_code == 201
+    grant = {"grant_type": "password", "username": name, "password": body["password"]}
+    token = httpx2.post(f"{base}/api/v1/auth/token", data=grant, timeout=10).json()
+    posted = httpx2.post(
+        f"{base}/api/v1/posts",
+        json={"text": "traced"},
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+        timeout=10,
+    )
+    assert posted.status_code == 201, posted.text
+
+
+def _consumers_of_the_post(collector: Collector) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The span of ``POST /api/v1/posts`` and the consumer spans in its trace (waits ≤ 30 s
+    for both)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # bounded
+        spans = collector.snapshot()
+        posts = [s for s in spans if s["name"] == "POST /api/v1/posts"]
+        if posts:
+            consumed = [
+                s
+                for s in spans
+                if s["trace_id"] == posts[0]["trace_id"] and s["name"] == "consume post.created"
+            ]
+            if consumed:
+                return posts[0], consumed
+        time.sleep(0.1)
+    names = sorted({s["name"] for s in collector.snapshot()})
+    pytest.fail(f"no consumer span in the post's trace within 30 s: {names}")
+
+
+def test_a_separate_worker_continues_the_requests_trace(
+    tmp_path: Path, collector: Collector
+) -> None:
+    """The relay and consumers in `tidings worker` (Redis broker): the event carries the
+    request's trace through the outbox, and the worker's spans join it."""
+    port = _free_port()
+    shared = {
+        "TIDINGS_BROKER": "redis",
+        "TIDINGS_BROKER_URL": "redis://127.0.0.1:6379/12",
+        "TIDINGS_RELAY_IN_API": "false",
+        "TIDINGS_ROW_CACHE": "none",
+    }
+    api = subprocess.Popen(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "tidings", "serve", "--port", str(port)],
+        env=_env(tmp_path, collector, "tidings-api", **shared),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _up(f"{base}/livez", api)  # migrated: the worker may start
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tidings", "worker"],
+            env=_env(tmp_path, collector, "tidings-worker", **shared),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _post_as_new_user(base, "wes")
+        request, consumed = _consumers_of_the_post(collector)
+    finally:
+        for proc in (worker, api):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+    assert request["service"] == "tidings-api"
+    assert {s["service"] for s in consumed} == {"tidings-worker"}, consumed
+    assert all(s["parent"] for s in consumed)  # children, not roots of traces of their own
+    in_worker = {s["scope"] for s in collector.snapshot() if s["service"] == "tidings-worker"}
+    assert any("sqlalchemy" in scope for scope in in_worker), in_worker
+
+
 def test_requests_and_their_sql_are_traced_and_logged(tmp_path: Path, collector: Collector) -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "OTEL_"))}
@@ -125,6 +231,8 @@ def test_requests_and_their_sql_are_traced_and_logged(tmp_path: Path, collector:
             made = httpx2.post(f"{base}/api/v1/accounts", json=body, timeout=10)
             assert made.status_code == 201, made.text
             request_id = made.headers["x-request-id"]
+            _post_as_new_user(base, "tom")  # the embedded default consumes in this process
+            _consumers_of_the_post(collector)
 
             deadline = time.monotonic() + 20
             request_span: dict[str, Any] | None = None

@@ -15,6 +15,7 @@ from sqlalchemy.sql.elements import BindParameter
 from tidings.core import rawsql
 from tidings.core.db import Database, insert_ignore, utcnow
 from tidings.core.metrics import bump, metrics
+from tidings.core.tracing import consumer_span
 from tidings.events.consumers import ConsumerRegistry, Envelope, RetryLater
 from tidings.events.models import DeadLetter, OutboxMessage, ProcessedEvent
 
@@ -42,6 +43,7 @@ _EVENT = select(
     OutboxMessage.actor_id,
     OutboxMessage.payload,
     OutboxMessage.created_at,
+    OutboxMessage.trace_parent,
 ).where(OutboxMessage.id == bindparam("event_id", type_=BigInteger))
 _LOCK_EVENT = (
     select(OutboxMessage.id)
@@ -74,9 +76,10 @@ async def apply_once(
         rows = await rawsql.fetch(session, _EVENT, {"event_id": event_id})
         if not rows:
             return False
-        ident, event_type, aggregate_id, actor_id, payload, created_at = rows[0]
+        ident, event_type, aggregate_id, actor_id, payload, created_at, parent = rows[0]
         envelope = Envelope(ident, event_type, aggregate_id, actor_id, dict(payload), created_at)
-        await consumer.handler(session, envelope, context)
+        with consumer_span(consumer_name, event_type, ident, parent):
+            await consumer.handler(session, envelope, context)
         others = {c.name for c in registry.for_event(event_type)} - {consumer_name}
         if others:
             if not db.is_sqlite:  # (SQLite runs one writer at a time: it has seen them all)

@@ -28,6 +28,9 @@ class OutboxMessage(Base):
     published_at: Mapped[datetime | None] = mapped_column(default=None)  # every consumer done
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+    # W3C traceparent of the request that wrote it (TIDINGS_TRACING): its consumers' spans
+    # continue that trace
+    trace_parent: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class ProcessedEvent(Base):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tidings.core.tracing import current_traceparent
 from tidings.events.domain import DomainEvent
 from tidings.events.models import OutboxMessage
 
@@ -17,5 +18,6 @@ def record(session: AsyncSession, event: DomainEvent) -> None:
             aggregate_id=event.aggregate_id,
             actor_id=event.actor_id,
             payload=event.payload(),
+            trace_parent=current_traceparent(),
         )
     )
