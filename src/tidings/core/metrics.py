@@ -45,6 +45,13 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 # any other method (a client may send PROPFIND or made-up ones) is "other": bounded labels
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 PENDING_COUNT_CAP = 1_000_000  # the backlog gauge counts this far, then says "at least"
+# read from the database at each scrape (database_gauges)
+DATABASE_GAUGES = (
+    "tidings_metrics_database_up",
+    "tidings_outbox_pending",
+    "tidings_outbox_oldest_pending_seconds",
+    "tidings_dead_letters_pending",
+)
 
 
 class Metrics:
@@ -232,7 +239,7 @@ async def database_gauges(container: Container) -> bytes:
         return int(count or 0), max(0.0, age), int(letters or 0)
 
     up = GaugeMetricFamily(
-        "tidings_metrics_database_up",
+        DATABASE_GAUGES[0],
         "1 when the database answered this scrape's questions in time, else 0.",
     )
     families = [up]
@@ -245,18 +252,18 @@ async def database_gauges(container: Container) -> bytes:
         up.add_metric([], 1)
         families += [
             GaugeMetricFamily(
-                "tidings_outbox_pending",
+                DATABASE_GAUGES[1],
                 f"Outbox events not yet applied by every consumer (counted up to "
                 f"{PENDING_COUNT_CAP:,}).",
                 value=count,
             ),
             GaugeMetricFamily(
-                "tidings_outbox_oldest_pending_seconds",
+                DATABASE_GAUGES[2],
                 "Age of the oldest outbox event not yet applied by every consumer (0: none).",
                 value=age,
             ),
             GaugeMetricFamily(
-                "tidings_dead_letters_pending",
+                DATABASE_GAUGES[3],
                 "Dead-lettered deliveries not replayed.",
                 value=letters,
             ),
