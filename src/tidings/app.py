@@ -33,6 +33,7 @@ from tidings.core.metrics import MetricsMiddleware, metrics_endpoint
 from tidings.core.openapi import document_errors
 from tidings.core.problems import install_problem_handlers
 from tidings.core.requestid import RequestIdMiddleware
+from tidings.core.tracing import configure as configure_tracing
 from tidings.core.tracing import instrument, telemetry_config
 from tidings.core.writers import hold_server_lock
 from tidings.events.api import router as dead_letters_router
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         "lifespan": _lifespan(container),
         "telemetry": telemetry_config(settings),
     }
+    configure_tracing(settings, export=False)  # FastAPI adds the exporter at startup
     instrument(settings, container.db.engine)
     if settings.docs_enabled:  # Swagger UI and ReDoc from vendored assets: no CDN
         app = FastAPIOffline(

@@ -59,6 +59,9 @@ def serve(
     settings = _settings()
     try:
         load_key_material(settings)  # fail fast on missing secrets, before forking workers
+        from tidings.core.tracing import check_ready
+
+        check_ready(settings)  # the otel extra and an endpoint, when tracing
     except ConfigurationError as exc:
         console.print(f"[red]Refusing to start:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -183,9 +186,9 @@ async def _run_worker(settings: Settings) -> bool:
                 f"cannot serve metrics on {settings.worker_metrics_host}:"
                 f"{settings.worker_metrics_port} (TIDINGS_WORKER_METRICS_PORT): {exc}"
             ) from exc
-    from tidings.core.tracing import configure_worker, instrument
+    from tidings.core.tracing import configure, instrument
 
-    end_tracing = configure_worker(settings)
+    end_tracing = configure(settings, export=True)
     lock = hold_server_lock(settings)  # before any write (SQLite only: see core.writers)
     container = Container.build(settings)
     instrument(settings, container.db.engine)
@@ -217,7 +220,12 @@ async def _run_worker(settings: Settings) -> bool:
         await container.close()
         if lock is not None:
             lock.release()
-        end_tracing()  # what is still batched goes out
+        try:  # what is still batched goes out, without holding the loop past a few seconds
+            await asyncio.wait_for(asyncio.to_thread(end_tracing), 6)
+        except TimeoutError:
+            import structlog
+
+            structlog.get_logger("tidings.worker").warning("trace_export_unfinished")
         await _end_stragglers()
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx2
 import pytest
+import redis
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 
@@ -63,9 +64,12 @@ class Collector:
             for scope in resource.scope_spans:
                 for span in scope.spans:
                     with self.lock:
+                        attributes = {a.key: a.value.string_value for a in span.attributes}
                         self.spans.append(
                             {
                                 "name": span.name,
+                                "kind": span.kind,
+                                "attributes": attributes,
                                 "trace_id": span.trace_id.hex(),
                                 "span_id": span.span_id.hex(),
                                 "parent": span.parent_span_id.hex(),
@@ -151,12 +155,22 @@ def _consumers_of_the_post(collector: Collector) -> tuple[dict[str, Any], list[d
     pytest.fail(f"no consumer span in the post's trace within 30 s: {names}")
 
 
+def _only_requests_and_consumers_start_traces(spans: list[dict[str, Any]]) -> None:
+    """The relay's polling and the broker's reads (SQL and Redis with no span around them)
+    start no trace of their own: every root is a request or a consumer."""
+    server, consumer = 2, 5  # SpanKind in OTLP: SPAN_KIND_SERVER, SPAN_KIND_CONSUMER
+    roots = [(s["name"], s["kind"]) for s in spans if not s["parent"]]
+    assert roots
+    assert all(kind in (server, consumer) for _, kind in roots), roots
+
+
 def test_a_separate_worker_continues_the_requests_trace(
     tmp_path: Path, collector: Collector
 ) -> None:
     """The relay and consumers in `tidings worker` (Redis broker): the event carries the
     request's trace through the outbox, and the worker's spans join it."""
     port = _free_port()
+    redis.Redis(db=12).flushdb()  # the stream of an earlier run
     shared = {
         "TIDINGS_BROKER": "redis",
         "TIDINGS_BROKER_URL": "redis://127.0.0.1:6379/12",
@@ -189,14 +203,21 @@ def test_a_separate_worker_continues_the_requests_trace(
     assert request["service"] == "tidings-api"
     assert {s["service"] for s in consumed} == {"tidings-worker"}, consumed
     assert all(s["parent"] for s in consumed)  # children, not roots of traces of their own
-    in_worker = {s["scope"] for s in collector.snapshot() if s["service"] == "tidings-worker"}
-    assert any("sqlalchemy" in scope for scope in in_worker), in_worker
+    spans = collector.snapshot()
+    under_consumers = [
+        s
+        for s in spans
+        if s["parent"] in {c["span_id"] for c in consumed} and "sqlalchemy" in s["scope"]
+    ]
+    assert under_consumers, "the consumers' SQL is not in their spans"
+    _only_requests_and_consumers_start_traces(spans)
 
 
 def test_requests_and_their_sql_are_traced_and_logged(tmp_path: Path, collector: Collector) -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "OTEL_"))}
     env.pop("CI", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.update(
         TIDINGS_DATA_DIR=str(tmp_path / "data"),
         TIDINGS_LOG_LEVEL="INFO",
@@ -233,6 +254,8 @@ def test_requests_and_their_sql_are_traced_and_logged(tmp_path: Path, collector:
             request_id = made.headers["x-request-id"]
             _post_as_new_user(base, "tom")  # the embedded default consumes in this process
             _consumers_of_the_post(collector)
+            # a provider's code in a query string is a credential for a minute: masked
+            httpx2.get(f"{base}/api/v1/auth/github/callback?code=sekrit-42&state=s-43", timeout=10)
 
             deadline = time.monotonic() + 20
             request_span: dict[str, Any] | None = None
@@ -259,7 +282,56 @@ def test_requests_and_their_sql_are_traced_and_logged(tmp_path: Path, collector:
     assert request_span["service"] == "tidings-under-test"
     assert children, [(s["name"], s["scope"], s["trace_id"][:6], s["parent"][:6]) for s in spans]
     assert not [s for s in spans if s["name"] == "GET /livez"]  # probes are not traced
+    callbacks = [s for s in spans if s["name"] == "GET /api/v1/auth/{provider}/callback"]
+    assert callbacks, sorted({s["name"] for s in spans})
+    query = callbacks[0]["attributes"].get("url.query", "")
+    assert "sekrit-42" not in query, query
+    assert "s-43" not in query, query
+    assert "code=REDACTED" in query, query
+    _only_requests_and_consumers_start_traces(spans)
     # the request's log lines carry its trace id
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     traced = {line.get("trace_id") for line in lines if line.get("request_id") == request_id}
     assert request_span["trace_id"] in traced, lines[-5:]
+
+
+async def test_without_tracing_no_event_keeps_a_trace(
+    client: httpx2.AsyncClient, container: Any
+) -> None:
+    """Off (the default): nothing is written for traces (and nothing of the SDK is needed)."""
+    from sqlalchemy import select
+
+    from tests.support.api import sign_up
+    from tidings.events.models import OutboxMessage
+
+    who = await sign_up(client, "nat")
+    made = await client.post("/api/v1/posts", json={"text": "untraced"}, headers=who.headers)
+    assert made.status_code == 201, made.text
+    async with container.db.unit_of_work(write=False) as session:
+        kept = (await session.scalars(select(OutboxMessage.trace_parent))).all()
+    assert kept
+    assert set(kept) == {None}
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_tracing_without_an_endpoint_is_refused(tmp_path: Path, command: str) -> None:
+    """Nothing would be exported, silently: both refuse to start, saying what is missing."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "OTEL_"))}
+    env.pop("CI", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(
+        TIDINGS_DATA_DIR=str(tmp_path / "data"), TIDINGS_TRACING="true", TIDINGS_BROKER="redis"
+    )
+    args = ["serve", "--port", str(_free_port())] if command == "serve" else ["worker"]
+    refused = subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "tidings", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2, refused.stderr
+    text = " ".join(refused.stderr.split())
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in text
+    assert "Traceback" not in refused.stderr
