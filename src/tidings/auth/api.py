@@ -95,7 +95,8 @@ async def token(
 ) -> TokenResponse:
     params = await _read_params(request)
     kind = params.get("grant_type")
-    kind = kind if kind in _GRANTS else "other"  # bounded labels
+    # bounded labels; a JSON body may send any type here (a dict is not even hashable)
+    kind = kind if isinstance(kind, str) and kind in _GRANTS else "other"
     counted = metrics().token_requests
     try:
         if kind == "other":
