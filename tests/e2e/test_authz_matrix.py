@@ -176,6 +176,7 @@ EXPECTED: dict[Key, Row] = {
     # the accounts you block or mute: your own list only
     ("GET", "/api/v1/me/blocks"): signed_in(200),
     ("GET", "/api/v1/me/mutes"): signed_in(200),
+    ("GET", "/api/v1/users"): everyone(200),
     ("GET", "/api/v1/users/{username}/followers"): everyone(200),
     ("GET", "/api/v1/users/{username}/following"): everyone(200),
     # posts: reads, likes on the user's *private* post; edits, deletes, shares on a public one
@@ -1296,6 +1297,17 @@ def _own_list(kind: str) -> Make:
 
 for _kind in ("block", "mute"):
     scenario("GET", f"/api/v1/me/{_kind}s", "social")(_own_list(_kind))
+
+
+@scenario("GET", "/api/v1/users", "social")
+async def _find_users(w: World, actor: str) -> Call:
+    """Anyone finds the user by the start of the name (no one here blocks anyone)."""
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        names = [item["username"] for item in response.json()["data"]]
+        return check(NAMES["user"] in names, f"{actor} found {names}")
+
+    return Call("GET", f"/api/v1/users?prefix={NAMES['user'][:3]}", verify=verify)
 
 
 @scenario("GET", "/api/v1/users/{username}/followers", "social")

@@ -83,6 +83,8 @@ SEMANTIC_STATUSES = {
     "If-Match": ("header", "412"),
 }
 SEMANTIC_OPERATIONS = {
+    # a schema-valid password may be a common one (the breached-password list): a 422
+    "POST /api/v1/accounts": "422",
     "POST /api/v1/posts": "422",
     "POST /api/v1/posts/{post_id}/comments": "422",
     "POST /api/v1/me/password": "422",

@@ -158,6 +158,34 @@ async def end_session(
     return Response(status_code=204)
 
 
+@router.get(
+    "/users",
+    response_model=Page[PublicProfile],
+    summary="Find accounts by the start of their username (any case), in username order",
+)
+async def find_users(
+    request: Request,
+    response: Response,
+    session: DbSession,
+    viewer: Viewer,
+    page: Annotated[PageParams, Depends(page_params)],
+    prefix: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=30,
+            pattern=r"^[A-Za-z0-9_]+$",
+            description="The first letters of the username.",
+        ),
+    ],
+) -> Page[PublicProfile]:
+    users, next_cursor = await service.find_users(session, viewer, prefix, page)
+    set_next_link(request, response, next_cursor)
+    return Page[PublicProfile](
+        data=[PublicProfile.model_validate(u) for u in users], next_cursor=next_cursor
+    )
+
+
 @router.get("/users/{username}", response_model=PublicProfile, summary="A public profile")
 async def read_profile(username: UsernamePath, session: DbSession, viewer: Viewer) -> PublicProfile:
     return PublicProfile.model_validate(await service.public_profile(session, username, viewer))

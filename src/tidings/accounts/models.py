@@ -17,6 +17,13 @@ class User(Base):
     __tablename__ = "users"
     __table_args__ = (
         # the accounts whose erasure is pending (tidings.accounts.erasure): a handful at most
+        # GET /api/v1/users?prefix=: a prefix is a range of username_key; on PostgreSQL the
+        # text_pattern_ops operators compare bytes whatever the database's collation
+        Index(
+            "ix_users_username_key_prefix",
+            "username_key",
+            postgresql_ops={"username_key": "text_pattern_ops"},
+        ),
         Index(
             "ix_users_erasure_pending",
             "deleted_at",

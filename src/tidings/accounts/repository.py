@@ -6,7 +6,7 @@ from datetime import datetime
 from functools import cache
 from typing import NamedTuple
 
-from sqlalchemy import Select, String, bindparam, or_, select
+from sqlalchemy import ColumnElement, Select, String, bindparam, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +35,36 @@ class UserRepository:
 
     async def get(self, user_id: int) -> User | None:
         return await self.session.get(User, user_id)
+
+    async def by_prefix(
+        self, prefix: str, after: str | None, limit: int, hide: set[int]
+    ) -> list[User]:
+        """Visible accounts whose username starts with ``prefix`` (lower-cased, of the
+        username alphabet), in username order after ``after``: a range of ``username_key``,
+        which ``ix_users_username_key_prefix`` serves (on PostgreSQL with text_pattern_ops:
+        byte order, whatever the collation)."""
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # [a-z0-9_]: the next byte is no letter
+        low = max(prefix, after) if after is not None else prefix
+        key = User.username_key
+        postgres = self.session.get_bind().dialect.name == "postgresql"
+        above: ColumnElement[bool]
+        below: ColumnElement[bool]
+        if postgres:
+            above = key.op("~>~")(low) if after is not None else key.op("~>=~")(low)
+            below = key.op("~<~")(upper)
+        else:
+            above = key > low if after is not None else key >= low
+            below = key < upper
+        stmt = (
+            select(User)
+            .where(above, below, User.deleted_at.is_(None), User.suspended.is_(False))
+            # in the index's (byte) order, so PostgreSQL walks it from the prefix on
+            .order_by(text("users.username_key USING ~<~") if postgres else key)
+            .limit(limit + 1)
+        )
+        if hide:
+            stmt = stmt.where(User.id.not_in(hide))
+        return list((await self.session.scalars(stmt)).all())
 
     async def get_for_update(self, user_id: int) -> User | None:
         return await self.session.get(User, user_id, with_for_update=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -23,11 +24,19 @@ from tidings.auth.providers.models import UserIdentity
 from tidings.auth.reauth import verify_password
 from tidings.auth.repository import AuthRepository
 from tidings.core.db import utcnow
-from tidings.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
-from tidings.core.pagination import PageParams, paginate
+from tidings.core.errors import (
+    BadRequest,
+    Conflict,
+    FieldError,
+    Forbidden,
+    NotFound,
+    ValidationFailed,
+)
+from tidings.core.pagination import PageParams, decode_cursor, paginate
 from tidings.core.security import PasswordHasher
 from tidings.events import domain
 from tidings.events.outbox import record
+from tidings.graph.repository import GraphRepository
 from tidings.graph.service import visible_user
 from tidings.mail.service import mail_enabled, queue_mail
 from tidings.mfa.models import MfaRecoveryCode, MfaTotp
@@ -265,6 +274,26 @@ async def prove_holder(
             "Type your username to confirm: the account has no password.",
             errors=[FieldError(loc=["body", "confirm_username"], msg="does not match")],
         )
+
+
+_KEY = re.compile(r"[a-z0-9_]{1,30}")
+
+
+async def find_users(
+    session: AsyncSession, viewer: Principal | None, prefix: str, params: PageParams
+) -> tuple[list[User], str | None]:
+    """Accounts whose username starts with ``prefix`` (any case), in username order: not
+    suspended or deleted, and none blocked either way with a signed-in viewer."""
+    low = prefix.lower()
+    after: str | None = None
+    if params.cursor is not None:
+        value = decode_cursor(params.cursor).get("after")
+        if not isinstance(value, str) or not _KEY.fullmatch(value):
+            raise BadRequest("The cursor is not valid; start again without one.")
+        after = value
+    hide = await GraphRepository(session).blocked_ids_of(viewer.user_id) if viewer else set()
+    rows = await UserRepository(session).by_prefix(low, after, params.limit, hide)
+    return paginate(rows, params.limit, lambda user: {"after": user.username_key})
 
 
 async def list_sessions(session: AsyncSession, principal: Principal) -> list[SessionOut]:
