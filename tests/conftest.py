@@ -40,6 +40,7 @@ RELAXED_POLICIES = (
     "mfa_lockout",
     "reauth_lockout",
     "account_export",
+    "user_search",
     "password_reset",
     "recovery_confirm",
     "email_verification",

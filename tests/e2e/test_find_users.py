@@ -5,6 +5,7 @@ On SQLite and PostgreSQL; the PostgreSQL plan walks the prefix index."""
 from __future__ import annotations
 
 import httpx2
+import pytest
 from sqlalchemy import text
 
 from tests.support.api import DEFAULT_PASSWORD, assert_problem, login, make_admin, sign_up
@@ -63,13 +64,22 @@ async def test_hidden_accounts_are_not_found(
     assert await _names(client, "prefix=cal_") == ["cal_blocked", "cal_blocks", "cal_shown"]
 
 
+async def test_a_cursor_of_another_prefix_loses_no_account(client: httpx2.AsyncClient) -> None:
+    for name in ("ali", "alibi", "al_x"):
+        await sign_up(client, name)
+    first = (await client.get(f"{FIND}?prefix=al&limit=1")).json()  # after al_x
+    reused = await client.get(f"{FIND}?prefix=ali&cursor={first['next_cursor']}")
+    assert [u["username"] for u in reused.json()["data"]] == ["ali", "alibi"]
+
+
 async def test_postgresql_walks_the_prefix_index(container: Container) -> None:
+    """The statement as sent, explained: the partial text_pattern_ops index gives the range
+    and the order (scans off, so an index that could not give the order shows as a Sort)."""
+    captured: list[str] = []
     async with container.db.unit_of_work(write=False) as session:
         if session.get_bind().dialect.name != "postgresql":
-            return  # SQLite: the unique index on username_key, in its (byte) order
-        # with scans off, an index that could not give the order would show as a Sort
+            pytest.skip("SQLite: the unique index on username_key, in its (byte) order")
         await session.execute(text("SET LOCAL enable_seqscan = off"))
-        captured: list[str] = []
         repo = UserRepository(session)
         original = session.scalars
 
@@ -82,9 +92,11 @@ async def test_postgresql_walks_the_prefix_index(container: Container) -> None:
             return await original(stmt, *args, **kwargs)
 
         session.scalars = explain  # type: ignore[method-assign]
-        await repo.by_prefix("ali", None, 20, set())
-        await repo.by_prefix("ali", "alice", 20, {1, 2})
-        session.scalars = original  # type: ignore[method-assign]
+        try:
+            await repo.by_prefix("ali", None, 20, set())
+            await repo.by_prefix("ali", "alice", 20, {1, 2})
+        finally:
+            session.scalars = original  # type: ignore[method-assign]
     plans = "\n".join(captured)
     assert plans.count("ix_users_username_key_prefix") == 2, plans
     assert "Sort" not in plans, plans

@@ -162,6 +162,7 @@ async def end_session(
     "/users",
     response_model=Page[PublicProfile],
     summary="Find accounts by the start of their username (any case), in username order",
+    dependencies=[Depends(limit("user_search"))],
 )
 async def find_users(
     request: Request,

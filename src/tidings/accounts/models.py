@@ -11,19 +11,23 @@ from tidings.core.db import Base, utcnow
 from tidings.core.ids import new_id
 
 ERASURE_PENDING = "deleted_at IS NOT NULL AND erased_at IS NULL"
+FINDABLE = "suspended IS false AND deleted_at IS NULL"  # GET /api/v1/users?prefix= finds these
 
 
 class User(Base):
     __tablename__ = "users"
     __table_args__ = (
-        # the accounts whose erasure is pending (tidings.accounts.erasure): a handful at most
         # GET /api/v1/users?prefix=: a prefix is a range of username_key; on PostgreSQL the
-        # text_pattern_ops operators compare bytes whatever the database's collation
+        # text_pattern_ops operators compare bytes whatever the database's collation; only
+        # the accounts that can be found, so a prefix full of suspended ones is no long walk
         Index(
             "ix_users_username_key_prefix",
             "username_key",
             postgresql_ops={"username_key": "text_pattern_ops"},
+            postgresql_where=text(FINDABLE),
+            sqlite_where=text(FINDABLE),
         ),
+        # the accounts whose erasure is pending (tidings.accounts.erasure): a handful at most
         Index(
             "ix_users_erasure_pending",
             "deleted_at",

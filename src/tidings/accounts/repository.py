@@ -44,20 +44,20 @@ class UserRepository:
         which ``ix_users_username_key_prefix`` serves (on PostgreSQL with text_pattern_ops:
         byte order, whatever the collation)."""
         upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # [a-z0-9_]: the next byte is no letter
-        low = max(prefix, after) if after is not None else prefix
         key = User.username_key
         postgres = self.session.get_bind().dialect.name == "postgresql"
-        above: ColumnElement[bool]
-        below: ColumnElement[bool]
-        if postgres:
-            above = key.op("~>~")(low) if after is not None else key.op("~>=~")(low)
-            below = key.op("~<~")(upper)
+        bounds: list[ColumnElement[bool]]
+        if postgres:  # the operators of the index's text_pattern_ops: byte order
+            bounds = [key.op("~>=~")(prefix), key.op("~<~")(upper)]
+            if after is not None:
+                bounds.append(key.op("~>~")(after))
         else:
-            above = key > low if after is not None else key >= low
-            below = key < upper
+            bounds = [key >= prefix, key < upper]
+            if after is not None:
+                bounds.append(key > after)
         stmt = (
             select(User)
-            .where(above, below, User.deleted_at.is_(None), User.suspended.is_(False))
+            .where(*bounds, User.deleted_at.is_(None), User.suspended.is_(False))
             # in the index's (byte) order, so PostgreSQL walks it from the prefix on
             .order_by(text("users.username_key USING ~<~") if postgres else key)
             .limit(limit + 1)

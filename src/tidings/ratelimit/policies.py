@@ -51,6 +51,9 @@ DEFAULT_POLICIES: dict[str, Policy] = {
         # wrong one-time codes of two-step sign-in, per account (src/tidings/mfa/service.py)
         Policy("mfa_lockout", "5/15 minutes;10/hour;20/day", "account", fail_closed=True),
         Policy("account_export", "10/hour", "user"),
+        # finding accounts by a username prefix: per user, per IP when anonymous (a walk of
+        # every name takes many pages)
+        Policy("user_search", "30/minute;300/hour", "user"),
         Policy("password_reset", "10/hour", "ip", fail_closed=True),
         Policy("recovery_confirm", "30/hour", "ip", fail_closed=True),
         Policy("email_verification", "5/hour", "user", fail_closed=True),
