@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.accounts.models import User
 from tidings.core import rawsql
 from tidings.core.errors import Conflict
+from tidings.graph.repository import unblocked_with
 
 
 class UserRef(NamedTuple):
@@ -37,7 +38,7 @@ class UserRepository:
         return await self.session.get(User, user_id)
 
     async def by_prefix(
-        self, prefix: str, after: str | None, limit: int, hide: set[int]
+        self, prefix: str, after: str | None, limit: int, viewer_id: int | None
     ) -> list[User]:
         """Visible accounts whose username starts with ``prefix`` (lower-cased, of the
         username alphabet), in username order after ``after``: a range of ``username_key``,
@@ -62,8 +63,7 @@ class UserRepository:
             .order_by(text("users.username_key USING ~<~") if postgres else key)
             .limit(limit + 1)
         )
-        if hide:
-            stmt = stmt.where(User.id.not_in(hide))
+        stmt = stmt.where(unblocked_with(viewer_id, User.id))
         return list((await self.session.scalars(stmt)).all())
 
     async def get_for_update(self, user_id: int) -> User | None:

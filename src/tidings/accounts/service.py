@@ -36,7 +36,6 @@ from tidings.core.pagination import PageParams, decode_cursor, paginate
 from tidings.core.security import PasswordHasher
 from tidings.events import domain
 from tidings.events.outbox import record
-from tidings.graph.repository import GraphRepository
 from tidings.graph.service import visible_user
 from tidings.mail.service import mail_enabled, queue_mail
 from tidings.mfa.models import MfaRecoveryCode, MfaTotp
@@ -291,8 +290,9 @@ async def find_users(
         if not isinstance(value, str) or not _KEY.fullmatch(value):
             raise BadRequest("The cursor is not valid; start again without one.")
         after = value
-    hide = await GraphRepository(session).blocked_ids_of(viewer.user_id) if viewer else set()
-    rows = await UserRepository(session).by_prefix(low, after, params.limit, hide)
+    rows = await UserRepository(session).by_prefix(
+        low, after, params.limit, viewer.user_id if viewer else None
+    )
     return paginate(rows, params.limit, lambda user: {"after": user.username_key})
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
 from tidings.comments.models import Comment
+from tidings.graph.repository import unblocked_with
 
 
 class CommentRepository:
@@ -46,14 +47,14 @@ class CommentRepository:
         after: int | None,
         *,
         newest: bool,
-        hide: set[int],
+        viewer_id: int | None,
     ) -> list[tuple[Comment, User]]:
         """Top-level comments of a post; keyset on ``comments (post_id, parent_id, id)``."""
         where = [Comment.post_id == post_id, Comment.parent_id.is_(None)]
         # ordering by (parent_id, id) lets PostgreSQL walk ix_comments_post_id_parent_id_id:
         # "parent_id IS NULL" does not count as an equality for sort elimination
         return await self._page(
-            where, limit, after, newest=newest, hide=hide, lead=[Comment.parent_id]
+            where, limit, after, newest=newest, viewer_id=viewer_id, lead=[Comment.parent_id]
         )
 
     async def replies_page(
@@ -63,11 +64,11 @@ class CommentRepository:
         after: int | None,
         *,
         newest: bool,
-        hide: set[int],
+        viewer_id: int | None,
     ) -> list[tuple[Comment, User]]:
         """Direct replies to a comment; keyset on ``comments (parent_id, id)``."""
         where = [Comment.parent_id == parent_id]
-        return await self._page(where, limit, after, newest=newest, hide=hide)
+        return await self._page(where, limit, after, newest=newest, viewer_id=viewer_id)
 
     async def _page(
         self,
@@ -76,16 +77,17 @@ class CommentRepository:
         after: int | None,
         *,
         newest: bool,
-        hide: set[int],
+        viewer_id: int | None,
         lead: list[Any] | None = None,
     ) -> list[tuple[Comment, User]]:
         """(comment, author) in id order, fetched ``limit + 1`` with authors in the same query.
 
-        Live comments by suspended authors or by users in ``hide`` are left out; deleted
+        Live comments by suspended authors or by users blocked either way with the viewer are
+        left out; deleted
         comments are kept as tombstones only while replies hang below them.
         """
         live: list[Any] = [Comment.deleted_at.is_(None), User.suspended.is_(False)]
-        live.append(Comment.author_id.not_in(hide) if hide else true())
+        live.append(unblocked_with(viewer_id, Comment.author_id))
         shown = or_(
             and_(*live),
             and_(Comment.deleted_at.is_not(None), Comment.reply_count > 0),

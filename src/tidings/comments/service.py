@@ -196,10 +196,6 @@ def _after(params: PageParams, sort: CommentSort) -> int | None:
     return after
 
 
-async def _hidden(session: AsyncSession, viewer: Principal | None) -> set[int]:
-    return await GraphRepository(session).blocked_ids_of(viewer.user_id) if viewer else set()
-
-
 async def list_comments(
     session: AsyncSession,
     viewer: Principal | None,
@@ -215,7 +211,7 @@ async def list_comments(
         params.limit,
         after,
         newest=sort == "newest",
-        hide=await _hidden(session, viewer),
+        viewer_id=viewer.user_id if viewer else None,
     )
     page, cursor = paginate(rows, params.limit, lambda row: {"id": row[0].id, "sort": sort})
     return [render(comment, author) for comment, author in page], cursor
@@ -236,7 +232,7 @@ async def list_replies(
         params.limit,
         after,
         newest=sort == "newest",
-        hide=await _hidden(session, viewer),
+        viewer_id=viewer.user_id if viewer else None,
     )
     page, cursor = paginate(rows, params.limit, lambda row: {"id": row[0].id, "sort": sort})
     return [render(reply, author) for reply, author in page], cursor

@@ -166,11 +166,10 @@ async def connections(
     """Followers or following of a user, newest first, minus people blocked with the viewer."""
     target = await visible_user(session, username, viewer)
     graph = GraphRepository(session)
-    hide = await graph.blocked_ids_of(viewer.user_id) if viewer else set()
     key = params.key("id")
     before = key["id"] if key else None
     fetch = graph.page_followers if direction == "followers" else graph.page_following
-    rows = await fetch(target.id, params.limit, before, hide)
+    rows = await fetch(target.id, params.limit, before, viewer.user_id if viewer else None)
     page, cursor = paginate(rows, params.limit, lambda row: {"id": row[0]})
     return [user for _, user in page], cursor
 

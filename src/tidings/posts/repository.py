@@ -24,6 +24,7 @@ from tidings.core import rawsql
 from tidings.core.cache import record_eviction
 from tidings.core.db import insert_ignore
 from tidings.graph.models import Block, Follow, Mute
+from tidings.graph.repository import unblocked_with
 from tidings.posts.facts import relations_changed
 from tidings.posts.models import Like, Post, PostMention, PostTag
 
@@ -262,7 +263,7 @@ class PostRepository:
         return len(rows)
 
     async def likers_page(
-        self, post_id: int, limit: int, before: int | None, hide: set[int]
+        self, post_id: int, limit: int, before: int | None, viewer_id: int | None
     ) -> list[tuple[int, User]]:
         """(like id, user) newest first; keyset on ``likes (post_id, id)``."""
         stmt = (
@@ -274,6 +275,5 @@ class PostRepository:
         )
         if before is not None:
             stmt = stmt.where(Like.id < before)
-        if hide:
-            stmt = stmt.where(Like.user_id.not_in(hide))
+        stmt = stmt.where(unblocked_with(viewer_id, Like.user_id))
         return [(lid, user) for lid, user in (await self.session.execute(stmt)).all()]

@@ -238,10 +238,9 @@ async def likers(
     session: AsyncSession, viewer: Principal | None, post_id: int, params: PageParams
 ) -> tuple[list[User], str | None]:
     post, _ = await _subject(session, viewer, post_id)
-    hide = await GraphRepository(session).blocked_ids_of(viewer.user_id) if viewer else set()
     key = params.key("id")
     rows = await PostRepository(session).likers_page(
-        post.id, params.limit, key["id"] if key else None, hide
+        post.id, params.limit, key["id"] if key else None, viewer.user_id if viewer else None
     )
     page, cursor = paginate(rows, params.limit, lambda row: {"id": row[0]})
     return [user for _, user in page], cursor
