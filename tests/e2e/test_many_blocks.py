@@ -27,8 +27,10 @@ async def test_lists_hide_blocked_accounts_past_parameter_limits(
         {"id": FIRST_ID + n, "username": f"z{n}", "username_key": f"z{n}", "email": f"z{n}@e.org"}
         for n in range(MANY)
     ]
-    blocks = [
+    blocks = [  # vic blocks most of them, and the last thousand block vic
         {"id": FIRST_ID + n, "blocker_id": int(vic.user_id), "blocked_id": FIRST_ID + n}
+        if n < MANY - 1000
+        else {"id": FIRST_ID + n, "blocker_id": FIRST_ID + n, "blocked_id": int(vic.user_id)}
         for n in range(MANY)
     ]
     async with container.db.unit_of_work() as session:
@@ -62,6 +64,21 @@ async def test_lists_hide_blocked_accounts_past_parameter_limits(
     assert await names(f"/api/v1/posts/{post_id}/comments", key="author") == ["dan"]
     assert await names("/api/v1/users?prefix=bea") == []
     assert await names("/api/v1/users?prefix=z1234") == []  # blocked by the tens of thousands
+    assert await names(f"/api/v1/users?prefix=z{MANY - 1}") == []  # blocks vic
+    followed = await client.put("/api/v1/users/bea/follow", headers=dan.headers)
+    assert followed.status_code == 200, followed.text
+    assert await names("/api/v1/users/dan/following") == ["cyd"]  # not bea
+    comments = (await client.get(f"/api/v1/posts/{post_id}/comments", headers=dan.headers)).json()
+    parent = next(c["id"] for c in comments["data"] if c["author"]["username"] == "dan")
+    for who in (bea, dan):
+        replied = await client.post(
+            f"/api/v1/posts/{post_id}/comments",
+            json={"text": "re", "parent_comment_id": parent},
+            headers=who.headers,
+        )
+        assert replied.status_code == 201, replied.text
+    assert await names(f"/api/v1/comments/{parent}/replies", key="author") == ["dan"]
+
     # someone else sees them all
     listed = await client.get("/api/v1/users/cyd/followers", headers=dan.headers)
     assert sorted(u["username"] for u in listed.json()["data"]) == ["bea", "dan"]

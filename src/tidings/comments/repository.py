@@ -82,9 +82,9 @@ class CommentRepository:
     ) -> list[tuple[Comment, User]]:
         """(comment, author) in id order, fetched ``limit + 1`` with authors in the same query.
 
-        Live comments by suspended authors or by users blocked either way with the viewer are
-        left out; deleted
-        comments are kept as tombstones only while replies hang below them.
+        Live comments by suspended authors or by users blocked either way with the viewer
+        are left out; deleted comments are kept as tombstones only while replies hang below
+        them.
         """
         live: list[Any] = [Comment.deleted_at.is_(None), User.suspended.is_(False)]
         live.append(unblocked_with(viewer_id, Comment.author_id))

@@ -25,6 +25,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from tidings.accounts.models import User
 from tidings.core import rawsql
@@ -92,9 +93,10 @@ def unblocked_with(viewer_id: int | None, user: Any) -> ColumnElement[bool]:
     as a ``NOT IN`` list: tens of thousands of blocks passed the drivers' parameter limits."""
     if viewer_id is None:
         return true()
-    blocking = select(Block.id).where(Block.blocker_id == viewer_id, Block.blocked_id == user)
-    blocked_by = select(Block.id).where(Block.blocker_id == user, Block.blocked_id == viewer_id)
-    return and_(~blocking.exists(), ~blocked_by.exists())
+    b = aliased(Block)  # correlated to the outer query only, even one that reads blocks too
+    blocking = select(b.id).where(b.blocker_id == viewer_id, b.blocked_id == user)
+    blocked_by = select(b.id).where(b.blocker_id == user, b.blocked_id == viewer_id)
+    return and_(~blocking.correlate_except(b).exists(), ~blocked_by.correlate_except(b).exists())
 
 
 class GraphRepository:
