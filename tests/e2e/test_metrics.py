@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -28,11 +25,11 @@ from pydantic import ValidationError
 from tests.conftest import make_settings
 from tests.e2e.test_rate_limits import limited_client
 from tests.support.api import DEFAULT_PASSWORD, assert_problem, sign_up
+from tests.support.processes import app_client, clean_env, free_port, wait_until_up
 from tidings.app import create_app
 from tidings.core.container import Container
 from tidings.core.keys import new_signing_key
 from tidings.core.metrics import MetricsMiddleware
-from tidings.settings import Settings
 
 Sample = tuple[str, frozenset[tuple[str, str]]]
 
@@ -144,26 +141,10 @@ async def test_rate_limit_refusals_are_counted(tmp_path: Path, database_url: str
     assert _value(after, name, policy="register") - _value(before, name, policy="register") == 1
 
 
-@asynccontextmanager
-async def _app_client(settings: Settings) -> AsyncIterator[httpx2.AsyncClient]:
-    container = Container.build(settings)
-    app = create_app(settings, container)
-    try:
-        async with (
-            app.router.lifespan_context(app),
-            httpx2.AsyncClient(
-                transport=httpx2.ASGITransport(app=app), base_url="http://testserver"
-            ) as client,
-        ):
-            yield client
-    finally:
-        await container.close()
-
-
 async def test_a_token_guards_the_scrape(tmp_path: Path, database_url: str) -> None:
     token = "scrape-" + "x" * 40
     settings = make_settings(tmp_path / "data", database_url, metrics_token=token)
-    async with _app_client(settings) as client:
+    async with app_client(settings) as client:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
             refused = await client.get("/metrics", headers=headers)
             assert assert_problem(refused, 401)["detail"].startswith("Send 'Authorization")
@@ -182,7 +163,7 @@ async def test_production_serves_no_metrics_without_a_token(
         secret_key="q" * 8 + "7Hk2-vX9_pLm3Nz4Rt6Wy8Bc0Df5Gh1J",
         signing_keys=keys,
     )
-    async with _app_client(settings) as client:
+    async with app_client(settings) as client:
         hidden = await client.get("/metrics")
         assert_problem(hidden, 404)
         assert "tidings_" not in hidden.text
@@ -190,7 +171,7 @@ async def test_production_serves_no_metrics_without_a_token(
 
 async def test_metrics_can_be_turned_off(tmp_path: Path, database_url: str) -> None:
     settings = make_settings(tmp_path / "data", database_url, metrics_enabled=False)
-    async with _app_client(settings) as client:
+    async with app_client(settings) as client:
         assert_problem(await client.get("/metrics"), 404)
     app = create_app(settings, Container.build(settings))
     assert MetricsMiddleware not in [m.cls for m in app.user_middleware]  # nothing counted
@@ -214,36 +195,9 @@ def test_an_empty_token_is_no_token_and_production_wants_a_long_one(tmp_path: Pa
 # --- real processes ------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def embedded_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.update(
-        TIDINGS_DATA_DIR=str(tmp_path / "data"),
-        TIDINGS_LOG_LEVEL="WARNING",
-        TIDINGS_GC_TUNING="false",
-    )
-    env.pop("CI", None)
-    return env
-
-
-def _wait_for(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # bounded
-        assert proc.poll() is None, f"{what} exited"
-        try:
-            if httpx2.get(url, timeout=1).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"{what} did not come up in 60 s")
+    return clean_env(tmp_path / "data")
 
 
 @pytest.fixture
@@ -256,7 +210,7 @@ def shared_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def two_workers(embedded_env: dict[str, str], shared_dir: Path) -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(  # noqa: S603 - our own CLI
         [sys.executable, "-m", "tidings", "serve", "--port", str(port), "--workers", "2"],
         env={**embedded_env, "PROMETHEUS_MULTIPROC_DIR": str(shared_dir)},
@@ -264,7 +218,7 @@ def two_workers(embedded_env: dict[str, str], shared_dir: Path) -> Iterator[int]
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for(f"http://127.0.0.1:{port}/livez", proc, "the server")
+        wait_until_up(f"http://127.0.0.1:{port}/livez", proc, "the server")
         yield port
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -327,7 +281,7 @@ def test_the_worker_refuses_the_servers_shared_directory(
 
 
 def test_the_worker_serves_its_own_metrics(embedded_env: dict[str, str]) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **embedded_env,
         "TIDINGS_BROKER": "redis",
@@ -342,7 +296,7 @@ def test_the_worker_serves_its_own_metrics(embedded_env: dict[str, str]) -> None
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for(f"http://127.0.0.1:{port}/metrics", proc, "the worker's metrics")
+        wait_until_up(f"http://127.0.0.1:{port}/metrics", proc, "the worker's metrics")
         text = httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         names = {family.name for family in text_string_to_metric_families(text)}
         assert {"tidings_event_deliveries", "tidings_events_published"} <= names, names

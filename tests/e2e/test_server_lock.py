@@ -8,9 +8,7 @@ writes anything; one-shot commands (create-admin) still work beside a running se
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +21,7 @@ from fastapi import FastAPI
 
 from tests.conftest import make_settings
 from tests.support.databases import SqliteTemplates
+from tests.support.processes import clean_env, free_port
 from tidings.app import create_app
 from tidings.core.errors import ConfigurationError
 from tidings.core.writers import LOCK_SUFFIX, ServerLock, lock_path
@@ -84,25 +83,9 @@ async def test_a_second_app_on_the_same_file_is_refused_while_one_caches_rows_in
                 pytest.fail("the memory cache started beside other servers")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def embedded_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
-    env.update(
-        TIDINGS_DATA_DIR=str(tmp_path / "data"),  # the embedded default: SQLite in there
-        TIDINGS_LOG_LEVEL="WARNING",
-        TIDINGS_PASSWORD_HASH_TIME_COST="1",
-        TIDINGS_PASSWORD_HASH_MEMORY_KIB="1024",
-        TIDINGS_PASSWORD_HASH_PARALLELISM="1",
-        TIDINGS_GC_TUNING="false",
-    )
-    env.pop("CI", None)
-    return env
+    return clean_env(tmp_path / "data")  # the embedded default: SQLite in there
 
 
 def _tidings(*args: str) -> list[str]:
@@ -112,7 +95,7 @@ def _tidings(*args: str) -> list[str]:
 @pytest.fixture
 def running_server(embedded_env: dict[str, str]) -> Iterator[int]:
     """`tidings serve` on the embedded default, in a process of its own."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(  # noqa: S603 - our own CLI
         _tidings("serve", "--port", str(port)),
         env=embedded_env,
@@ -149,7 +132,7 @@ def test_the_cli_refuses_a_second_server_and_still_creates_an_admin(
             check=False,
         )
 
-    port = str(_free_port())
+    port = str(free_port())
     for env in ({}, {"TIDINGS_ROW_CACHE": "none"}):
         refused = run("serve", "--port", port, **env)
         assert refused.returncode == 2, refused.stderr

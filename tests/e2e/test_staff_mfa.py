@@ -20,7 +20,7 @@ from tests.support.api import (
     make_admin,
     sign_up,
 )
-from tidings.app import create_app
+from tests.support.processes import app_client
 from tidings.core.container import Container
 from tidings.settings import Settings
 
@@ -117,17 +117,8 @@ async def test_optional_leaves_staff_powers_to_the_role(tmp_path: Path, database
     factor elsewhere, e.g. at a single sign-on provider)."""
     settings = make_settings(tmp_path / "data", database_url, staff_mfa="optional")
     container = Container.build(settings)
-    app = create_app(settings, container)
-    try:
-        async with (
-            app.router.lifespan_context(app),
-            httpx2.AsyncClient(
-                transport=httpx2.ASGITransport(app=app), base_url="http://testserver"
-            ) as client,
-        ):
-            await make_admin(container, "root_admin")
-            admin = await login(client, "root_admin")
-            listed = await client.get("/api/v1/admin/users", headers=admin.headers)
-            assert listed.status_code == 200, listed.text
-    finally:
-        await container.close()
+    async with app_client(settings, container) as client:
+        await make_admin(container, "root_admin")
+        admin = await login(client, "root_admin")
+        listed = await client.get("/api/v1/admin/users", headers=admin.headers)
+        assert listed.status_code == 200, listed.text

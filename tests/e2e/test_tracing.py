@@ -7,9 +7,7 @@ OpenTelemetry collector."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,11 +22,7 @@ import pytest
 import redis
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.processes import clean_env, free_port, wait_until_up
 
 
 class Collector:
@@ -92,33 +86,14 @@ def collector() -> Iterator[Collector]:
 
 
 def _env(tmp_path: Path, collector: Collector, service: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "OTEL_"))}
-    env.pop("CI", None)
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.update(
-        TIDINGS_DATA_DIR=str(tmp_path / "data"),
-        TIDINGS_LOG_LEVEL="WARNING",
-        TIDINGS_GC_TUNING="false",
+    return clean_env(
+        tmp_path / "data",
         TIDINGS_TRACING="true",
         OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{collector.port}",
         OTEL_SERVICE_NAME=service,
-        OTEL_BSP_SCHEDULE_DELAY="100",
+        OTEL_BSP_SCHEDULE_DELAY="100",  # export within 0.1 s instead of 5
         **extra,
     )
-    return env
-
-
-def _up(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # bounded
-        assert proc.poll() is None, "the server exited"
-        try:
-            if httpx2.get(url, timeout=1).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail("the server did not come up in 60 s")
 
 
 def _post_as_new_user(base: str, name: str) -> None:
@@ -169,7 +144,7 @@ def test_a_separate_worker_continues_the_requests_trace(
 ) -> None:
     """The relay and consumers in `tidings worker` (Redis broker): the event carries the
     request's trace through the outbox, and the worker's spans join it."""
-    port = _free_port()
+    port = free_port()
     redis.Redis(db=12).flushdb()  # the stream of an earlier run
     shared = {
         "TIDINGS_BROKER": "redis",
@@ -186,7 +161,7 @@ def test_a_separate_worker_continues_the_requests_trace(
     worker: subprocess.Popen[bytes] | None = None
     try:
         base = f"http://127.0.0.1:{port}"
-        _up(f"{base}/livez", api)  # migrated: the worker may start
+        wait_until_up(f"{base}/livez", api, "the server")  # migrated: the worker may start
         worker = subprocess.Popen(
             [sys.executable, "-m", "tidings", "worker"],
             env=_env(tmp_path, collector, "tidings-worker", **shared),
@@ -214,19 +189,13 @@ def test_a_separate_worker_continues_the_requests_trace(
 
 
 def test_requests_and_their_sql_are_traced_and_logged(tmp_path: Path, collector: Collector) -> None:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "OTEL_"))}
-    env.pop("CI", None)
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.update(
-        TIDINGS_DATA_DIR=str(tmp_path / "data"),
+    port = free_port()
+    env = _env(
+        tmp_path,
+        collector,
+        "tidings-under-test",
         TIDINGS_LOG_LEVEL="INFO",
         TIDINGS_LOG_FORMAT="json",
-        TIDINGS_GC_TUNING="false",
-        TIDINGS_TRACING="true",
-        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{collector.port}",
-        OTEL_SERVICE_NAME="tidings-under-test",
-        OTEL_BSP_SCHEDULE_DELAY="100",  # export within 0.1 s instead of 5
     )
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
@@ -238,16 +207,7 @@ def test_requests_and_their_sql_are_traced_and_logged(tmp_path: Path, collector:
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:  # bounded
-                assert proc.poll() is None, log_path.read_text()
-                try:
-                    if httpx2.get(f"{base}/livez", timeout=1).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    time.sleep(0.2)
-            else:
-                pytest.fail("the server did not come up in 60 s")
+            wait_until_up(f"{base}/livez", proc, "the server")
             body = {"username": "tia", "email": "tia@example.com", "password": "Pa55-w0rd-T1dings"}
             made = httpx2.post(f"{base}/api/v1/accounts", json=body, timeout=10)
             assert made.status_code == 201, made.text
@@ -316,13 +276,8 @@ async def test_without_tracing_no_event_keeps_a_trace(
 @pytest.mark.parametrize("command", ["serve", "worker"])
 def test_tracing_without_an_endpoint_is_refused(tmp_path: Path, command: str) -> None:
     """Nothing would be exported, silently: both refuse to start, saying what is missing."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "OTEL_"))}
-    env.pop("CI", None)
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.update(
-        TIDINGS_DATA_DIR=str(tmp_path / "data"), TIDINGS_TRACING="true", TIDINGS_BROKER="redis"
-    )
-    args = ["serve", "--port", str(_free_port())] if command == "serve" else ["worker"]
+    env = clean_env(tmp_path / "data", TIDINGS_TRACING="true", TIDINGS_BROKER="redis")
+    args = ["serve", "--port", str(free_port())] if command == "serve" else ["worker"]
     refused = subprocess.run(  # noqa: S603 - our own CLI
         [sys.executable, "-m", "tidings", *args],
         env=env,

@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.support.databases import PostgresTemplates, pg_url
+from tests.support.processes import free_port
 from tests.support.waiting import eventually
 from tidings.accounts.models import User
 from tidings.auth.policy import Principal, Role
@@ -37,17 +38,11 @@ LIKERS = 40  # 50 x 40 = 2,000 like events, each must yield one notification act
 KILLS = 10
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Broker:
     """A throwaway redis-server used as the taskiq broker."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
 

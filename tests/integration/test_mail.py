@@ -4,7 +4,6 @@ server is not there."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from tests.conftest import make_settings
+from tests.support.processes import free_port
 from tidings.core.container import Container
 from tidings.core.db import utcnow
 from tidings.mail.delivery import LogSender, SmtpSender, send_due
@@ -32,16 +32,10 @@ class Inbox:
         return "250 OK"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
     inbox = Inbox()
-    port = _free_port()
+    port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
@@ -96,7 +90,7 @@ async def test_queued_mail_reaches_the_smtp_server_once(
 async def test_a_missing_server_is_retried_then_given_up_with_the_body_blanked(
     tmp_path: Path, database_url: str, queued: Container
 ) -> None:
-    settings = _settings(tmp_path, database_url, _free_port(), mail_max_attempts=2)
+    settings = _settings(tmp_path, database_url, free_port(), mail_max_attempts=2)
     sender = SmtpSender(settings)
     assert await send_due(queued.db, settings, sender) == 0
     [row] = await _rows(queued)
