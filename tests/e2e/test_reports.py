@@ -7,11 +7,15 @@ import asyncio
 from typing import Any
 
 import httpx2
-from sqlalchemy import func, select
+from sqlalchemy import and_, exists, func, select
 
 from tests.support.api import SignedIn, assert_problem, login, make_admin, sign_up
+from tests.support.waiting import eventually
 from tidings.core.container import Container
-from tidings.events.models import OutboxMessage
+from tidings.events.models import OutboxMessage, ProcessedEvent
+from tidings.notifications import service as notifications
+from tidings.notifications.consumers import CONSUMER
+from tidings.notifications.models import NotificationGroup
 from tidings.reports.models import Report
 
 Json = dict[str, Any]
@@ -408,3 +412,122 @@ async def test_the_queue_summary_counts_open_reports_per_kind(
     assert body["oldest_open_at"] == made[0]["created_at"]
     assert_problem(await client.get(summary, headers=readers[0].headers), 403)
     assert_problem(await client.get(summary), 401)
+
+
+# --- moderators hear of new reports ------------------------------------------------------------
+
+
+async def _report_notices(client: httpx2.AsyncClient, user: SignedIn) -> list[Json]:
+    response = await client.get(
+        "/api/v1/notifications", params={"kinds": "report", "limit": 100}, headers=user.headers
+    )
+    assert response.status_code == 200, response.text
+    data: list[Json] = response.json()["data"]
+    return data
+
+
+async def _reports_applied(container: Container) -> None:
+    """Every report.created event is applied by the notifications consumer (so a missing
+    notice means none was made, not that it is late)."""
+
+    async def drained() -> bool:
+        applied = exists().where(
+            and_(ProcessedEvent.event_id == OutboxMessage.id, ProcessedEvent.consumer == CONSUMER)
+        )
+        stmt = (
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.event_type == "report.created", ~applied)
+        )
+        async with container.db.unit_of_work(write=False) as session:
+            return (await session.execute(stmt)).scalar_one() == 0
+
+    await eventually(drained)
+
+
+async def test_moderators_and_admins_are_told_of_new_reports_in_one_counted_notice(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    author = await sign_up(client, "author")
+    reader = await sign_up(client, "reader")
+    other = await sign_up(client, "other")
+    mod = await _moderator(client, container)  # also makes the_admin
+    admin = await login(client, "the_admin")
+    post_id = await _post(client, author)
+
+    assert (await _report(client, reader, post_id=post_id, reason="spam")).status_code == 201
+    second = await _report(client, other, username="author", reason="impersonation")
+    assert second.status_code == 201, second.text
+    await _reports_applied(container)
+
+    for staff in (mod, admin):
+        [notice] = await _report_notices(client, staff)
+        assert notice["kind"] == "report"
+        assert notice["actor_count"] == 2
+        assert notice["actors"] == []  # names nobody: the queue says who reported what
+        assert notice["summary"] == "2 new reports to review"
+        assert notice["data"] == {"latest_report_id": second.json()["id"]}
+        assert notice["read"] is False
+    for user in (author, reader, other):  # not staff: nothing
+        assert await _report_notices(client, user) == []
+
+    # read, then a new report opens a new notice; the read one stays as history
+    marked = await client.post("/api/v1/notifications/read", json={}, headers=mod.headers)
+    assert marked.status_code == 200, marked.text
+    third = await _report(client, reader, username="other", reason="spam")
+    assert third.status_code == 201, third.text
+    await _reports_applied(container)
+    fresh, old = await _report_notices(client, mod)
+    assert (fresh["summary"], fresh["read"]) == ("1 new report to review", False)
+    assert (old["actor_count"], old["read"]) == (2, True)
+    [admins] = await _report_notices(client, admin)  # unread: the same notice counts on
+    assert admins["summary"] == "3 new reports to review"
+
+
+async def test_no_report_notice_for_the_reporter_the_reported_or_a_closed_report(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    """Staff who file a report, or whose own content is reported, are not told of it (another
+    must decide it); a report closed before its event is applied tells nobody; suspended staff
+    are not told."""
+    reader = await sign_up(client, "reader")
+    mod = await _moderator(client, container)
+    admin = await login(client, "the_admin")
+    mod_post = await _post(client, mod)
+
+    about_mod = await _report(client, reader, post_id=mod_post, reason="spam")
+    assert about_mod.status_code == 201, about_mod.text
+    by_mod = await _report(client, mod, username="reader", reason="spam")
+    assert by_mod.status_code == 201, by_mod.text
+    await _reports_applied(container)
+    assert await _report_notices(client, mod) == []
+    [notice] = await _report_notices(client, admin)
+    assert notice["actor_count"] == 2
+
+    # applied again after the report was closed (a late delivery): nobody is told
+    closed = await client.patch(
+        f"{QUEUE}/{by_mod.json()['id']}", json={"status": "dismissed"}, headers=admin.headers
+    )
+    assert closed.status_code == 200, closed.text
+    async with container.db.unit_of_work() as session:
+        told = await notifications.notify_moderators(session, int(by_mod.json()["id"]))
+    assert told == 0
+    [notice] = await _report_notices(client, admin)
+    assert notice["actor_count"] == 2
+
+    # a suspended moderator is not told of what they cannot act on
+    suspended = await client.patch(
+        "/api/v1/admin/users/the_mod", json={"suspended": True}, headers=admin.headers
+    )
+    assert suspended.status_code == 200, suspended.text
+    author = await sign_up(client, "author")
+    later = await _report(client, reader, post_id=await _post(client, author), reason="spam")
+    assert later.status_code == 201, later.text
+    await _reports_applied(container)
+    [notice] = await _report_notices(client, admin)
+    assert notice["actor_count"] == 3
+    async with container.db.unit_of_work(write=False) as session:
+        groups = await session.execute(
+            select(NotificationGroup.recipient_id).where(NotificationGroup.kind == "report")
+        )
+        assert set(groups.scalars()) == {int(admin.user_id)}

@@ -4,9 +4,11 @@ concurrent consumers meet on one group, and the graph is checked at consume time
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from tests.support.rows import make_users
 from tests.support.waiting import eventually
@@ -291,3 +293,32 @@ async def test_a_block_during_a_notification_leaves_no_notice(container: Contain
         await forget()
     assert waited  # for the notice's commit, on the pair's lock
     assert await _groups(container, alice) == []
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_staff_are_found_through_their_partial_index(container: Container) -> None:
+    """The consumer's staff query is answered from ``ix_users_staff`` (its predicate matches
+    the index's), so a new report never reads every user."""
+    [mod, *_users] = await make_users(container, "staffer", *(f"u{n}" for n in range(300)))
+    async with container.db.unit_of_work() as session:
+        await session.execute(
+            text("UPDATE users SET role = 'moderator' WHERE id = :id"), {"id": mod}
+        )
+    async with container.db.unit_of_work() as session:
+        await session.execute(text("ANALYZE users"))  # a few staff among many users, as live
+        captured: list[tuple[str, Any]] = []
+
+        def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+            captured.append((statement, parameters))
+
+        engine = session.get_bind()
+        event.listen(engine, "before_cursor_execute", capture)
+        try:
+            assert await NotificationRepository(session).staff([0]) == [mod]
+        finally:
+            event.remove(engine, "before_cursor_execute", capture)
+        [(statement, parameters)] = captured
+        driver = (await (await session.connection()).get_raw_connection()).driver_connection
+        plan = await driver.fetch("EXPLAIN (FORMAT JSON) " + statement, *parameters)
+        shown = json.dumps(plan[0][0])
+        assert '"Index Name": "ix_users_staff"' in shown, shown

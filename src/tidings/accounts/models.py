@@ -11,6 +11,7 @@ from tidings.core.db import Base, utcnow
 from tidings.core.ids import new_id
 
 ERASURE_PENDING = "deleted_at IS NOT NULL AND erased_at IS NULL"
+STAFF = "role <> 'user'"  # moderators and admins
 FINDABLE = "suspended IS false AND deleted_at IS NULL"  # GET /api/v1/users?prefix= finds these
 
 
@@ -26,6 +27,13 @@ class User(Base):
             postgresql_ops={"username_key": "text_pattern_ops"},
             postgresql_where=text(FINDABLE),
             sqlite_where=text(FINDABLE),
+        ),
+        # moderators and admins (a handful): told of new reports, listed by role
+        Index(
+            "ix_users_staff",
+            "id",
+            postgresql_where=text(STAFF),
+            sqlite_where=text(STAFF),
         ),
         # the accounts whose erasure is pending (tidings.accounts.erasure): a handful at most
         Index(

@@ -18,7 +18,7 @@ from tidings.events.consumers import ConsumerRegistry, Envelope
 from tidings.graph.repository import GraphRepository
 from tidings.notifications.repository import NotificationRepository
 from tidings.notifications.schemas import Kind
-from tidings.notifications.service import Notice, forget_pair, notify
+from tidings.notifications.service import Notice, forget_pair, notify, notify_moderators
 from tidings.posts.models import Post
 
 CONSUMER = "notifications"
@@ -112,6 +112,8 @@ BUILDERS: dict[str, Builder] = {
 
 # events that change existing notifications rather than add any
 FORGET = domain.UserBlocked.event_type
+# events for the moderators, whoever they are: not shaped by the reporter's graph
+REPORTED = domain.ReportCreated.event_type
 
 
 async def _still_blocked(session: AsyncSession, user_id: int, other_id: int) -> bool:
@@ -127,6 +129,11 @@ async def handle(session: AsyncSession, env: Envelope, _context: Any) -> None:
         if actor_id and target_id and await _still_blocked(session, actor_id, target_id):
             await forget_pair(session, actor_id, target_id)
         return
+    if env.event_type == REPORTED:
+        report_id = env.int_field("report_id")
+        if report_id:
+            await notify_moderators(session, report_id)
+        return
     builder = BUILDERS.get(env.event_type)
     if actor_id is None or builder is None:
         return
@@ -134,4 +141,4 @@ async def handle(session: AsyncSession, env: Envelope, _context: Any) -> None:
 
 
 def register(registry: ConsumerRegistry) -> None:
-    registry.add(CONSUMER, [*BUILDERS, FORGET], handle)
+    registry.add(CONSUMER, [*BUILDERS, FORGET, REPORTED], handle)

@@ -6,10 +6,10 @@ from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tidings.accounts.models import User
+from tidings.accounts.models import STAFF, User
 from tidings.core.db import insert_ignore, utcnow
 from tidings.core.ids import new_id
 from tidings.graph.models import Block, Follow, Mute
@@ -72,6 +72,32 @@ class NotificationRepository:
             group.last_event_at = utcnow()
             await self.session.flush()
         return added
+
+    async def count_report(self, group: NotificationGroup, report_id: int) -> None:
+        """One more report in the (locked) ``report`` group: it counts reports, names nobody,
+        and moves to the top."""
+        group.actor_count += 1
+        # the newest report, whatever order the events are applied in (ids grow with time)
+        previous = int((group.data or {}).get("latest_report_id") or 0)
+        group.data = {"latest_report_id": str(max(previous, report_id))}
+        group.sort_key = new_id()
+        group.last_event_at = utcnow()
+        await self.session.flush()
+
+    async def staff(self, excluding: Iterable[int]) -> list[int]:
+        """Moderators and admins who can act (not suspended, not deleted), ascending — through
+        the partial index of staff accounts (``ix_users_staff``), never a scan of every user."""
+        stmt = (
+            select(User.id)
+            .where(
+                text(STAFF),  # as the index's predicate, not a bound value
+                User.suspended.is_(False),
+                User.deleted_at.is_(None),
+                User.id.not_in(list(set(excluding))),
+            )
+            .order_by(User.id)
+        )
+        return list((await self.session.execute(stmt)).scalars())
 
     async def groups_with_actor(self, recipient_id: int, actor_id: int) -> list[NotificationGroup]:
         """The recipient's groups (read or not) that count ``actor_id``, locked for update."""

@@ -20,6 +20,7 @@ class Kind(StrEnum):
     MENTION = "mention"
     FOLLOW = "follow"
     QUOTE = "quote"
+    REPORT = "report"  # moderators and admins: new reports to review
     SYSTEM = "system"
 
 
@@ -65,7 +66,10 @@ class NotificationOut(ResponseModel):
     summary: str = Field(examples=["alice and 12 others liked your post"])
     title: str | None = Field(default=None, description="kind=system only.")
     body: str | None = Field(default=None, description="kind=system only.")
-    data: dict[str, Any] | None = Field(default=None, description="kind=system only.")
+    data: dict[str, Any] | None = Field(
+        default=None,
+        description="kind=system: the caller's; kind=report: latest_report_id, the newest report.",
+    )
     read: bool
     created_at: Timestamp
     updated_at: Timestamp = Field(description="When the latest actor joined.")

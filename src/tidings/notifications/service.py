@@ -24,6 +24,7 @@ from tidings.notifications.schemas import (
     UnreadCountOut,
 )
 from tidings.notifications.views import render
+from tidings.reports.models import Report, ReportStatus
 
 MAX_TITLE = 200
 
@@ -79,6 +80,24 @@ async def notify(session: AsyncSession, actor_id: int, notices: Sequence[Notice]
         )
         added += await repo.add_actor(group, actor_id)
     return added
+
+
+async def notify_moderators(
+    session: AsyncSession, report_id: int, excluding: Iterable[int] = ()
+) -> int:
+    """A new report: every moderator and admin who may decide it hears of it in one unread
+    ``report`` notice that counts the reports since they last read it. Not the reporter, not
+    whoever the report is about (a staff member's own content is for another one to decide),
+    and nothing when the report is already closed. Returns how many staff were told."""
+    report = await session.get(Report, report_id)
+    if report is None or report.status != ReportStatus.OPEN.value:
+        return 0
+    repo = NotificationRepository(session)
+    staff = await repo.staff([report.reporter_id, report.target_owner_id, *excluding])
+    for recipient_id in staff:  # ascending: one lock order for every consumer, no deadlocks
+        group = await repo.open_group(recipient_id, Kind.REPORT.value, Kind.REPORT.value)
+        await repo.count_report(group, report_id)
+    return len(staff)
 
 
 async def forget_pair(session: AsyncSession, user_id: int, other_id: int) -> int:

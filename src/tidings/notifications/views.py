@@ -16,6 +16,10 @@ PHRASES: dict[Kind, str] = {
 }
 
 
+# kinds that name nobody: rendered whoever is hidden from the reader
+ANONYMOUS = frozenset({Kind.SYSTEM, Kind.REPORT})
+
+
 def _name(user: User) -> str:
     return user.display_name or user.username
 
@@ -37,6 +41,9 @@ def summary(group: NotificationGroup, actors: list[User]) -> str:
     kind = Kind(group.kind)
     if kind is Kind.SYSTEM:
         return group.title or "Notice"
+    if kind is Kind.REPORT:  # counts reports, not people: whoever filed them is in the queue
+        n = group.actor_count
+        return f"{n} new report{'' if n == 1 else 's'} to review"
     if kind is Kind.MENTION:
         where = "a comment" if group.comment_id is not None else "a post"
         return f"{who(actors, group.actor_count)} mentioned you in {where}"
@@ -48,7 +55,7 @@ def render(group: NotificationGroup, visible: dict[int, User]) -> NotificationOu
     (blocked either way, or suspended)."""
     latest = list(group.latest_actor_ids or [])
     actors = [visible[a] for a in latest if a in visible]
-    if group.kind != Kind.SYSTEM and not actors and group.actor_count <= len(latest):
+    if group.kind not in ANONYMOUS and not actors and group.actor_count <= len(latest):
         return None
     return NotificationOut(
         id=group.id,
