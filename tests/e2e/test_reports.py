@@ -20,6 +20,7 @@ from tidings.reports.models import Report
 
 Json = dict[str, Any]
 QUEUE = "/api/v1/moderation/reports"
+URL = "/api/v1/notifications"
 
 
 async def _post(client: httpx2.AsyncClient, user: SignedIn, **body: Any) -> str:
@@ -483,6 +484,23 @@ async def test_moderators_and_admins_are_told_of_new_reports_in_one_counted_noti
     [admins] = await _report_notices(client, admin)  # unread: the same notice counts on
     assert admins["summary"] == "3 new reports to review"
 
+    # demoted: report notices are no longer shown or counted (promoted again, they are)
+    async def unread(user: SignedIn) -> int:
+        response = await client.get("/api/v1/notifications/unread-count", headers=user.headers)
+        assert response.status_code == 200, response.text
+        count: int = response.json()["count"]
+        return count
+
+    assert await unread(mod) == 1
+    for role, shown in (("user", 0), ("moderator", 2)):
+        changed = await client.patch(
+            "/api/v1/admin/users/the_mod", json={"role": role}, headers=admin.headers
+        )
+        assert changed.status_code == 200, changed.text
+        assert len(await _report_notices(client, mod)) == shown
+        assert len((await client.get(URL, headers=mod.headers)).json()["data"]) == shown
+        assert await unread(mod) == min(shown, 1)
+
 
 async def test_no_report_notice_for_the_reporter_the_reported_or_a_closed_report(
     client: httpx2.AsyncClient, container: Container
@@ -510,7 +528,8 @@ async def test_no_report_notice_for_the_reporter_the_reported_or_a_closed_report
     )
     assert closed.status_code == 200, closed.text
     async with container.db.unit_of_work() as session:
-        told = await notifications.notify_moderators(session, int(by_mod.json()["id"]))
+        report_id = int(by_mod.json()["id"])
+        told = await notifications.notify_moderators(session, report_id, second_factor=False)
     assert told == 0
     [notice] = await _report_notices(client, admin)
     assert notice["actor_count"] == 2

@@ -23,6 +23,7 @@ from tidings.events.outbox import record
 from tidings.events.registry import build_registry
 from tidings.graph import service as graph_service
 from tidings.graph.repository import GraphRepository
+from tidings.mfa.models import MfaTotp
 from tidings.notifications.consumers import CONSUMER
 from tidings.notifications.models import NotificationActor, NotificationGroup
 from tidings.notifications.repository import NotificationRepository
@@ -314,7 +315,7 @@ async def test_staff_are_found_through_their_partial_index(container: Container)
         engine = session.get_bind()
         event.listen(engine, "before_cursor_execute", capture)
         try:
-            assert await NotificationRepository(session).staff([0]) == [mod]
+            assert await NotificationRepository(session).staff([0], second_factor=False) == [mod]
         finally:
             event.remove(engine, "before_cursor_execute", capture)
         [(statement, parameters)] = captured
@@ -322,3 +323,23 @@ async def test_staff_are_found_through_their_partial_index(container: Container)
         plan = await driver.fetch("EXPLAIN (FORMAT JSON) " + statement, *parameters)
         shown = json.dumps(plan[0][0])
         assert '"Index Name": "ix_users_staff"' in shown, shown
+
+
+async def test_with_staff_mfa_required_only_staff_with_a_second_factor_are_told(
+    container: Container,
+) -> None:
+    """TIDINGS_STAFF_MFA=required: a moderator without a confirmed authenticator acts as a
+    user, so is not told of reports (nor is one whose authenticator is still pending)."""
+    with_totp, pending, without, _user = await make_users(container, "m1", "m2", "m3", "u1")
+    async with container.db.unit_of_work() as session:
+        await session.execute(
+            text("UPDATE users SET role = 'moderator' WHERE id IN (:a, :b, :c)"),
+            {"a": with_totp, "b": pending, "c": without},
+        )
+        session.add(MfaTotp(user_id=with_totp, secret_encrypted="x", confirmed_at=utcnow()))
+        session.add(MfaTotp(user_id=pending, secret_encrypted="x"))
+    async with container.db.unit_of_work(write=False) as session:
+        repo = NotificationRepository(session)
+        assert await repo.staff([], second_factor=True) == [with_totp]
+        assert await repo.staff([], second_factor=False) == sorted([with_totp, pending, without])
+        assert await repo.staff([pending], second_factor=False) == sorted([with_totp, without])

@@ -120,7 +120,7 @@ async def _still_blocked(session: AsyncSession, user_id: int, other_id: int) -> 
     return bool(await GraphRepository(session).blocked_any_way(user_id, [other_id]))
 
 
-async def handle(session: AsyncSession, env: Envelope, _context: Any) -> None:
+async def handle(session: AsyncSession, env: Envelope, context: Any) -> None:
     actor_id = env.int_field("user_id")
     if env.event_type == FORGET:
         target_id = env.int_field("target_user_id")
@@ -132,7 +132,8 @@ async def handle(session: AsyncSession, env: Envelope, _context: Any) -> None:
     if env.event_type == REPORTED:
         report_id = env.int_field("report_id")
         if report_id:
-            await notify_moderators(session, report_id)
+            required = getattr(getattr(context, "settings", None), "staff_mfa", "required")
+            await notify_moderators(session, report_id, second_factor=required == "required")
         return
     builder = BUILDERS.get(env.event_type)
     if actor_id is None or builder is None:

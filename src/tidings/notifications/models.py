@@ -46,7 +46,7 @@ class NotificationGroup(Base):
     latest_actor_ids: Mapped[list[int]] = mapped_column(JSON, default=list)  # newest first, ≤ 3
     title: Mapped[str | None] = mapped_column(String(200), default=None)  # system only
     body: Mapped[str | None] = mapped_column(Text, default=None)  # system only
-    data: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # system only
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # system, report
     sort_key: Mapped[int] = mapped_column(BigInteger, default=new_id)  # fresh id per new actor
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_event_at: Mapped[datetime] = mapped_column(default=utcnow)

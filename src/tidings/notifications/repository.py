@@ -6,13 +6,25 @@ from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, text, update
+from sqlalchemy import (
+    Boolean,
+    and_,
+    delete,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from tidings.accounts.models import STAFF, User
 from tidings.core.db import insert_ignore, utcnow
 from tidings.core.ids import new_id
 from tidings.graph.models import Block, Follow, Mute
+from tidings.mfa.models import MfaTotp
 from tidings.notifications.models import NotificationActor, NotificationGroup
 
 LATEST_ACTORS = 3
@@ -84,19 +96,22 @@ class NotificationRepository:
         group.last_event_at = utcnow()
         await self.session.flush()
 
-    async def staff(self, excluding: Iterable[int]) -> list[int]:
-        """Moderators and admins who can act (not suspended, not deleted), ascending — through
-        the partial index of staff accounts (``ix_users_staff``), never a scan of every user."""
-        stmt = (
-            select(User.id)
-            .where(
-                text(STAFF),  # as the index's predicate, not a bound value
-                User.suspended.is_(False),
-                User.deleted_at.is_(None),
-                User.id.not_in(list(set(excluding))),
+    async def staff(self, excluding: Iterable[int], *, second_factor: bool) -> list[int]:
+        """Moderators and admins who can act (not suspended, not deleted; with
+        ``second_factor``, with a confirmed authenticator, as ``TIDINGS_STAFF_MFA=required``
+        asks of their powers), ascending — through the partial index of staff accounts
+        (``ix_users_staff``), never a scan of every user."""
+        conditions: list[ColumnElement[bool]] = [
+            literal_column(STAFF, Boolean),  # the index's predicate as is, not a bound value
+            User.suspended.is_(False),
+            User.deleted_at.is_(None),
+            User.id.not_in(list(set(excluding))),
+        ]
+        if second_factor:
+            conditions.append(
+                exists().where(MfaTotp.user_id == User.id, MfaTotp.confirmed_at.is_not(None))
             )
-            .order_by(User.id)
-        )
+        stmt = select(User.id).where(*conditions).order_by(User.id)
         return list((await self.session.execute(stmt)).scalars())
 
     async def groups_with_actor(self, recipient_id: int, actor_id: int) -> list[NotificationGroup]:
@@ -155,6 +170,7 @@ class NotificationRepository:
         before: int | None,
         kinds: Collection[str] = (),
         unread: bool = False,
+        hidden: Collection[str] = (),
     ) -> list[NotificationGroup]:
         """Up to ``limit + 1`` groups, newest activity first; keyset on ``sort_key``."""
         stmt = (
@@ -169,6 +185,8 @@ class NotificationRepository:
             stmt = stmt.where(NotificationGroup.kind.in_(sorted(kinds)))
         if unread:
             stmt = stmt.where(NotificationGroup.read_at.is_(None))
+        if hidden:
+            stmt = stmt.where(NotificationGroup.kind.not_in(sorted(hidden)))
         return list((await self.session.execute(stmt)).scalars())
 
     async def get(self, recipient_id: int, group_id: int) -> NotificationGroup | None:
@@ -177,7 +195,7 @@ class NotificationRepository:
         )
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def unread_count(self, recipient_id: int) -> int:
+    async def unread_count(self, recipient_id: int, hidden: Collection[str] = ()) -> int:
         stmt = (
             select(func.count())
             .select_from(NotificationGroup)
@@ -186,6 +204,8 @@ class NotificationRepository:
                 NotificationGroup.read_at.is_(None),
             )
         )
+        if hidden:
+            stmt = stmt.where(NotificationGroup.kind.not_in(sorted(hidden)))
         return int((await self.session.execute(stmt)).scalar_one())
 
     async def mark_read(self, recipient_id: int, up_to_sort_key: int | None, at: datetime) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tidings.auth.policy import Principal
+from tidings.auth.policy import Permission, Principal
 from tidings.core.db import utcnow
 from tidings.core.errors import NotFound
 from tidings.core.ids import new_id
@@ -82,18 +82,21 @@ async def notify(session: AsyncSession, actor_id: int, notices: Sequence[Notice]
     return added
 
 
-async def notify_moderators(
-    session: AsyncSession, report_id: int, excluding: Iterable[int] = ()
-) -> int:
+async def notify_moderators(session: AsyncSession, report_id: int, *, second_factor: bool) -> int:
     """A new report: every moderator and admin who may decide it hears of it in one unread
     ``report`` notice that counts the reports since they last read it. Not the reporter, not
     whoever the report is about (a staff member's own content is for another one to decide),
-    and nothing when the report is already closed. Returns how many staff were told."""
+    with ``second_factor`` (``TIDINGS_STAFF_MFA=required``) only staff whose powers work, and
+    nothing when the report is already closed. Returns how many staff were told.
+
+    For the notifications consumer, which applies each event once (its processed marker is
+    written in the same transaction): called twice for one report, it counts it twice."""
     report = await session.get(Report, report_id)
     if report is None or report.status != ReportStatus.OPEN.value:
         return 0
     repo = NotificationRepository(session)
-    staff = await repo.staff([report.reporter_id, report.target_owner_id, *excluding])
+    excluding = [report.reporter_id, report.target_owner_id]
+    staff = await repo.staff(excluding, second_factor=second_factor)
     for recipient_id in staff:  # ascending: one lock order for every consumer, no deadlocks
         group = await repo.open_group(recipient_id, Kind.REPORT.value, Kind.REPORT.value)
         await repo.count_report(group, report_id)
@@ -151,6 +154,7 @@ async def list_notifications(
         key["sort_key"] if key else None,
         kinds={k.value for k in filters.kinds},
         unread=filters.unread,
+        hidden=hidden_kinds(viewer),
     )
     page, cursor = paginate(rows, params.limit, lambda group: {"sort_key": group.sort_key})
     visible = await repo.visible_actors(
@@ -159,8 +163,18 @@ async def list_notifications(
     return [out for group in page if (out := render(group, visible)) is not None], cursor
 
 
+def hidden_kinds(viewer: Principal) -> frozenset[str]:
+    """Kinds kept from a reader who cannot act on them now: report notices once a moderator is
+    demoted, suspended from staff powers, or acts as a user without a second factor."""
+    return frozenset() if viewer.can(Permission.CONTENT_MODERATE) else STAFF_ONLY
+
+
+STAFF_ONLY = frozenset({Kind.REPORT.value})
+
+
 async def unread_count(session: AsyncSession, viewer: Principal) -> UnreadCountOut:
-    return UnreadCountOut(count=await NotificationRepository(session).unread_count(viewer.user_id))
+    repo = NotificationRepository(session)
+    return UnreadCountOut(count=await repo.unread_count(viewer.user_id, hidden_kinds(viewer)))
 
 
 async def mark_read(
@@ -176,4 +190,4 @@ async def mark_read(
             raise NotFound("No such notification.")
         up_to = group.sort_key
     await repo.mark_read(viewer.user_id, up_to, utcnow())
-    return UnreadCountOut(count=await repo.unread_count(viewer.user_id))
+    return UnreadCountOut(count=await repo.unread_count(viewer.user_id, hidden_kinds(viewer)))
