@@ -136,7 +136,7 @@ def _metrics_dir(workers: int) -> str | None:
 
 @app.command()
 def worker() -> None:
-    """Run the outbox relay and the event consumers (production brokers: redis, rabbitmq).
+    """Run the outbox relay and the event consumers (production brokers: redis, rabbitmq, nats).
 
     SIGTERM or Ctrl-C stops taking work and lets jobs in hand finish within
     TIDINGS_WORKER_GRACE_SECONDS; unfinished jobs are not acknowledged and are delivered again.

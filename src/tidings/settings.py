@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     # moderators' and admins' powers only with two-step sign-in on (ASVS 4.3.1, docs/auth.md)
     staff_mfa: Literal["required", "optional"] = "required"
 
-    broker: Literal["memory", "redis", "rabbitmq"] = "memory"
+    broker: Literal["memory", "redis", "rabbitmq", "nats"] = "memory"
     broker_url: str | None = None
     relay_in_api: bool | None = None
     relay_poll_seconds: float = Field(default=0.5, gt=0, le=60)
@@ -373,6 +373,8 @@ class Settings(BaseSettings):
             return self.broker_url
         if self.broker == "rabbitmq":
             return "amqp://guest:guest@127.0.0.1:5672/"
+        if self.broker == "nats":
+            return "nats://127.0.0.1:4222"
         return "redis://127.0.0.1:6379/0"
 
     @property

@@ -1,8 +1,9 @@
-"""Fault tests for the async backbone on real PostgreSQL with a real Redis Streams broker:
-workers killed with SIGKILL mid-stream and a broker outage lose nothing and duplicate nothing.
+"""Fault tests for the async backbone on real PostgreSQL with a real broker (Redis Streams, and
+NATS JetStream): workers killed with SIGKILL mid-stream and a broker outage lose nothing and
+duplicate nothing.
 
-The broker is a private redis-server started on a free loopback port, so stopping it does not
-disturb the shared one. Every loop here is bounded in count and time.
+The broker is a private redis-server or nats-server started on a free loopback port, so
+stopping it does not disturb the shared one. Every loop here is bounded in count and time.
 """
 
 from __future__ import annotations
@@ -39,37 +40,48 @@ KILLS = 10
 
 
 class Broker:
-    """A throwaway redis-server used as the taskiq broker."""
+    """A throwaway broker server (redis-server, or nats-server with JetStream keeping its
+    stream on disk, as deployed) used as the taskiq broker."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, kind: str = "redis") -> None:
+        self.kind = kind
         self.port = free_port()
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        if self.kind == "nats":
+            return f"nats://127.0.0.1:{self.port}"
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def _command(self) -> list[str]:
+        if self.kind == "nats":
+            binary = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin")
+            if binary is None:
+                pytest.fail("nats-server is needed for the NATS fault tests")
+            store = self.workdir / "jetstream"
+            return [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(store)]
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is needed for the fault tests")
+        return [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+        ]
+
+    def start(self) -> None:
         self.proc = subprocess.Popen(  # noqa: S603 - fixed arguments
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            self._command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -140,9 +152,9 @@ async def fault_db(postgres_only: PostgresTemplates) -> AsyncIterator[str]:
         await postgres_only.drop_clone(name)
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    server = Broker(tmp_path)
+@pytest.fixture(params=["redis", "nats"])
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
+    server = Broker(tmp_path, request.param)
     server.start()
     yield server
     server.stop()
@@ -154,7 +166,7 @@ def _worker_env(tmp_path: Path, db_url: str, broker: Broker) -> dict[str, str]:
         {
             "TIDINGS_DATA_DIR": str(tmp_path / "data"),
             "TIDINGS_DATABASE_URL": db_url,
-            "TIDINGS_BROKER": "redis",
+            "TIDINGS_BROKER": broker.kind,
             "TIDINGS_BROKER_URL": broker.url,
             "TIDINGS_RELAY_POLL_SECONDS": "0.1",
             "TIDINGS_RELAY_REDELIVERY_SECONDS": "3",

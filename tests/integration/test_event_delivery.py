@@ -1,5 +1,5 @@
 """Outbox relay → broker → consumer: at-least-once delivery, exactly-once effect, retries and
-dead letters — on the in-memory broker and on real Redis Streams and RabbitMQ."""
+dead letters — on the in-memory broker and on real Redis Streams, RabbitMQ and NATS JetStream."""
 
 from __future__ import annotations
 
@@ -176,7 +176,7 @@ async def test_the_last_of_two_concurrent_consumers_marks_the_event_published(
         assert row.published_at is not None
 
 
-@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq", "nats"])
 async def test_real_brokers_deliver_exactly_once(
     container: Container, backend: str, broker: str
 ) -> None:

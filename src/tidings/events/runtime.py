@@ -1,8 +1,8 @@
 """The event runtime: a taskiq broker, the delivery task, the outbox relay and a receiver.
 
 Embedded default: the in-memory broker, with relay and consumers inside the ``tidings serve``
-process. Production: Redis Streams or RabbitMQ, with ``tidings worker`` running relay and
-consumers (any number of workers; the relay claims rows with SKIP LOCKED).
+process. Production: Redis Streams, RabbitMQ or NATS JetStream, with ``tidings worker`` running
+relay and consumers (any number of workers; the relay claims rows with SKIP LOCKED).
 """
 
 from __future__ import annotations
@@ -62,9 +62,64 @@ def build_broker(settings: Settings) -> AsyncBroker:
             idle_timeout=settings.relay_redelivery_seconds * 1000,
             maxlen=1_000_000,
         )
+    if settings.broker == "nats":
+        return _nats_broker(settings, url)
     from taskiq_aio_pika import AioPikaBroker
 
     return AioPikaBroker(url=url, queue_name="tidings.events", declare_exchange=True)
+
+
+NATS_SUBJECT = "tidings.events"
+NATS_STREAM = "tidings-events"
+NATS_DURABLE = "tidings"
+
+
+def _nats_broker(settings: Settings, url: str) -> AsyncBroker:
+    """NATS JetStream: a work-queue stream (a message is gone once acknowledged, so the stream
+    holds only what is not applied yet; capped like the Redis stream, the oldest dropped past
+    the cap — the relay publishes anything unapplied again) and one durable pull consumer that
+    every worker shares. A message not acknowledged within the redelivery timeout (a worker
+    killed mid-task) is delivered again; consumers apply each event once whatever the broker
+    does. The client reconnects by itself while it runs; errors are logged, once a second at
+    most during an outage."""
+    from nats.js.api import (
+        AckPolicy,
+        ConsumerConfig,
+        DiscardPolicy,
+        RetentionPolicy,
+        StorageType,
+        StreamConfig,
+    )
+    from taskiq_nats import PullBasedJetStreamBroker
+
+    async def logged(exc: Exception) -> None:
+        log.warning("broker_error", broker="nats", error=f"{type(exc).__name__}: {exc}")
+
+    return PullBasedJetStreamBroker(
+        servers=[server.strip() for server in url.split(",") if server.strip()],
+        subject=NATS_SUBJECT,
+        stream_name=NATS_STREAM,
+        durable=NATS_DURABLE,
+        stream_config=StreamConfig(
+            name=NATS_STREAM,
+            subjects=[NATS_SUBJECT],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            max_msgs=1_000_000,
+            discard=DiscardPolicy.OLD,
+        ),
+        consumer_config=ConsumerConfig(
+            durable_name=NATS_DURABLE,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=float(settings.relay_redelivery_seconds),
+        ),
+        pull_consume_batch=10,
+        pull_consume_timeout=1.0,
+        connect_timeout=2,
+        reconnect_time_wait=1,
+        max_reconnect_attempts=-1,
+        error_cb=logged,
+    )
 
 
 class EventRuntime:
