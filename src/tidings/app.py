@@ -30,6 +30,7 @@ from tidings.core.ids import configure_ids
 from tidings.core.limits import BodySizeLimitMiddleware
 from tidings.core.logging import configure_logging
 from tidings.core.metrics import MetricsMiddleware, metrics_endpoint
+from tidings.core.nodes import NodeLease
 from tidings.core.openapi import document_errors
 from tidings.core.problems import install_problem_handlers
 from tidings.core.requestid import RequestIdMiddleware
@@ -64,7 +65,11 @@ def _lifespan(container: Container) -> Any:
         except ConfigurationError:
             await container.close()
             raise
+        # one node id per process for generated ids, unless TIDINGS_NODE_ID names it
+        lease = NodeLease(container.db) if container.settings.node_id is None else None
         try:
+            if lease is not None:
+                await lease.start()
             if container.settings.runs_relay_in_api:
                 events = container.events or container.build_events()
                 await events.start(relay=True, consume=True)
@@ -74,6 +79,8 @@ def _lifespan(container: Container) -> Any:
         finally:
             if events is not None:
                 await events.stop(container.settings.worker_grace_seconds)
+            if lease is not None:
+                await lease.stop()
             await container.close()
             if lock is not None:
                 lock.release()

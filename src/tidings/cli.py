@@ -65,6 +65,13 @@ def serve(
     except ConfigurationError as exc:
         console.print(f"[red]Refusing to start:[/red] {exc}")
         raise typer.Exit(2) from exc
+    if workers > 1 and settings.node_id is not None:
+        console.print(
+            "[red]Refusing to start:[/red] TIDINGS_NODE_ID names one process, and the "
+            f"{workers} workers would share it (their generated ids would collide); leave it "
+            "unset: each process leases a node id of its own."
+        )
+        raise typer.Exit(2)
     if workers > 1 and settings.effective_row_cache == "memory":
         # each process would keep its own rows, and evictions reach only the process that wrote
         if settings.row_cache == "memory":
@@ -192,6 +199,16 @@ async def _run_worker(settings: Settings) -> bool:
     lock = hold_server_lock(settings)  # before any write (SQLite only: see core.writers)
     container = Container.build(settings)
     instrument(settings, container.db.engine)
+    lease = None
+    if settings.node_id is None:  # one node id per process for generated ids
+        from tidings.core.nodes import NodeLease
+
+        lease = NodeLease(container.db)
+        await lease.start()
+    else:
+        from tidings.core.ids import configure_ids
+
+        configure_ids(settings.node_id)
     events = container.build_events()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -217,6 +234,8 @@ async def _run_worker(settings: Settings) -> bool:
         return not events.gave_up.is_set()
     finally:
         await events.stop(settings.worker_grace_seconds)
+        if lease is not None:
+            await lease.stop()
         await container.close()
         if lock is not None:
             lock.release()

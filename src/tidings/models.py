@@ -6,6 +6,7 @@ from tidings.auth.models import AuthSession, RefreshToken
 from tidings.auth.providers.models import OAuthAuthorization, OAuthLoginCode, UserIdentity
 from tidings.comments.models import Comment
 from tidings.core.db import Base
+from tidings.core.nodes import IdNode
 from tidings.events.models import (
     DeadLetter,
     IdempotencyRecord,
@@ -30,6 +31,7 @@ __all__ = [
     "DeadLetter",
     "EmailToken",
     "Follow",
+    "IdNode",
     "IdempotencyRecord",
     "Like",
     "MfaRecoveryCode",

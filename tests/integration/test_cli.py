@@ -484,3 +484,18 @@ def test_serve_in_production_with_real_secrets_does_not_migrate(
     assert not env.data_dir.exists()  # and nothing is generated
     assert len(no_server) == 1
     assert no_server[0]["workers"] == 2
+
+
+def test_serve_refuses_one_node_id_for_several_workers(
+    runner: CliRunner, env: Env, monkeypatch: pytest.MonkeyPatch, no_server: list[dict[str, Any]]
+) -> None:
+    """TIDINGS_NODE_ID names one process: the workers of ``serve --workers N`` would share it
+    and make colliding ids, so that is refused; one process may use it."""
+    monkeypatch.setenv("TIDINGS_NODE_ID", "7")
+    get_settings.cache_clear()
+    refused = _invoke(runner, ["serve", "--workers", "2"])
+    assert refused.exit_code == 2
+    assert "TIDINGS_NODE_ID names one process" in _text(refused)
+    assert no_server == []
+    assert _invoke(runner, ["serve"]).exit_code == 0
+    assert [call["workers"] for call in no_server] == [1]
