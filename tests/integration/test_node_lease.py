@@ -67,13 +67,15 @@ async def test_renew_release_and_a_lost_lease(container: Container) -> None:
     finally:
         stop.set()
         await asyncio.wait_for(keeper, 5)
-    assert first.node_id is not None and first.node_id != node
+    assert first.node_id is not None
+    assert first.node_id != node
     assert (await _row(container, first.node_id)).holder == "first"
     assert (await _row(container, node)).holder == "second"
 
     await second.release()
     released = await _row(container, node)
-    assert released.holder is None and released.leased_until <= utcnow()
+    assert released.holder is None
+    assert released.leased_until <= utcnow()
     assert not await second.renew()
     # a node given back is free again, but the one free the longest goes first
     third = NodeLease(container.db, holder="third")
