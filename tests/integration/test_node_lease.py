@@ -110,8 +110,10 @@ async def test_the_app_leases_a_node_while_it_serves(container: Container) -> No
     async with app.router.lifespan_context(app):
         async with container.db.unit_of_work(write=False) as session:
             held = (
-                await session.execute(select(IdNode).where(IdNode.holder.is_not(None)))
-            ).scalars().all()
+                (await session.execute(select(IdNode).where(IdNode.holder.is_not(None))))
+                .scalars()
+                .all()
+            )
         assert len(held) == 1
         assert _node_of(ids.new_id()) == held[0].node_id
         node = held[0].node_id
