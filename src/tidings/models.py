@@ -13,7 +13,7 @@ from tidings.events.models import (
     OutboxMessage,
     ProcessedEvent,
 )
-from tidings.graph.models import Block, Follow, Mute
+from tidings.graph.models import Block, Follow, FollowRequest, Mute
 from tidings.mail.models import OutgoingMail
 from tidings.mfa.models import MfaRecoveryCode, MfaTotp
 from tidings.notifications.models import NotificationActor, NotificationGroup
@@ -31,6 +31,7 @@ __all__ = [
     "DeadLetter",
     "EmailToken",
     "Follow",
+    "FollowRequest",
     "IdNode",
     "IdempotencyRecord",
     "Like",

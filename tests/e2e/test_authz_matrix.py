@@ -176,6 +176,11 @@ EXPECTED: dict[Key, Row] = {
     # the accounts you block or mute: your own list only
     ("GET", "/api/v1/me/blocks"): signed_in(200),
     ("GET", "/api/v1/me/mutes"): signed_in(200),
+    # follow requests to the user's locked account, by the other: answered only by the user
+    # (the other answering their own request is a 422; the rest have none from the other)
+    ("GET", "/api/v1/me/follow-requests"): signed_in(200),
+    ("POST", "/api/v1/me/follow-requests/{username}/approve"): cells(401, 200, 422, 404, 404),
+    ("DELETE", "/api/v1/me/follow-requests/{username}"): cells(401, 204, 422, 204, 204),
     ("GET", "/api/v1/users"): everyone(200),
     ("GET", "/api/v1/users/{username}/followers"): everyone(200),
     ("GET", "/api/v1/users/{username}/following"): everyone(200),
@@ -1297,6 +1302,82 @@ def _own_list(kind: str) -> Make:
 
 for _kind in ("block", "mute"):
     scenario("GET", f"/api/v1/me/{_kind}s", "social")(_own_list(_kind))
+
+
+REQUESTS = "/api/v1/me/follow-requests"
+OTTO_REQUEST = f"{REQUESTS}/{NAMES['other']}"
+
+
+async def _request_to_locked_user(w: World) -> None:
+    """The user locks their account and the other asks to follow it."""
+    await w.ok("user", "PATCH", "/api/v1/me", json={"locked": True})
+    state = await w.ok("other", "PUT", f"{USER_GRAPH}/follow")
+    assert state["requested"] is True, state
+
+
+async def _unlock_and_forget(w: World) -> None:
+    """Back to the world as it was: no request, no follow, the account unlocked."""
+    await w.ok("other", "DELETE", f"{USER_GRAPH}/follow")
+    await w.ok("user", "PATCH", "/api/v1/me", json={"locked": False})
+
+
+async def _requested(w: World) -> list[str]:
+    page = await w.ok("user", "GET", REQUESTS)
+    return [item["username"] for item in page["data"]]
+
+
+@scenario("GET", "/api/v1/me/follow-requests", "social")
+async def _follow_requests(w: World, actor: str) -> Call:
+    await _request_to_locked_user(w)
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        await _unlock_and_forget(w)
+        if response.status_code >= 300:
+            return []
+        names = [item["username"] for item in response.json()["data"]]
+        want = [NAMES["other"]] if actor == "user" else []
+        return check(names == want, f"{actor}'s follow requests: {names}")
+
+    return Call("GET", REQUESTS, verify=verify)
+
+
+@scenario("POST", "/api/v1/me/follow-requests/{username}/approve", "social")
+async def _approve_request(w: World, actor: str) -> Call:
+    await _request_to_locked_user(w)
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        followers = await followers_of_user(w)
+        waiting = await _requested(w)
+        await _unlock_and_forget(w)
+        if response.status_code < 300:
+            return check(
+                followers == {NAMES["other"]} and waiting == [],
+                f"approved, yet followers {followers}, waiting {waiting}",
+            )
+        return check(
+            followers == set() and waiting == [NAMES["other"]],
+            f"{actor}'s refused approval left followers {followers}, waiting {waiting}",
+        )
+
+    return Call(
+        "POST",
+        f"{OTTO_REQUEST}/approve",
+        verify=verify,
+        missing_url=f"{REQUESTS}/{NOBODY}/approve",
+    )
+
+
+@scenario("DELETE", "/api/v1/me/follow-requests/{username}", "social")
+async def _decline_request(w: World, actor: str) -> Call:
+    await _request_to_locked_user(w)
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        waiting = await _requested(w)
+        await _unlock_and_forget(w)
+        want = [] if actor == "user" else [NAMES["other"]]
+        return check(waiting == want, f"after {actor}'s decline the requests are {waiting}")
+
+    return Call("DELETE", OTTO_REQUEST, verify=verify, missing_url=f"{REQUESTS}/{NOBODY}")
 
 
 @scenario("GET", "/api/v1/users", "social")

@@ -12,7 +12,8 @@ its event (feeds, caches, notifications and webhooks follow as they do for a use
 2. comments: live ones deleted (threads keep a placeholder where others replied), then their
    text blanked;
 3. likes, follows (both ways), the account's blocks and mutes: removed (with their events),
-   then others' blocks and mutes of the account (without: no one undid anything);
+   then others' blocks and mutes of the account and follow requests either way (without: no
+   one undid anything);
 4. notifications addressed to the account: deleted;
 5. last, the username is freed (the row stays, as ``~<id>``, so what still refers to the
    account, such as the audit trail, keeps its meaning), ``erased_at`` is set, and the event
@@ -42,7 +43,7 @@ from tidings.core.db import Database, utcnow
 from tidings.core.stopping import stopped_within
 from tidings.events import domain
 from tidings.events.outbox import record
-from tidings.graph.models import Block, Follow, Mute
+from tidings.graph.models import Block, Follow, FollowRequest, Mute
 from tidings.graph.repository import GraphRepository
 from tidings.notifications.models import NotificationGroup
 from tidings.posts.models import Like, Post, PostMention, PostTag
@@ -186,6 +187,18 @@ async def _blocked_and_muted_by_others(session: AsyncSession, user_id: int, limi
     return removed + await _remove_each(session, muters, limit, unmute)
 
 
+async def _follow_requests(session: AsyncSession, user_id: int, limit: int) -> int:
+    """Follow requests either way: nobody can answer or withdraw them once the account is
+    gone (no event: no one followed or unfollowed anyone)."""
+    ids = select(FollowRequest.id).where(
+        or_(FollowRequest.requester_id == user_id, FollowRequest.target_id == user_id)
+    )
+    batch = list((await session.execute(ids.limit(limit))).scalars())
+    if batch:
+        await session.execute(delete(FollowRequest).where(FollowRequest.id.in_(batch)))
+    return len(batch)
+
+
 async def _notifications(session: AsyncSession, user_id: int, limit: int) -> int:
     ids = select(NotificationGroup.id).where(NotificationGroup.recipient_id == user_id)
     batch = list((await session.execute(ids.limit(limit))).scalars())
@@ -201,6 +214,7 @@ STEPS: tuple[Step, ...] = (
     _follows,
     _blocks_and_mutes,
     _blocked_and_muted_by_others,
+    _follow_requests,
     _notifications,
 )
 

@@ -38,7 +38,7 @@ from tidings.auth.providers.models import UserIdentity
 from tidings.comments.models import Comment
 from tidings.core.db import Database, utcnow
 from tidings.core.schemas import ResponseModel, Timestamp
-from tidings.graph.models import Block, Follow, Mute
+from tidings.graph.models import Block, Follow, FollowRequest, Mute
 from tidings.posts.models import Like, Post
 from tidings.reports.models import Report
 
@@ -121,6 +121,15 @@ SECTIONS = (
     _relation("followers", Follow, Follow.followee_id, Follow.follower_id),
     _relation("blocks", Block, Block.blocker_id, Block.blocked_id),
     _relation("mutes", Mute, Mute.muter_id, Mute.muted_id),
+    _relation(
+        "follow_requests_sent", FollowRequest, FollowRequest.requester_id, FollowRequest.target_id
+    ),
+    _relation(
+        "follow_requests_received",
+        FollowRequest,
+        FollowRequest.target_id,
+        FollowRequest.requester_id,
+    ),
     _owned("reports", Report, Report.reporter_id, ExportedReport),
 )
 

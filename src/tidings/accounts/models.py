@@ -57,6 +57,8 @@ class User(Base):
     website: Mapped[str | None] = mapped_column(String(2048))
     role: Mapped[str] = mapped_column(String(16), default="user")
     suspended: Mapped[bool] = mapped_column(Boolean, default=False)
+    # follows need the account's approval (a follow request) while locked
+    locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     follower_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     following_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     post_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -11,6 +11,7 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    StrictBool,
     StringConstraints,
     WithJsonSchema,
 )
@@ -144,6 +145,11 @@ class ProfileUpdate(RequestModel):
     avatar_url: UrlString | None = None
     location: Annotated[str, StringConstraints(max_length=60), CleanText] | None = None
     website: UrlString | None = None
+    locked: StrictBool | None = Field(
+        default=None,
+        description="Follows need your approval (follow requests) while true; requests waiting "
+        "when you unlock stay until you answer them.",
+    )
 
 
 class PasswordChange(RequestModel):
@@ -207,6 +213,7 @@ class PublicProfile(ResponseModel):
     location: str
     website: str | None
     role: Role
+    locked: bool = Field(description="Follows need this account's approval.")
     follower_count: int
     following_count: int
     post_count: int
@@ -272,7 +279,7 @@ class ExportedLike(ResponseModel):
 
 
 class ExportedRelation(ResponseModel):
-    """Someone you follow, who follows you, whom you block or mute."""
+    """Someone you follow, who follows you, whom you block or mute, or a follow request."""
 
     user_id: Id
     username: str
@@ -304,4 +311,10 @@ class AccountExport(ResponseModel):
     followers: list[ExportedRelation]
     blocks: list[ExportedRelation]
     mutes: list[ExportedRelation]
+    follow_requests_sent: list[ExportedRelation] = Field(
+        description="Your follow requests to locked accounts, waiting for their answer."
+    )
+    follow_requests_received: list[ExportedRelation] = Field(
+        description="Follow requests waiting for your answer."
+    )
     reports: list[ExportedReport] = Field(description="Reports you filed.")

@@ -103,6 +103,10 @@ async def public_profile(session: AsyncSession, username: str, viewer: Principal
 async def update_profile(session: AsyncSession, user_id: int, changes: dict[str, Any]) -> User:
     user = await get_account(session, user_id)
     for name, value in changes.items():
+        if name == "locked":
+            if value is not None:  # null: unchanged (a column that has no "unset")
+                user.locked = bool(value)
+            continue
         if name in ("display_name", "bio", "location") and value is None:
             value = ""
         setattr(user, name, str(value) if value is not None else None)

@@ -164,6 +164,13 @@ class UserFollowed(_UserPairEvent):
 
 
 @dataclass(frozen=True)
+class FollowRequested(_UserPairEvent):
+    """A follow of a locked account waits for its approval (``user.followed`` once it has)."""
+
+    event_type: ClassVar[str] = "user.follow_requested"
+
+
+@dataclass(frozen=True)
 class UserUnfollowed(_UserPairEvent):
     event_type: ClassVar[str] = "user.unfollowed"
 

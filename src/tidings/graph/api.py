@@ -14,7 +14,7 @@ from tidings.core.deps import DbSession
 from tidings.core.pagination import Page, PageParams, page_params, set_next_link
 from tidings.graph import service
 from tidings.graph.repository import OwnKind
-from tidings.graph.schemas import OwnRelationOut, RelationshipOut
+from tidings.graph.schemas import FollowRequestOut, OwnRelationOut, RelationshipOut
 
 router = APIRouter(prefix="/api/v1/users/{username}", tags=["social graph"])
 own_router = APIRouter(prefix="/api/v1/me", tags=["social graph"])
@@ -132,3 +132,49 @@ async def my_mutes(
     request: Request, response: Response, principal: SelfReader, session: DbSession, page: PageDep
 ) -> Page[OwnRelationOut]:
     return await _own(request, response, session, principal, page, "mutes")
+
+
+@own_router.get(
+    "/follow-requests",
+    response_model=Page[FollowRequestOut],
+    summary="Follow requests waiting for your answer (a locked account), newest first",
+)
+async def my_follow_requests(
+    request: Request, response: Response, principal: SelfReader, session: DbSession, page: PageDep
+) -> Page[FollowRequestOut]:
+    rows, cursor = await service.follow_requests(session, principal, page)
+    set_next_link(request, response, cursor)
+    data = [
+        FollowRequestOut(
+            id=user.id,
+            username=user.username,
+            display_name=user.display_name,
+            avatar_url=user.avatar_url,
+            since=since,
+        )
+        for user, since in rows
+    ]
+    return Page[FollowRequestOut](data=data, next_cursor=cursor)
+
+
+@own_router.post(
+    "/follow-requests/{username}/approve",
+    response_model=RelationshipOut,
+    summary="Approve a follow request: they follow you from now on",
+)
+async def approve_follow_request(
+    username: UsernamePath, actor: Actor, session: DbSession
+) -> RelationshipOut:
+    return RelationshipOut.model_validate(await service.approve_request(session, actor, username))
+
+
+@own_router.delete(
+    "/follow-requests/{username}",
+    status_code=204,
+    summary="Decline a follow request (idempotent)",
+)
+async def decline_follow_request(
+    username: UsernamePath, actor: Actor, session: DbSession
+) -> Response:
+    await service.decline_request(session, actor, username)
+    return Response(status_code=204)

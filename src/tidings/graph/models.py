@@ -1,4 +1,4 @@
-"""The social graph: follows, blocks, mutes."""
+"""The social graph: follows, follow requests, blocks, mutes."""
 
 from __future__ import annotations
 
@@ -50,4 +50,21 @@ class Mute(Base):
     id: Mapped[int] = mapped_column(primary_key=True, default=new_id, autoincrement=False)
     muter_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     muted_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FollowRequest(Base):
+    """A follow of a locked account, waiting for its approval (then it becomes a follow)."""
+
+    __tablename__ = "follow_requests"
+    __table_args__ = (
+        UniqueConstraint(
+            "requester_id", "target_id", name="uq_follow_requests_requester_id_target_id"
+        ),
+        Index("ix_follow_requests_target_id_id", "target_id", "id"),  # the incoming list
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=new_id, autoincrement=False)
+    requester_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    target_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

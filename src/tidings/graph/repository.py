@@ -30,7 +30,7 @@ from sqlalchemy.orm import aliased
 from tidings.accounts.models import User
 from tidings.core import rawsql
 from tidings.core.db import insert_ignore
-from tidings.graph.models import Block, Follow, Mute
+from tidings.graph.models import Block, Follow, FollowRequest, Mute
 from tidings.posts.facts import relations_changed
 
 OwnKind = Literal["blocks", "mutes"]
@@ -49,12 +49,14 @@ class Standing:
 
 @dataclass(frozen=True)
 class Relationship(Standing):
-    """:class:`Standing` and whether the other follows the viewer."""
+    """:class:`Standing`, whether the other follows the viewer, and whether the viewer's
+    follow request to them is pending (they are locked)."""
 
     followed_by: bool = False
+    requested: bool = False
 
 
-FOLLOWING, FOLLOWED_BY, BLOCKING, BLOCKED_BY, MUTING = range(1, 6)
+FOLLOWING, FOLLOWED_BY, BLOCKING, BLOCKED_BY, MUTING, REQUESTED = range(1, 7)
 PAIR_LOCK_TIMEOUT_MS = 5_000  # a follow or block waits at most this long for its pair's lock
 
 
@@ -74,6 +76,14 @@ def _relationship() -> Select[Any]:
         edge(BLOCKING, Block, Block.blocker_id, Block.blocked_id, viewer, other),
         edge(BLOCKED_BY, Block, Block.blocker_id, Block.blocked_id, other, viewer),
         edge(MUTING, Mute, Mute.muter_id, Mute.muted_id, viewer, other),
+        edge(
+            REQUESTED,
+            FollowRequest,
+            FollowRequest.requester_id,
+            FollowRequest.target_id,
+            viewer,
+            other,
+        ),
     )  # type: ignore[return-value]
 
 
@@ -104,7 +114,8 @@ class GraphRepository:
         self.session = session
 
     async def relationship(self, viewer_id: int, other_id: int) -> Relationship:
-        """Follows, blocks (either way) and the mute between two users: one statement."""
+        """Follows, blocks (either way), the mute and a pending follow request between two
+        users: one statement."""
         params = {"viewer_id": viewer_id, "other_id": other_id}
         found = {int(row[0]) for row in await rawsql.fetch(self.session, _relationship(), params)}
         return Relationship(
@@ -113,6 +124,7 @@ class GraphRepository:
             blocking=BLOCKING in found,
             blocked_by=BLOCKED_BY in found,
             muting=MUTING in found,
+            requested=REQUESTED in found,
         )
 
     async def lock_pair(self, a: int, b: int) -> None:
@@ -253,6 +265,43 @@ class GraphRepository:
             .returning(Mute.id)
         )
         return result.first() is not None
+
+    async def add_request(self, requester_id: int, target_id: int) -> bool:
+        return await insert_ignore(
+            self.session,
+            FollowRequest,
+            {"requester_id": requester_id, "target_id": target_id},
+            ["requester_id", "target_id"],
+        )
+
+    async def remove_request(self, requester_id: int, target_id: int) -> bool:
+        result = await self.session.execute(
+            delete(FollowRequest)
+            .where(FollowRequest.requester_id == requester_id, FollowRequest.target_id == target_id)
+            .returning(FollowRequest.id)
+        )
+        return result.first() is not None
+
+    async def page_requests(
+        self, target_id: int, limit: int, before: int | None
+    ) -> list[tuple[int, User, datetime]]:
+        """(request id, requester, since) of the requests to follow ``target_id`` waiting,
+        newest first, of accounts that are neither suspended nor deleted; keyset on
+        ``(target_id, id)``."""
+        stmt = (
+            select(FollowRequest.id, User, FollowRequest.created_at)
+            .join(User, User.id == FollowRequest.requester_id)
+            .where(
+                FollowRequest.target_id == target_id,
+                User.suspended.is_(False),
+                User.deleted_at.is_(None),
+            )
+            .order_by(FollowRequest.id.desc())
+            .limit(limit + 1)
+        )
+        if before is not None:
+            stmt = stmt.where(FollowRequest.id < before)
+        return [(rid, user, at) for rid, user, at in (await self.session.execute(stmt)).all()]
 
     @staticmethod
     def _own(kind: OwnKind) -> tuple[Any, Any, Any]:

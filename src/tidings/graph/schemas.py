@@ -15,6 +15,9 @@ class RelationshipOut(ResponseModel):
     blocking: bool
     blocked_by: bool
     muting: bool
+    requested: bool = Field(
+        description="Your follow request to this locked account waits for its answer."
+    )
 
 
 class OwnRelationOut(ResponseModel):
@@ -24,3 +27,13 @@ class OwnRelationOut(ResponseModel):
     id: Id
     username: str
     since: Timestamp = Field(description="When you blocked or muted it.")
+
+
+class FollowRequestOut(ResponseModel):
+    """Someone asking to follow your locked account."""
+
+    id: Id
+    username: str
+    display_name: str
+    avatar_url: str | None
+    since: Timestamp = Field(description="When they asked.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -87,6 +88,8 @@ async def relationship(session: AsyncSession, viewer: Principal, target: User) -
 
 
 async def follow(session: AsyncSession, viewer: Principal, username: str) -> Relationship:
+    """Follow; a locked account gets a follow request instead (``requested`` in the answer),
+    which it approves or declines. Idempotent either way."""
     target = await visible_user(session, username, viewer)
     _not_self(viewer, target, "follow")
     graph = GraphRepository(session)
@@ -94,16 +97,69 @@ async def follow(session: AsyncSession, viewer: Principal, username: str) -> Rel
     rel = await graph.relationship(viewer.user_id, target.id)
     if rel.blocking or rel.blocked_by:
         raise Conflict("You block this user; unblock them before following.")
-    if await graph.add_follow(viewer.user_id, target.id):
-        record(session, domain.UserFollowed(user_id=viewer.user_id, target_user_id=target.id))
+    if rel.following:
+        return rel
+    if target.locked:
+        if await graph.add_request(viewer.user_id, target.id):
+            record(
+                session, domain.FollowRequested(user_id=viewer.user_id, target_user_id=target.id)
+            )
+    else:
+        await graph.remove_request(viewer.user_id, target.id)  # one from while it was locked
+        if await graph.add_follow(viewer.user_id, target.id):
+            record(session, domain.UserFollowed(user_id=viewer.user_id, target_user_id=target.id))
     return await graph.relationship(viewer.user_id, target.id)
 
 
 async def unfollow(session: AsyncSession, viewer: Principal, username: str) -> None:
+    """Unfollow, or withdraw a follow request still waiting."""
     target = await visible_user(session, username, viewer)
     _not_self(viewer, target, "unfollow")
-    if await GraphRepository(session).remove_follow(viewer.user_id, target.id):
+    graph = GraphRepository(session)
+    await graph.remove_request(viewer.user_id, target.id)
+    if await graph.remove_follow(viewer.user_id, target.id):
         record(session, domain.UserUnfollowed(user_id=viewer.user_id, target_user_id=target.id))
+
+
+async def _requester(session: AsyncSession, viewer: Principal, username: str) -> User:
+    """The account whose follow request the viewer answers: one that has one waiting, and
+    that the viewer may see (a 404 otherwise, as for a missing name)."""
+    requester = await visible_user(session, username, viewer)
+    _not_self(viewer, requester, "answer a follow request of")
+    return requester
+
+
+async def approve_request(session: AsyncSession, viewer: Principal, username: str) -> Relationship:
+    """The requester follows the viewer from now on (``user.followed``, as any follow)."""
+    requester = await _requester(session, viewer, username)
+    graph = GraphRepository(session)
+    await graph.lock_pair(viewer.user_id, requester.id)
+    if not await graph.remove_request(requester.id, viewer.user_id):
+        raise NotFound(f"No follow request from '{username}' is waiting.")
+    rel = await graph.relationship(viewer.user_id, requester.id)
+    if rel.blocking or rel.blocked_by:  # a block removes requests; kept as a guard
+        raise Conflict("You and this user block each other; the request is void.")
+    if await graph.add_follow(requester.id, viewer.user_id):
+        record(session, domain.UserFollowed(user_id=requester.id, target_user_id=viewer.user_id))
+    return await graph.relationship(viewer.user_id, requester.id)
+
+
+async def decline_request(session: AsyncSession, viewer: Principal, username: str) -> None:
+    """Remove a waiting follow request (idempotent: none waiting is fine)."""
+    requester = await _requester(session, viewer, username)
+    await GraphRepository(session).remove_request(requester.id, viewer.user_id)
+
+
+async def follow_requests(
+    session: AsyncSession, viewer: Principal, params: PageParams
+) -> tuple[list[tuple[User, datetime]], str | None]:
+    """The follow requests waiting for the viewer's answer, newest first."""
+    key = params.key("id")
+    rows = await GraphRepository(session).page_requests(
+        viewer.user_id, params.limit, key["id"] if key else None
+    )
+    page, cursor = paginate(rows, params.limit, lambda row: {"id": row[0]})
+    return [(user, at) for _, user, at in page], cursor
 
 
 async def block(session: AsyncSession, viewer: Principal, username: str) -> Relationship:
@@ -114,6 +170,8 @@ async def block(session: AsyncSession, viewer: Principal, username: str) -> Rela
     if await graph.add_block(viewer.user_id, target.id):
         await graph.remove_follow(viewer.user_id, target.id)
         await graph.remove_follow(target.id, viewer.user_id)
+        await graph.remove_request(viewer.user_id, target.id)
+        await graph.remove_request(target.id, viewer.user_id)
         record(session, domain.UserBlocked(user_id=viewer.user_id, target_user_id=target.id))
     return await graph.relationship(viewer.user_id, target.id)
 

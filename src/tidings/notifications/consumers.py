@@ -61,6 +61,11 @@ async def _followed(session: AsyncSession, env: Envelope) -> list[Notice]:
     return [Notice(_id(env, "target_user_id"), Kind.FOLLOW, "follow")]
 
 
+async def _follow_requested(session: AsyncSession, env: Envelope) -> list[Notice]:
+    kind = Kind.FOLLOW_REQUEST
+    return [Notice(_id(env, "target_user_id"), kind, kind.value)]
+
+
 async def _post_created(session: AsyncSession, env: Envelope) -> list[Notice]:
     """The quoted post's author gets ``quote``; people mentioned get ``mention`` — as far as
     they may see the new post."""
@@ -105,6 +110,7 @@ BUILDERS: dict[str, Builder] = {
     domain.PostLiked.event_type: _liked,
     domain.PostShared.event_type: _shared,
     domain.UserFollowed.event_type: _followed,
+    domain.FollowRequested.event_type: _follow_requested,
     domain.PostCreated.event_type: _post_created,
     domain.CommentCreated.event_type: _comment_created,
 }

@@ -19,6 +19,7 @@ class Kind(StrEnum):
     REPLY = "reply"
     MENTION = "mention"
     FOLLOW = "follow"
+    FOLLOW_REQUEST = "follow_request"  # someone asks to follow your locked account
     QUOTE = "quote"
     REPORT = "report"  # moderators and admins: new reports to review
     SYSTEM = "system"

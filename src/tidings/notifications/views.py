@@ -12,6 +12,7 @@ PHRASES: dict[Kind, str] = {
     Kind.COMMENT: "commented on your post",
     Kind.REPLY: "replied to your comment",
     Kind.FOLLOW: "followed you",
+    Kind.FOLLOW_REQUEST: "asked to follow you",
     Kind.QUOTE: "quoted your post",
 }
 
