@@ -74,14 +74,25 @@ NATS_STREAM = "tidings-events"
 NATS_DURABLE = "tidings"
 
 
+NATS_PUBLISH_SECONDS = 2.0  # a publish the server does not confirm by then has failed
+
+
 def _nats_broker(settings: Settings, url: str) -> AsyncBroker:
     """NATS JetStream: a work-queue stream (a message is gone once acknowledged, so the stream
     holds only what is not applied yet; capped like the Redis stream, the oldest dropped past
     the cap — the relay publishes anything unapplied again) and one durable pull consumer that
     every worker shares. A message not acknowledged within the redelivery timeout (a worker
-    killed mid-task) is delivered again; consumers apply each event once whatever the broker
-    does. The client reconnects by itself while it runs; errors are logged, once a second at
-    most during an outage."""
+    killed mid-task, or a task that runs longer) is delivered again; consumers apply each event
+    once whatever the broker does. A stream or consumer made before with other settings is
+    reused as it is (NATS keeps the first stream's limits; the consumer's are updated).
+
+    taskiq-nats's pull broker, with three changes: each startup makes a fresh client (one
+    reused after a failed or cut connection keeps every server it was given again, so each
+    attempt added to the next); the first connection gives up after one retry (an error the
+    runtime logs and retries each second) and the connection, once made, is restored for ever;
+    a publish fails at once while the client is disconnected (the relay keeps the row and
+    tries again) instead of holding the relay's transaction for the client's timeout."""
+    from nats.aio.client import Client
     from nats.js.api import (
         AckPolicy,
         ConsumerConfig,
@@ -90,12 +101,31 @@ def _nats_broker(settings: Settings, url: str) -> AsyncBroker:
         StorageType,
         StreamConfig,
     )
+    from taskiq import BrokerMessage
     from taskiq_nats import PullBasedJetStreamBroker
+
+    class JetStreamBroker(PullBasedJetStreamBroker):
+        async def startup(self) -> None:
+            previous, self.client = self.client, Client()  # type: ignore[misc]
+            with contextlib.suppress(Exception):
+                await previous.close()
+            await super().startup()
+            self.client.options["max_reconnect_attempts"] = -1  # connected: reconnect for ever
+
+        async def kick(self, message: BrokerMessage) -> None:
+            if not self.client.is_connected:
+                raise ConnectionError("NATS is not connected")
+            await self.js.publish(
+                self.subject,
+                payload=message.message,
+                headers=message.labels,
+                timeout=NATS_PUBLISH_SECONDS,
+            )
 
     async def logged(exc: Exception) -> None:
         log.warning("broker_error", broker="nats", error=f"{type(exc).__name__}: {exc}")
 
-    return PullBasedJetStreamBroker(
+    return JetStreamBroker(
         servers=[server.strip() for server in url.split(",") if server.strip()],
         subject=NATS_SUBJECT,
         stream_name=NATS_STREAM,
@@ -117,7 +147,7 @@ def _nats_broker(settings: Settings, url: str) -> AsyncBroker:
         pull_consume_timeout=1.0,
         connect_timeout=2,
         reconnect_time_wait=1,
-        max_reconnect_attempts=-1,
+        max_reconnect_attempts=1,  # the first connection; then for ever (startup above)
         error_cb=logged,
     )
 
