@@ -10,7 +10,14 @@ from typing import Any
 import httpx2
 from sqlalchemy import func, select
 
-from tests.support.api import DEFAULT_PASSWORD, SignedIn, assert_problem, sign_up
+from tests.support.api import (
+    DEFAULT_PASSWORD,
+    SignedIn,
+    assert_problem,
+    login,
+    make_admin,
+    sign_up,
+)
 from tests.support.waiting import eventually
 from tidings.accounts.erasure import erase_account
 from tidings.core.container import Container
@@ -76,8 +83,8 @@ async def test_a_locked_account_approves_its_followers(client: httpx2.AsyncClien
     assert (await _ok(client, alice, "GET", "/api/v1/me"))["follower_count"] == 1
     assert await _waiting(client, alice) == []
     assert (await client.get(post_url, headers=bob.headers)).status_code == 200
-    again = await client.post(f"{REQUESTS}/bob/approve", headers=alice.headers)
-    assert "No follow request" in assert_problem(again, 404)["detail"]
+    again = await _ok(client, alice, "POST", f"{REQUESTS}/bob/approve")  # a retry: the same
+    assert again["followed_by"] is True
 
 
 async def test_declining_withdrawing_and_blocking_remove_requests(
@@ -181,3 +188,34 @@ async def test_erasing_an_account_removes_its_requests_either_way(
         left = (await session.execute(select(func.count()).select_from(FollowRequest))).scalar()
     assert left == 0
     assert await _waiting(client, carol) == []
+
+
+async def test_approving_tells_nobody_it_followed_and_suspended_requesters_wait(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    """The approver is not told "bob followed you" for a follow it just allowed; a request
+    from an account suspended since cannot be approved (404) but can be declined."""
+    alice = await sign_up(client, "alice")
+    bob = await sign_up(client, "bob")
+    mallory = await sign_up(client, "mallory")
+    await _lock(client, alice)
+    await _follow(client, bob, alice)
+    await _follow(client, mallory, alice)
+    await _ok(client, alice, "POST", f"{REQUESTS}/bob/approve")
+
+    async def settled() -> bool:  # the follow request notices are there, and nothing else
+        page = await _ok(client, alice, "GET", "/api/v1/notifications")
+        return [n["kind"] for n in page["data"]] == ["follow_request"]
+
+    await eventually(settled)
+    await make_admin(container, "boss")
+    boss = await login(client, "boss")
+    await _ok(client, boss, "PATCH", "/api/v1/admin/users/mallory", json={"suspended": True})
+    refused = await client.post(f"{REQUESTS}/mallory/approve", headers=alice.headers)
+    assert_problem(refused, 404)
+    declined = await client.delete(f"{REQUESTS}/mallory", headers=alice.headers)
+    assert declined.status_code == 204, declined.text
+    async with container.db.unit_of_work(write=False) as session:
+        left = (await session.execute(select(func.count()).select_from(FollowRequest))).scalar()
+    assert left == 0
+    assert await _followers(client, alice) == ["bob"]

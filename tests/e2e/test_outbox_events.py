@@ -119,7 +119,11 @@ async def test_graph_events(client: httpx2.AsyncClient, container: Container) ->
     await ok(await client.put("/api/v1/users/bob/follow", headers=alice.headers), 200)
     (row,) = await outbox.expect("user.followed", what="follow")
     assert (row.actor_id, row.aggregate_id) == (int(alice.user_id), int(bob.user_id))
-    assert row.payload == {"user_id": alice.user_id, "target_user_id": bob.user_id}
+    assert row.payload == {
+        "user_id": alice.user_id,
+        "target_user_id": bob.user_id,
+        "approved": False,
+    }
     await ok(await client.put("/api/v1/users/bob/follow", headers=alice.headers), 200)
     await outbox.expect(what="repeated follow")
 

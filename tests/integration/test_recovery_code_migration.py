@@ -49,12 +49,18 @@ async def test_plain_sha256_codes_are_wrapped_and_still_work(blank_url: str) -> 
         sa.column("user_id", sa.BigInteger()),
         sa.column("code_hash", sa.String()),
     )
+    # users as 0018 left the table: the columns added since (locked, 0025) are not there yet
+    users = sa.Table(
+        "users",
+        sa.MetaData(),
+        *(column._copy() for column in User.__table__.columns if column.name != "locked"),
+    )
     db = Database(blank_url, pool_size=1)
     try:
         async with db.unit_of_work() as session:
             for n, codes in CODES.items():
                 await session.execute(
-                    sa.insert(User.__table__).values(
+                    sa.insert(users).values(
                         id=n, username=f"u{n}xx", username_key=f"u{n}xx", email=f"u{n}@e.org"
                     )
                 )

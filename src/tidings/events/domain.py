@@ -161,6 +161,7 @@ class _UserPairEvent(DomainEvent):
 @dataclass(frozen=True)
 class UserFollowed(_UserPairEvent):
     event_type: ClassVar[str] = "user.followed"
+    approved: bool = False  # the followed (locked) account approved the follow request
 
 
 @dataclass(frozen=True)

@@ -266,6 +266,14 @@ class GraphRepository:
         )
         return result.first() is not None
 
+    async def locked_for_follow(self, user_id: int) -> bool:
+        """Whether the account is locked, read under a share lock of its row on PostgreSQL (a
+        change of the setting waits for the caller's transaction, or the read for it)."""
+        stmt = select(User.locked).where(User.id == user_id)
+        if self.session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(read=True)
+        return bool((await self.session.execute(stmt)).scalar_one_or_none())
+
     async def add_request(self, requester_id: int, target_id: int) -> bool:
         return await insert_ignore(
             self.session,

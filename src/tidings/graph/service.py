@@ -99,7 +99,9 @@ async def follow(session: AsyncSession, viewer: Principal, username: str) -> Rel
         raise Conflict("You block this user; unblock them before following.")
     if rel.following:
         return rel
-    if target.locked:
+    # read again under the pair lock, locked against a change of it (PATCH /me's update of the
+    # row waits for this transaction, or this read for it): a lock switched on meanwhile holds
+    if await graph.locked_for_follow(target.id):
         if await graph.add_request(viewer.user_id, target.id):
             record(
                 session, domain.FollowRequested(user_id=viewer.user_id, target_user_id=target.id)
@@ -122,25 +124,38 @@ async def unfollow(session: AsyncSession, viewer: Principal, username: str) -> N
 
 
 async def _requester(session: AsyncSession, viewer: Principal, username: str) -> User:
-    """The account whose follow request the viewer answers: one that has one waiting, and
-    that the viewer may see (a 404 otherwise, as for a missing name)."""
-    requester = await visible_user(session, username, viewer)
+    """The account whose follow request the viewer answers, suspended or not (a request from
+    an account suspended since can still be declined); a deleted or missing one is a 404."""
+    requester = await UserRepository(session).by_username(username)
+    if requester is None or requester.deleted_at is not None:
+        raise NotFound(f"No user named '{username}'.")
     _not_self(viewer, requester, "answer a follow request of")
     return requester
 
 
 async def approve_request(session: AsyncSession, viewer: Principal, username: str) -> Relationship:
-    """The requester follows the viewer from now on (``user.followed``, as any follow)."""
+    """The requester follows the viewer from now on (``user.followed``, as any follow, marked
+    ``approved``). Approving again once they follow answers the same (a retry); a suspended
+    requester's request waits (404 as if none: nobody may approve it meanwhile)."""
     requester = await _requester(session, viewer, username)
     graph = GraphRepository(session)
     await graph.lock_pair(viewer.user_id, requester.id)
+    waiting = NotFound(f"No follow request from '{username}' is waiting.")
+    if requester.suspended:
+        raise waiting
     if not await graph.remove_request(requester.id, viewer.user_id):
-        raise NotFound(f"No follow request from '{username}' is waiting.")
+        rel = await graph.relationship(viewer.user_id, requester.id)
+        if rel.followed_by:
+            return rel  # approved before: the answer a retry expects
+        raise waiting
     rel = await graph.relationship(viewer.user_id, requester.id)
     if rel.blocking or rel.blocked_by:  # a block removes requests; kept as a guard
         raise Conflict("You and this user block each other; the request is void.")
     if await graph.add_follow(requester.id, viewer.user_id):
-        record(session, domain.UserFollowed(user_id=requester.id, target_user_id=viewer.user_id))
+        record(
+            session,
+            domain.UserFollowed(user_id=requester.id, target_user_id=viewer.user_id, approved=True),
+        )
     return await graph.relationship(viewer.user_id, requester.id)
 
 

@@ -58,12 +58,19 @@ async def _shared(session: AsyncSession, env: Envelope) -> list[Notice]:
 
 
 async def _followed(session: AsyncSession, env: Envelope) -> list[Notice]:
+    if env.payload.get("approved"):  # the account approved it: no news to it
+        return []
     return [Notice(_id(env, "target_user_id"), Kind.FOLLOW, "follow")]
 
 
 async def _follow_requested(session: AsyncSession, env: Envelope) -> list[Notice]:
+    """Only while the request still waits (withdrawn or answered before the event is
+    consumed: nothing to tell)."""
+    requester, target = _id(env, "user_id"), _id(env, "target_user_id")
+    if not await NotificationRepository(session).request_waiting(requester, target):
+        return []
     kind = Kind.FOLLOW_REQUEST
-    return [Notice(_id(env, "target_user_id"), kind, kind.value)]
+    return [Notice(target, kind, kind.value)]
 
 
 async def _post_created(session: AsyncSession, env: Envelope) -> list[Notice]:

@@ -23,7 +23,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from tidings.accounts.models import STAFF, User
 from tidings.core.db import insert_ignore, utcnow
 from tidings.core.ids import new_id
-from tidings.graph.models import Block, Follow, Mute
+from tidings.graph.models import Block, Follow, FollowRequest, Mute
 from tidings.mfa.models import MfaTotp
 from tidings.notifications.models import NotificationActor, NotificationGroup
 
@@ -279,6 +279,12 @@ class NotificationRepository:
             return set()
         stmt = select(Mute.muter_id).where(Mute.muted_id == muted_id, Mute.muter_id.in_(ids))
         return set((await self.session.execute(stmt)).scalars())
+
+    async def request_waiting(self, requester_id: int, target_id: int) -> bool:
+        stmt = select(FollowRequest.id).where(
+            FollowRequest.requester_id == requester_id, FollowRequest.target_id == target_id
+        )
+        return (await self.session.execute(stmt)).first() is not None
 
     async def following(self, followee_id: int, candidates: Iterable[int]) -> set[int]:
         """Which of ``candidates`` follow ``followee_id``."""
