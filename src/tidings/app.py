@@ -133,7 +133,8 @@ def _install_openapi(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.effective_log_format)
-    configure_ids(settings.node_id)
+    if settings.node_id is not None:  # else each serving process leases one (lifespan)
+        configure_ids(settings.node_id)
     container = container or Container.build(settings)
 
     meta: dict[str, Any] = {

@@ -214,7 +214,12 @@ async def _run_worker(settings: Settings) -> bool:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await events.start(relay=True, consume=True, give_up=True)
+    try:
+        await events.start(relay=True, consume=True, give_up=True)
+    except BaseException:
+        if lease is not None:
+            await lease.stop()
+        raise
     if settings.gc_tuning:
         from tidings.core.collector import tune_collector
 

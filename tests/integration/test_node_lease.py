@@ -5,16 +5,27 @@ whose lease was taken takes another one; generated ids carry the leased node."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
+import httpx2
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
+from tests.support.api import assert_problem, sign_up
 from tidings.core import ids
 from tidings.core.container import Container
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import ConfigurationError
 from tidings.core.nodes import LEASE, IdNode, NodeLease
+from tidings.events import domain
+from tidings.events.consumers import ConsumerRegistry
+from tidings.events.delivery import RetryPolicy, deliver
+from tidings.events.models import DeadLetter, OutboxMessage
+from tidings.events.outbox import record
 
 
 def _node_of(snowflake: int) -> int:
@@ -119,3 +130,72 @@ async def test_the_app_leases_a_node_while_it_serves(container: Container) -> No
         node = held[0].node_id
     released = await _row(container, node)
     assert released.holder is None
+
+
+@pytest.fixture(autouse=True)
+def _random_node_after() -> Iterator[None]:
+    """Every test leaves the process making ids as one without a lease."""
+    yield
+    ids.configure_ids(None)
+
+
+def test_ids_stop_when_the_lease_is_not_confirmed() -> None:
+    ids.configure_ids(5, valid_until=time.monotonic() + 60)
+    assert _node_of(ids.new_id()) == 5
+    ids.extend_ids(5, time.monotonic() - 1)  # not renewed in time
+    with pytest.raises(ids.IdsUnavailable):
+        ids.new_id()
+    ids.extend_ids(6, time.monotonic() + 60)  # another node's renewal changes nothing
+    with pytest.raises(ids.IdsUnavailable):
+        ids.new_id()
+    ids.refuse_ids()
+    with pytest.raises(ids.IdsUnavailable):
+        ids.new_id()
+
+
+async def test_a_request_that_needs_an_id_then_answers_503(
+    client: httpx2.AsyncClient, container: Container
+) -> None:
+    author = await sign_up(client, "author")
+    ids.refuse_ids()
+    refused = await client.post("/api/v1/posts", json={"text": "hello"}, headers=author.headers)
+    problem = assert_problem(refused, 503)
+    assert problem["type"].endswith("ids-unavailable")
+    assert refused.headers["retry-after"] == "5"
+    ids.configure_ids(None)
+    made = await client.post("/api/v1/posts", json={"text": "hello"}, headers=author.headers)
+    assert made.status_code == 201, made.text
+
+
+async def test_a_consumer_that_cannot_make_ids_defers_its_event(container: Container) -> None:
+    """Not retried in place nor dead-lettered: the relay publishes the event again later."""
+    calls = 0
+
+    async def handler(session: Any, env: Any, ctx: Any) -> None:
+        nonlocal calls
+        calls += 1
+        session.add(OutboxMessage(event_type="x", aggregate_id=1, payload={}))
+        ids.refuse_ids()  # the flush below makes the row's id: refused inside the statement
+        await session.flush()
+
+    registry = ConsumerRegistry()
+    registry.add("needs_ids", ["user.followed"], handler)
+    async with container.db.unit_of_work() as session:
+        record(session, domain.UserFollowed(user_id=1, target_user_id=2))
+        await session.flush()
+        event_id = (await session.execute(select(func.max(OutboxMessage.id)))).scalar_one()
+    policy = RetryPolicy(max_attempts=3, base_delay=0.01)
+    await deliver(container.db, registry, "needs_ids", event_id, None, policy)
+    ids.configure_ids(None)
+    assert calls == 1
+    async with container.db.unit_of_work(write=False) as session:
+        assert (await session.execute(select(func.count()).select_from(DeadLetter))).scalar() == 0
+
+
+async def test_a_missing_table_is_a_configuration_error(tmp_path: Path) -> None:
+    blank = Database(f"sqlite+aiosqlite:///{tmp_path / 'blank.db'}")
+    try:
+        with pytest.raises(ConfigurationError, match="tidings migrate"):
+            await NodeLease(blank).acquire()
+    finally:
+        await blank.dispose()

@@ -11,11 +11,15 @@ So each serving process (each ``tidings serve`` worker, each ``tidings worker``)
 the 1,024 node ids from the ``id_nodes`` table when it starts: the one free the longest, under
 a row lock (``SKIP LOCKED`` on PostgreSQL, so processes starting together take different ones).
 It renews the lease every :data:`RENEW_SECONDS` and gives it back when it stops; a lease that
-is not renewed for :data:`LEASE` (a process killed, a host lost) is free again. A process that
-finds its lease taken (it could not renew for that long) leases another one at once and makes
-its ids with that. ``TIDINGS_NODE_ID`` set skips all this: then the operator keeps node ids
-unique per process (``tidings serve --workers N>1`` refuses it). One-shot commands (``tidings
-users``, ``tidings bench seed``) keep a random node id.
+is not renewed for :data:`LEASE` (a process killed, a host lost) is free again. A process makes
+ids only while its lease is known to hold (up to :data:`MARGIN` before it would expire
+unrenewed, on its own monotonic clock): past that, or once it finds the lease taken, its ids
+are refused (503) until it has leased a node again. Leases compare each process's own wall
+clock with ``leased_until``: a clock far ahead takes live leases early (churn, no duplicate:
+its ids are later than any the other made), a clock stepped backwards is not allowed for.
+``TIDINGS_NODE_ID`` set skips all this: then the operator keeps node ids unique per process
+(``tidings serve --workers N>1`` refuses it). One-shot commands (``tidings users``, ``tidings
+bench seed``) keep a random node id.
 """
 
 from __future__ import annotations
@@ -25,18 +29,20 @@ import contextlib
 import os
 import secrets
 import socket
+import time
 from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import Integer, String, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tidings.core.db import Base, Database, utcnow
 from tidings.core.errors import ConfigurationError
-from tidings.core.ids import MAX_NODE, configure_ids
+from tidings.core.ids import MAX_NODE, configure_ids, extend_ids, refuse_ids
 
 LEASE = timedelta(minutes=10)
+MARGIN = timedelta(minutes=2)  # ids stop this long before a lease not renewed would expire
 RENEW_SECONDS = 60.0
 RETRY_SECONDS = 5.0  # no lease yet (the database did not answer at start)
 STOP_SECONDS = 5.0
@@ -59,46 +65,67 @@ def holder_name() -> str:
 
 
 class NodeLease:
-    """The node id of this process, leased from ``id_nodes`` (see the module's docstring)."""
+    """The node id of this process, leased from ``id_nodes`` (see the module's docstring).
+
+    Ids are made only while the lease is known to hold: until :data:`LEASE` less
+    :data:`MARGIN` after the start of the last transaction that took or renewed it (measured
+    on this process's monotonic clock); past that, or once the lease is found taken, ids are
+    refused (:class:`~tidings.core.ids.IdsUnavailable`, a 503) until a node is leased again."""
 
     def __init__(self, db: Database, holder: str | None = None) -> None:
         self.db = db
         self.holder = holder or holder_name()
         self.node_id: int | None = None
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def _valid_from(started: float) -> float:
+        return started + LEASE.total_seconds() - MARGIN.total_seconds()
 
     async def acquire(self) -> int:
         """Lease the node id free the longest and make this process's ids with it; a
-        ``ConfigurationError`` when all 1,024 are leased."""
-        async with self.db.unit_of_work() as session:
-            now = utcnow()
-            free = (
-                select(IdNode.node_id)
-                .where(IdNode.leased_until < now)
-                .order_by(IdNode.leased_until, IdNode.node_id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            node_id = (await session.execute(free)).scalar_one_or_none()
-            if node_id is None:
-                raise ConfigurationError(
-                    f"every one of the {MAX_NODE + 1} node ids is leased (table id_nodes): "
-                    "too many processes, or leases of stopped ones not yet expired "
-                    f"({int(LEASE.total_seconds())} s)"
+        ``ConfigurationError`` when all 1,024 are leased, or the table is missing."""
+        started = time.monotonic()
+        try:
+            async with self.db.unit_of_work() as session:
+                now = utcnow()
+                free = (
+                    select(IdNode.node_id)
+                    .where(IdNode.leased_until < now)
+                    .order_by(IdNode.leased_until, IdNode.node_id)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
                 )
-            await session.execute(
-                update(IdNode)
-                .where(IdNode.node_id == node_id)
-                .values(holder=self.holder, leased_until=now + LEASE)
-            )
-        configure_ids(node_id)
+                node_id = (await session.execute(free)).scalar_one_or_none()
+                if node_id is None:
+                    raise ConfigurationError(
+                        f"every one of the {MAX_NODE + 1} node ids is leased (table id_nodes): "
+                        "too many processes, or leases of stopped ones not yet expired "
+                        f"({int(LEASE.total_seconds())} s)"
+                    )
+                await session.execute(
+                    update(IdNode)
+                    .where(IdNode.node_id == node_id)
+                    .values(holder=self.holder, leased_until=now + LEASE)
+                )
+        except (ProgrammingError, OperationalError) as exc:
+            if "id_nodes" in str(exc):  # migrations not applied (TIDINGS_AUTO_MIGRATE off)
+                raise ConfigurationError(
+                    "table id_nodes is missing: run `tidings migrate` first"
+                ) from exc
+            raise
+        configure_ids(node_id, valid_until=self._valid_from(started))
         self.node_id = node_id
         log.info("node_id_leased", node_id=node_id, holder=self.holder)
         return node_id
 
     async def renew(self) -> bool:
-        """Extend the lease; False when another process holds the node id now."""
+        """Extend the lease (and how long ids may be made); False when another process holds
+        the node id now."""
         if self.node_id is None:
             return False
+        started = time.monotonic()
         async with self.db.unit_of_work() as session:
             result = await session.execute(
                 update(IdNode)
@@ -106,25 +133,32 @@ class NodeLease:
                 .values(leased_until=utcnow() + LEASE)
                 .execution_options(synchronize_session=False)
             )
-            return bool(getattr(result, "rowcount", 0))
+            renewed = bool(getattr(result, "rowcount", 0))
+        if renewed:
+            extend_ids(self.node_id, self._valid_from(started))
+        return renewed
 
     async def release(self) -> None:
-        """Give the node id back (free at once, and the last one the next process takes)."""
+        """Give the node id back (free at once, and the last one the next process takes);
+        this process's ids are then made with a random node, as before any lease."""
+        configure_ids(None)
         if self.node_id is None:
             return
+        node_id, self.node_id = self.node_id, None
         async with self.db.unit_of_work() as session:
             await session.execute(
                 update(IdNode)
-                .where(IdNode.node_id == self.node_id, IdNode.holder == self.holder)
+                .where(IdNode.node_id == node_id, IdNode.holder == self.holder)
                 .values(holder=None, leased_until=utcnow())
                 .execution_options(synchronize_session=False)
             )
-        self.node_id = None
 
     async def start(self) -> None:
-        """Lease a node id, then keep it in the background. A database that does not answer
-        yet does not stop the process (it cannot write anything either): the lease is tried
-        again every :data:`RETRY_SECONDS` meanwhile. All 1,024 leased does stop it."""
+        """Lease a node id, then keep it in the background. Ids are refused until one is
+        leased. A database that does not answer yet does not stop the process (it cannot
+        write anything either): the lease is tried again with a growing pause (5 s up to a
+        minute). All 1,024 leased, or the table missing, does stop it."""
+        refuse_ids()
         try:
             await self.acquire()
         except (SQLAlchemyError, OSError) as exc:
@@ -135,32 +169,36 @@ class NodeLease:
     async def stop(self) -> None:
         """Stop renewing and give the node id back (bounded: a database that hangs costs at
         most :data:`STOP_SECONDS`; the lease then expires by itself)."""
-        task = getattr(self, "_task", None)
-        if task is None:
+        if self._task is None:
             return
         self._stop.set()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, STOP_SECONDS)
+            await asyncio.wait_for(self._task, STOP_SECONDS)
+        self._task = None
         try:
             await asyncio.wait_for(self.release(), STOP_SECONDS)
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            log.warning("node_id_release_failed", node_id=self.node_id, error=str(exc))
+            log.warning("node_id_release_failed", error=str(exc))
 
     async def keep(self, stop: asyncio.Event, every: float = RENEW_SECONDS) -> None:
-        """Renew every ``every`` seconds until ``stop``; lease another node id if this one was
-        taken, or one at all if none could be leased yet. A database that does not answer is
-        tried again at the next turn."""
+        """Renew every ``every`` seconds until ``stop``; when the lease was taken, refuse ids
+        and lease another node id; when none is leased yet, try again (5 s, doubling up to
+        ``every``). Any failure is logged and tried again at the next turn."""
+        failures = 0
         while not stop.is_set():
-            wait = every if self.node_id is not None else min(every, RETRY_SECONDS)
+            wait = every if self.node_id is not None else min(every, RETRY_SECONDS * 2**failures)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=wait)
             if stop.is_set():
                 return
             try:
+                if self.node_id is not None and not await self.renew():
+                    log.warning("node_id_lease_lost", node_id=self.node_id, holder=self.holder)
+                    self.node_id = None
+                    refuse_ids()
                 if self.node_id is None:
                     await self.acquire()
-                elif not await self.renew():
-                    log.warning("node_id_lease_lost", node_id=self.node_id, holder=self.holder)
-                    await self.acquire()
-            except (SQLAlchemyError, OSError, ConfigurationError) as exc:
+                failures = 0
+            except Exception as exc:  # never end the task: ids would stop for good
+                failures = min(failures + 1, 4)
                 log.warning("node_id_renewal_failed", node_id=self.node_id, error=str(exc))

@@ -8,7 +8,7 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -165,6 +165,16 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     raise exc
 
 
+async def _statement_error(request: Request, exc: Exception) -> Response:
+    """An error of ours raised while a statement was prepared (a column default making an id
+    when none may be made, :class:`~tidings.core.ids.IdsUnavailable`): answered as itself;
+    anything else stays a 500."""
+    assert isinstance(exc, StatementError)
+    if isinstance(exc.orig, AppError):
+        return await _app_error(request, exc.orig)
+    raise exc
+
+
 # 08: connection exception; 57: operator intervention (shutting down, starting up, crashed)
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57")
 
@@ -204,6 +214,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(StatementError, _statement_error)
     app.add_exception_handler(ConnectionError, _connection_error)
     app.add_exception_handler(TimeoutError, _connection_error)
     app.add_exception_handler(PoolTimeout, _pool_timeout)

@@ -14,6 +14,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from tidings.core import rawsql
 from tidings.core.db import Database, insert_ignore, utcnow
+from tidings.core.ids import IdsUnavailable
 from tidings.core.metrics import bump, metrics
 from tidings.core.tracing import consumer_span
 from tidings.events.consumers import ConsumerRegistry, Envelope, RetryLater
@@ -104,6 +105,14 @@ async def consumers_done(session: AsyncSession, ids: list[int]) -> set[tuple[int
     return {(int(e), str(c)) for e, c in await rawsql.fetch(session, _DONE, {"ids": ids})}
 
 
+def _later(exc: BaseException) -> bool:
+    """Deferred rather than failed: the handler said so (:class:`RetryLater`), or this process
+    may not make ids now (its node id lease is not confirmed), also when that was raised
+    inside a statement (a column default)."""
+    inner = getattr(exc, "orig", None)
+    return any(isinstance(e, RetryLater | IdsUnavailable) for e in (exc, inner))
+
+
 async def deliver(
     db: Database,
     registry: ConsumerRegistry,
@@ -120,13 +129,13 @@ async def deliver(
             applied = await apply_once(db, registry, consumer_name, event_id, context)
             bump(counted, consumer_name, "applied" if applied else "already")
             return
-        except RetryLater as exc:  # left for the relay's next publication
-            bump(counted, consumer_name, "deferred")
-            log.warning(
-                "consumer_deferred", consumer=consumer_name, event_id=event_id, reason=str(exc)
-            )
-            return
         except Exception as exc:
+            if _later(exc):  # left for the relay's next publication
+                bump(counted, consumer_name, "deferred")
+                log.warning(
+                    "consumer_deferred", consumer=consumer_name, event_id=event_id, reason=str(exc)
+                )
+                return
             bump(counted, consumer_name, "failed")
             last_error = f"{type(exc).__name__}: {exc}"
         log.warning(
