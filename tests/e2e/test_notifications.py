@@ -8,12 +8,13 @@ import asyncio
 from typing import Any
 
 import httpx2
-from sqlalchemy import and_, event, exists, func, select
+from sqlalchemy import event, func, select
 
 from tests.support.api import SignedIn, assert_problem, sign_up
+from tests.support.events import applied
 from tests.support.waiting import eventually
 from tidings.core.container import Container
-from tidings.events.models import OutboxMessage, ProcessedEvent
+from tidings.events.models import ProcessedEvent
 from tidings.notifications import service as notifications
 from tidings.notifications.consumers import BUILDERS, CONSUMER, FORGET
 
@@ -103,21 +104,7 @@ async def _wait_for(
 async def _settled(container: Container) -> None:
     """Wait until the notifications consumer has applied every event it takes (so that the
     absence of a notification means it was never produced, not that it is late)."""
-    types = [*BUILDERS, FORGET]
-
-    async def drained() -> bool:
-        applied = exists().where(
-            and_(ProcessedEvent.event_id == OutboxMessage.id, ProcessedEvent.consumer == CONSUMER)
-        )
-        stmt = (
-            select(func.count())
-            .select_from(OutboxMessage)
-            .where(OutboxMessage.event_type.in_(types), ~applied)
-        )
-        async with container.db.unit_of_work(write=False) as session:
-            return (await session.execute(stmt)).scalar_one() == 0
-
-    await eventually(drained)
+    await applied(container, CONSUMER, [*BUILDERS, FORGET])
 
 
 def _by_kind(items: list[Json]) -> dict[str, Json]:

@@ -7,12 +7,12 @@ import asyncio
 from typing import Any
 
 import httpx2
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import func, select
 
 from tests.support.api import SignedIn, assert_problem, login, make_admin, sign_up
-from tests.support.waiting import eventually
+from tests.support.events import applied
 from tidings.core.container import Container
-from tidings.events.models import OutboxMessage, ProcessedEvent
+from tidings.events.models import OutboxMessage
 from tidings.notifications import service as notifications
 from tidings.notifications.consumers import CONSUMER
 from tidings.notifications.models import NotificationGroup
@@ -430,20 +430,7 @@ async def _report_notices(client: httpx2.AsyncClient, user: SignedIn) -> list[Js
 async def _reports_applied(container: Container) -> None:
     """Every report.created event is applied by the notifications consumer (so a missing
     notice means none was made, not that it is late)."""
-
-    async def drained() -> bool:
-        applied = exists().where(
-            and_(ProcessedEvent.event_id == OutboxMessage.id, ProcessedEvent.consumer == CONSUMER)
-        )
-        stmt = (
-            select(func.count())
-            .select_from(OutboxMessage)
-            .where(OutboxMessage.event_type == "report.created", ~applied)
-        )
-        async with container.db.unit_of_work(write=False) as session:
-            return (await session.execute(stmt)).scalar_one() == 0
-
-    await eventually(drained)
+    await applied(container, CONSUMER, ["report.created"])
 
 
 async def test_moderators_and_admins_are_told_of_new_reports_in_one_counted_notice(
