@@ -360,9 +360,14 @@ async def _create_admin(settings: Settings, cmd: object) -> int:
     from tidings.core.security import PasswordHasher
 
     assert isinstance(cmd, RegisterRequest)
+    from tidings.core.nodes import leased_ids
+
     db = Database(settings.effective_database_url, pool_size=1)
     try:
-        async with db.unit_of_work(write=True) as session:
+        async with (
+            leased_ids(db, settings.node_id),
+            db.unit_of_work(write=True) as session,
+        ):
             user = await create(session, PasswordHasher.from_settings(settings), cmd)
             return user.id
     finally:
@@ -430,25 +435,31 @@ async def _delete_user(settings: Settings, username: str, erase_now: bool) -> tu
 
         redis = connect(settings)
         cache = open_row_cache(settings, redis, db.sessions)
+    from tidings.core.nodes import leased_ids
+
     try:
-        async with db.unit_of_work(write=True) as session:
-            user_id = (await operator_delete(session, username)).id
-        if erase_now:
-            while not await erase_account(
-                db, user_id, batch=settings.erasure_batch, max_batches=settings.erasure_max_batches
-            ):
-                async with db.unit_of_work(write=False) as session:
-                    user = await session.get(User, user_id)
-                    if user is None or user.erased_at is not None:
-                        break  # a running server's loop finished it
-        unsent = 0
-        if redis is not None:  # this process exits: an eviction an outage kept must go now
-            for _attempt in range(5):  # bounded: about four seconds
-                unsent = await cache.flush_unsent()
-                if not unsent:
-                    break
-                await asyncio.sleep(1)
-        return erase_now, unsent
+        async with leased_ids(db, settings.node_id):  # its writes make ids
+            async with db.unit_of_work(write=True) as session:
+                user_id = (await operator_delete(session, username)).id
+            if erase_now:
+                while not await erase_account(
+                    db,
+                    user_id,
+                    batch=settings.erasure_batch,
+                    max_batches=settings.erasure_max_batches,
+                ):
+                    async with db.unit_of_work(write=False) as session:
+                        user = await session.get(User, user_id)
+                        if user is None or user.erased_at is not None:
+                            break  # a running server's loop finished it
+            unsent = 0
+            if redis is not None:  # this process exits: an eviction an outage kept must go now
+                for _attempt in range(5):  # bounded: about four seconds
+                    unsent = await cache.flush_unsent()
+                    if not unsent:
+                        break
+                    await asyncio.sleep(1)
+            return erase_now, unsent
     finally:
         if redis is not None:
             await redis.aclose(close_connection_pool=True)

@@ -22,6 +22,7 @@ from alembic.script import ScriptDirectory
 from typer.testing import CliRunner, Result
 
 from tidings.cli import app
+from tidings.core.ids import MAX_NODE, SEQUENCE_BITS
 from tidings.core.migrate import alembic_config
 from tidings.core.writers import ServerLock
 from tidings.settings import get_settings
@@ -235,6 +236,16 @@ def test_create_admin_with_password_option(runner: CliRunner, env: Env) -> None:
     assert password_hash is not None
     assert password_hash.startswith("$argon2id$")
     assert PASSWORD not in password_hash
+    # the command leased a node id for its writes, and gave it back
+    with sqlite3.connect(env.db_path) as conn:
+        (user_id,) = conn.execute("SELECT id FROM users WHERE username_key = 'boss'").fetchone()
+        used = conn.execute(
+            "SELECT node_id, holder FROM id_nodes WHERE leased_until > '2000-01-01'"
+        ).fetchall()
+    assert len(used) == 1
+    node_id, holder = used[0]
+    assert holder is None
+    assert (user_id >> SEQUENCE_BITS) & MAX_NODE == node_id
 
 
 def test_users_delete_closes_and_erases_an_account(runner: CliRunner, env: Env) -> None:

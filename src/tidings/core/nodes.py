@@ -18,8 +18,9 @@ are refused (503) until it has leased a node again. Leases compare each process'
 clock with ``leased_until``: a clock far ahead takes live leases early (churn, no duplicate:
 its ids are later than any the other made), a clock stepped backwards is not allowed for.
 ``TIDINGS_NODE_ID`` set skips all this: then the operator keeps node ids unique per process
-(``tidings serve --workers N>1`` refuses it). One-shot commands (``tidings users``, ``tidings
-bench seed``) keep a random node id.
+(``tidings serve --workers N>1`` refuses it). The one-shot commands that write accounts
+(``tidings users create-admin`` and ``delete``) lease one for their run (:func:`leased_ids`);
+``tidings bench seed`` keeps a random node id (a database of its own).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 import structlog
@@ -202,3 +205,20 @@ class NodeLease:
             except Exception as exc:  # never end the task: ids would stop for good
                 failures = min(failures + 1, 4)
                 log.warning("node_id_renewal_failed", node_id=self.node_id, error=str(exc))
+
+
+@asynccontextmanager
+async def leased_ids(db: Database, node_id: int | None) -> AsyncIterator[None]:
+    """A node id for the run of a one-shot command that writes (``tidings users ...``): leased
+    and kept like a server's, given back at the end; ``node_id`` (``TIDINGS_NODE_ID``) set
+    skips the lease."""
+    if node_id is not None:
+        configure_ids(node_id)
+        yield
+        return
+    lease = NodeLease(db)
+    await lease.start()
+    try:
+        yield
+    finally:
+        await lease.stop()
