@@ -193,8 +193,9 @@ async def test_erasing_an_account_removes_its_requests_either_way(
 async def test_approving_tells_nobody_it_followed_and_suspended_requesters_wait(
     client: httpx2.AsyncClient, container: Container
 ) -> None:
-    """The approver is not told "bob followed you" for a follow it just allowed; a request
-    from an account suspended since cannot be approved (404) but can be declined."""
+    """The approver is not told "bob followed you" for a follow it just allowed, the requester
+    is told it was accepted; a request from an account suspended since cannot be approved
+    (404) but can be declined."""
     alice = await sign_up(client, "alice")
     bob = await sign_up(client, "bob")
     mallory = await sign_up(client, "mallory")
@@ -208,6 +209,14 @@ async def test_approving_tells_nobody_it_followed_and_suspended_requesters_wait(
         return [n["kind"] for n in page["data"]] == ["follow_request"]
 
     await eventually(settled)
+
+    async def bob_told() -> bool:  # the requester hears of it from the account
+        page = await _ok(client, bob, "GET", "/api/v1/notifications")
+        return [(n["kind"], n["summary"]) for n in page["data"]] == [
+            ("follow_accepted", "alice accepted your follow request")
+        ]
+
+    await eventually(bob_told)
     await make_admin(container, "boss")
     boss = await login(client, "boss")
     await _ok(client, boss, "PATCH", "/api/v1/admin/users/mallory", json={"suspended": True})

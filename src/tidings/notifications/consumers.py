@@ -58,8 +58,6 @@ async def _shared(session: AsyncSession, env: Envelope) -> list[Notice]:
 
 
 async def _followed(session: AsyncSession, env: Envelope) -> list[Notice]:
-    if env.payload.get("approved"):  # the account approved it: no news to it
-        return []
     return [Notice(_id(env, "target_user_id"), Kind.FOLLOW, "follow")]
 
 
@@ -141,6 +139,13 @@ async def handle(session: AsyncSession, env: Envelope, context: Any) -> None:
         # unblock must not remove what arrived since
         if actor_id and target_id and await _still_blocked(session, actor_id, target_id):
             await forget_pair(session, actor_id, target_id)
+        return
+    if env.event_type == domain.UserFollowed.event_type and env.payload.get("approved"):
+        # the locked account approved: the requester hears it from that account
+        target_id, requester_id = env.int_field("target_user_id"), actor_id
+        if target_id and requester_id:
+            kind = Kind.FOLLOW_ACCEPTED
+            await notify(session, target_id, [Notice(requester_id, kind, kind.value)])
         return
     if env.event_type == REPORTED:
         report_id = env.int_field("report_id")

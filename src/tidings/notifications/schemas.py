@@ -20,6 +20,7 @@ class Kind(StrEnum):
     MENTION = "mention"
     FOLLOW = "follow"
     FOLLOW_REQUEST = "follow_request"  # someone asks to follow your locked account
+    FOLLOW_ACCEPTED = "follow_accepted"  # a locked account approved your request
     QUOTE = "quote"
     REPORT = "report"  # moderators and admins: new reports to review
     SYSTEM = "system"

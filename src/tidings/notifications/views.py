@@ -13,6 +13,7 @@ PHRASES: dict[Kind, str] = {
     Kind.REPLY: "replied to your comment",
     Kind.FOLLOW: "followed you",
     Kind.FOLLOW_REQUEST: "asked to follow you",
+    Kind.FOLLOW_ACCEPTED: "accepted your follow request",
     Kind.QUOTE: "quoted your post",
 }
 
