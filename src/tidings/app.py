@@ -42,6 +42,7 @@ from tidings.graph.api import own_router as own_relations_router
 from tidings.graph.api import router as graph_router
 from tidings.mfa.api import router as mfa_router
 from tidings.notifications.api import router as notifications_router
+from tidings.posts.api import me_router as bookmarks_router
 from tidings.posts.api import router as posts_router
 from tidings.recovery.api import router as recovery_router
 from tidings.reports.api import router as reports_router
@@ -164,6 +165,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         graph_router,
         own_relations_router,
         posts_router,
+        bookmarks_router,
         comments_router,
         timelines_router,
         notifications_router,

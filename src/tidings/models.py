@@ -17,7 +17,7 @@ from tidings.graph.models import Block, Follow, FollowRequest, Mute
 from tidings.mail.models import OutgoingMail
 from tidings.mfa.models import MfaRecoveryCode, MfaTotp
 from tidings.notifications.models import NotificationActor, NotificationGroup
-from tidings.posts.models import Like, Post, PostMention, PostTag
+from tidings.posts.models import Bookmark, Like, Post, PostMention, PostTag
 from tidings.recovery.models import EmailToken
 from tidings.reports.models import Report
 from tidings.webhooks.models import WebhookDelivery, WebhookSubscription
@@ -27,6 +27,7 @@ __all__ = [
     "AuthSession",
     "Base",
     "Block",
+    "Bookmark",
     "Comment",
     "DeadLetter",
     "EmailToken",

@@ -192,6 +192,10 @@ EXPECTED: dict[Key, Row] = {
     ("PUT", "/api/v1/posts/{post_id}/like"): cells(401, 200, 404, 200, 200),
     ("DELETE", "/api/v1/posts/{post_id}/like"): cells(401, 204, 404, 204, 204),
     ("GET", "/api/v1/posts/{post_id}/likes"): cells(404, 200, 404, 200, 200),
+    ("PUT", "/api/v1/posts/{post_id}/bookmark"): cells(401, 200, 404, 200, 200),
+    ("DELETE", "/api/v1/posts/{post_id}/bookmark"): cells(401, 204, 404, 204, 204),
+    # bookmarks: each actor's own list only
+    ("GET", "/api/v1/me/bookmarks"): signed_in(200),
     ("POST", "/api/v1/posts/{post_id}/share"): signed_in(201),
     ("DELETE", "/api/v1/posts/{post_id}/share"): signed_in(204),
     # comments: by the user, on the user's private post (reads) or public post (edits)
@@ -1491,6 +1495,68 @@ async def _unlike(w: World, actor: str) -> Call:
     return Call(
         "DELETE", f"{POSTS}/{pid}/like", verify=verify, missing_url=f"{POSTS}/{missing_id()}/like"
     )
+
+
+async def bookmarked(w: World, actor: str) -> list[str]:
+    if actor == "anonymous":
+        return []
+    page = await w.ok(actor, "GET", "/api/v1/me/bookmarks")
+    return [post["id"] for post in page["data"]]
+
+
+@scenario("PUT", "/api/v1/posts/{post_id}/bookmark", "social")
+async def _bookmark(w: World, actor: str) -> Call:
+    pid = await post_by(w, "user", "private")
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        saved = pid in await bookmarked(w, actor)
+        want = response.status_code < 300
+        return check(saved == want, f"after {actor}'s bookmark (saved: {saved})")
+
+    return Call(
+        "PUT",
+        f"{POSTS}/{pid}/bookmark",
+        verify=verify,
+        missing_url=f"{POSTS}/{missing_id()}/bookmark",
+    )
+
+
+@scenario("DELETE", "/api/v1/posts/{post_id}/bookmark", "social")
+async def _unbookmark(w: World, actor: str) -> Call:
+    """The owner bookmarked the post, and so did the actor where they can see it."""
+    pid = await post_by(w, "user", "private")
+    await w.ok("user", "PUT", f"{POSTS}/{pid}/bookmark")
+    if actor in ("moderator", "admin"):
+        await w.ok(actor, "PUT", f"{POSTS}/{pid}/bookmark")
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        kept = pid in await bookmarked(w, "user")
+        problems = check(kept == (actor != "user"), f"after {actor}'s removal the user's: {kept}")
+        if actor in ("moderator", "admin"):
+            problems += check(pid not in await bookmarked(w, actor), f"{actor} still has it")
+        return problems
+
+    return Call(
+        "DELETE",
+        f"{POSTS}/{pid}/bookmark",
+        verify=verify,
+        missing_url=f"{POSTS}/{missing_id()}/bookmark",
+    )
+
+
+@scenario("GET", "/api/v1/me/bookmarks", "social")
+async def _bookmarks(w: World, actor: str) -> Call:
+    """The user bookmarks their private post: it is in the user's list only."""
+    pid = await post_by(w, "user", "private")
+    await w.ok("user", "PUT", f"{POSTS}/{pid}/bookmark")
+
+    async def verify(response: httpx2.Response) -> list[str]:
+        if response.status_code >= 300:
+            return []
+        saved = [post["id"] for post in response.json()["data"]]
+        return check((pid in saved) == (actor == "user"), f"{actor}'s bookmarks: {saved}")
+
+    return Call("GET", "/api/v1/me/bookmarks", verify=verify)
 
 
 @scenario("GET", "/api/v1/posts/{post_id}/likes", "social")

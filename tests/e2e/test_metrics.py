@@ -289,6 +289,11 @@ def test_the_worker_serves_its_own_metrics(embedded_env: dict[str, str]) -> None
         "TIDINGS_ROW_CACHE": "none",
         "TIDINGS_WORKER_METRICS_PORT": str(port),
     }
+    # a worker refuses an unmigrated database (it leases its node id there)
+    migrated = subprocess.run(
+        [sys.executable, "-m", "tidings", "migrate"], env=env, capture_output=True, timeout=120
+    )
+    assert migrated.returncode == 0, migrated.stderr.decode(errors="replace")
     proc = subprocess.Popen(
         [sys.executable, "-m", "tidings", "worker"],
         env=env,

@@ -510,3 +510,23 @@ def test_serve_refuses_one_node_id_for_several_workers(
     assert no_server == []
     assert _invoke(runner, ["serve"]).exit_code == 0
     assert [call["workers"] for call in no_server] == [1]
+
+
+def test_a_worker_refuses_an_unmigrated_database(tmp_path: Path) -> None:
+    """It leases its node id there: without the table it says what to do and exits 2."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    env |= {
+        "TIDINGS_DATA_DIR": str(tmp_path / "data"),
+        "TIDINGS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'blank.db'}",
+        "TIDINGS_BROKER": "redis",
+        "TIDINGS_BROKER_URL": "redis://127.0.0.1:6379/13",
+        "TIDINGS_ROW_CACHE": "none",
+        "TIDINGS_LOG_LEVEL": "WARNING",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "tidings", "worker"], env=env, capture_output=True, timeout=120
+    )
+    out = " ".join((done.stdout + done.stderr).decode(errors="replace").split())
+    assert done.returncode == 2, out
+    assert "run `tidings migrate` first" in out

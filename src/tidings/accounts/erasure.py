@@ -12,8 +12,8 @@ its event (feeds, caches, notifications and webhooks follow as they do for a use
 2. comments: live ones deleted (threads keep a placeholder where others replied), then their
    text blanked;
 3. likes, follows (both ways), the account's blocks and mutes: removed (with their events),
-   then others' blocks and mutes of the account and follow requests either way (without: no
-   one undid anything);
+   then others' blocks and mutes of the account, follow requests either way and the
+   account's bookmarks (without: no one undid anything);
 4. notifications addressed to the account: deleted;
 5. last, the username is freed (the row stays, as ``~<id>``, so what still refers to the
    account, such as the audit trail, keeps its meaning), ``erased_at`` is set, and the event
@@ -46,7 +46,7 @@ from tidings.events.outbox import record
 from tidings.graph.models import Block, Follow, FollowRequest, Mute
 from tidings.graph.repository import GraphRepository
 from tidings.notifications.models import NotificationGroup
-from tidings.posts.models import Like, Post, PostMention, PostTag
+from tidings.posts.models import Bookmark, Like, Post, PostMention, PostTag
 from tidings.posts.repository import PostRepository
 from tidings.posts.service import remove_post
 from tidings.settings import Settings
@@ -187,6 +187,15 @@ async def _blocked_and_muted_by_others(session: AsyncSession, user_id: int, limi
     return removed + await _remove_each(session, muters, limit, unmute)
 
 
+async def _bookmarks(session: AsyncSession, user_id: int, limit: int) -> int:
+    """The account's bookmarks (seen by nobody else; no event)."""
+    ids = select(Bookmark.id).where(Bookmark.user_id == user_id)
+    batch = list((await session.execute(ids.limit(limit))).scalars())
+    if batch:
+        await session.execute(delete(Bookmark).where(Bookmark.id.in_(batch)))
+    return len(batch)
+
+
 async def _follow_requests(session: AsyncSession, user_id: int, limit: int) -> int:
     """Follow requests either way: nobody can answer or withdraw them once the account is
     gone (no event: no one followed or unfollowed anyone)."""
@@ -215,6 +224,7 @@ STEPS: tuple[Step, ...] = (
     _blocks_and_mutes,
     _blocked_and_muted_by_others,
     _follow_requests,
+    _bookmarks,
     _notifications,
 )
 

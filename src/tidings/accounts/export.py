@@ -25,6 +25,7 @@ from tidings.accounts.models import User
 from tidings.accounts.schemas import (
     EXPORT_FORMAT,
     Account,
+    ExportedBookmark,
     ExportedComment,
     ExportedIdentity,
     ExportedLike,
@@ -39,7 +40,7 @@ from tidings.comments.models import Comment
 from tidings.core.db import Database, utcnow
 from tidings.core.schemas import ResponseModel, Timestamp
 from tidings.graph.models import Block, Follow, FollowRequest, Mute
-from tidings.posts.models import Like, Post
+from tidings.posts.models import Bookmark, Like, Post
 from tidings.reports.models import Report
 
 PAGE = 1000  # rows per query, and the most the stream holds at once
@@ -116,6 +117,14 @@ SECTIONS = (
         lambda uid: select(Like.id, Like.post_id, Like.created_at).where(Like.user_id == uid),
         Like.id,
         lambda row: ExportedLike(post_id=row[1], created_at=row[2]),
+    ),
+    Section(
+        "bookmarks",
+        lambda uid: select(Bookmark.id, Bookmark.post_id, Bookmark.created_at).where(
+            Bookmark.user_id == uid
+        ),
+        Bookmark.id,
+        lambda row: ExportedBookmark(post_id=row[1], created_at=row[2]),
     ),
     _relation("following", Follow, Follow.follower_id, Follow.followee_id),
     _relation("followers", Follow, Follow.followee_id, Follow.follower_id),

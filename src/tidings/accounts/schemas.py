@@ -278,6 +278,11 @@ class ExportedLike(ResponseModel):
     created_at: Timestamp
 
 
+class ExportedBookmark(ResponseModel):
+    post_id: Id
+    created_at: Timestamp
+
+
 class ExportedRelation(ResponseModel):
     """Someone you follow, who follows you, whom you block or mute, or a follow request."""
 
@@ -307,6 +312,7 @@ class AccountExport(ResponseModel):
     posts: list[ExportedPost] = Field(description="Your posts and shares, oldest first.")
     comments: list[ExportedComment]
     likes: list[ExportedLike]
+    bookmarks: list[ExportedBookmark] = Field(description="Posts you saved, oldest first.")
     following: list[ExportedRelation]
     followers: list[ExportedRelation]
     blocks: list[ExportedRelation]

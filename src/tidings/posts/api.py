@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel
 
@@ -22,7 +23,14 @@ from tidings.core.http import (
 from tidings.core.idempotency import IdempotencyKey, idempotent
 from tidings.core.pagination import Page, PageParams, page_params, set_next_link
 from tidings.posts import service
-from tidings.posts.schemas import LikeStateOut, PostCreate, PostOut, PostUpdate, ShareStateOut
+from tidings.posts.schemas import (
+    BookmarkStateOut,
+    LikeStateOut,
+    PostCreate,
+    PostOut,
+    PostUpdate,
+    ShareStateOut,
+)
 
 router = APIRouter(prefix="/api/v1/posts", tags=["posts"])
 Author = Annotated[Principal, Depends(require(Permission.CONTENT_WRITE))]
@@ -159,3 +167,37 @@ async def share(
 async def unshare(post_id: IdPath, author: Author, session: DbSession) -> Response:
     await service.unshare(session, author, parse_id(post_id, "post"))
     return Response(status_code=204)
+
+
+@router.put("/{post_id}/bookmark", response_model=BookmarkStateOut, summary="Bookmark (idempotent)")
+async def bookmark(post_id: IdPath, author: Author, session: DbSession) -> BookmarkStateOut:
+    return await service.bookmark(session, author, parse_id(post_id, "post"))
+
+
+@router.delete("/{post_id}/bookmark", status_code=204, summary="Remove a bookmark (idempotent)")
+async def unbookmark(post_id: IdPath, author: Author, session: DbSession) -> Response:
+    await service.unbookmark(session, author, parse_id(post_id, "post"))
+    return Response(status_code=204)
+
+
+me_router = APIRouter(prefix="/api/v1/me", tags=["posts"])
+SelfReader = Annotated[Principal, Depends(require(Permission.SELF_READ))]
+
+
+@me_router.get(
+    "/bookmarks",
+    response_model=Page[PostOut],
+    summary="Your bookmarks, newest first (what you can no longer see is left out)",
+)
+async def my_bookmarks(
+    request: Request,
+    reader: SelfReader,
+    session: DbSession,
+    page: Annotated[PageParams, Depends(page_params)],
+) -> Response:
+    posts, cursor = await service.bookmarks(session, reader, page)
+    response = Response(
+        orjson.dumps({"data": posts, "next_cursor": cursor}), media_type="application/json"
+    )
+    set_next_link(request, response, cursor)
+    return response

@@ -106,3 +106,19 @@ class Like(Base):
     post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Bookmark(Base):
+    """A post saved by a user for later, seen by nobody else."""
+
+    __tablename__ = "bookmarks"
+    __table_args__ = (
+        UniqueConstraint("user_id", "post_id", name="uq_bookmarks_user_id_post_id"),
+        Index("ix_bookmarks_user_id_id", "user_id", "id"),  # the list, newest first
+        Index("ix_bookmarks_post_id", "post_id"),  # deleting a post cascades here
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=new_id, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -26,7 +26,7 @@ from tidings.core.db import insert_ignore
 from tidings.graph.models import Block, Follow, Mute
 from tidings.graph.repository import unblocked_with
 from tidings.posts.facts import relations_changed
-from tidings.posts.models import Like, Post, PostMention, PostTag
+from tidings.posts.models import Bookmark, Like, Post, PostMention, PostTag
 
 # BLOCKING: the viewer blocks them; BLOCKED_BY: they block the viewer
 FOLLOWING, BLOCKING, LIKED, SHARED, MUTED, BLOCKED_BY = 1, 2, 3, 4, 5, 6
@@ -191,6 +191,38 @@ class PostRepository:
         if removed:
             await self.bump(post_id, like_count=-1)
         return removed
+
+    async def add_bookmark(self, user_id: int, post_id: int) -> bool:
+        return await insert_ignore(
+            self.session,
+            Bookmark,
+            {"user_id": user_id, "post_id": post_id},
+            ["user_id", "post_id"],
+        )
+
+    async def remove_bookmark(self, user_id: int, post_id: int) -> bool:
+        result = await self.session.execute(
+            delete(Bookmark)
+            .where(Bookmark.user_id == user_id, Bookmark.post_id == post_id)
+            .returning(Bookmark.id)
+        )
+        return result.first() is not None
+
+    async def bookmarks_page(
+        self, user_id: int, limit: int, before: int | None
+    ) -> list[tuple[int, Post]]:
+        """(bookmark id, post) newest bookmark first; keyset on ``bookmarks (user_id, id)``.
+        What the viewer may still see is decided when the page is rendered."""
+        stmt = (
+            select(Bookmark.id, Post)
+            .join(Post, Post.id == Bookmark.post_id)
+            .where(Bookmark.user_id == user_id)
+            .order_by(Bookmark.id.desc())
+            .limit(limit + 1)
+        )
+        if before is not None:
+            stmt = stmt.where(Bookmark.id < before)
+        return [(bid, post) for bid, post in (await self.session.execute(stmt)).all()]
 
     async def viewer_relations(
         self, viewer_id: int, authors: Iterable[int], posts: Iterable[int]

@@ -95,6 +95,10 @@ class LikeStateOut(ResponseModel):
     likes: int
 
 
+class BookmarkStateOut(ResponseModel):
+    bookmarked: bool
+
+
 class ShareStateOut(ResponseModel):
     shared: bool
     shares: int

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
@@ -23,8 +25,15 @@ from tidings.graph.repository import GraphRepository
 from tidings.posts import parsing
 from tidings.posts.models import Post
 from tidings.posts.repository import PostRepository
-from tidings.posts.schemas import LikeStateOut, PostCreate, PostOut, PostUpdate, ShareStateOut
-from tidings.posts.views import ViewContext, load_context, render
+from tidings.posts.schemas import (
+    BookmarkStateOut,
+    LikeStateOut,
+    PostCreate,
+    PostOut,
+    PostUpdate,
+    ShareStateOut,
+)
+from tidings.posts.views import ViewContext, load_context, render, render_page
 
 NOT_FOUND = "No such post."
 
@@ -232,6 +241,39 @@ async def unlike(session: AsyncSession, viewer: Principal, post_id: int) -> None
     post, _ = await _subject(session, viewer, post_id)
     if await PostRepository(session).remove_like(post.id, viewer.user_id):
         record(session, domain.PostUnliked(post_id=post.id, user_id=viewer.user_id))
+
+
+async def bookmark(session: AsyncSession, viewer: Principal, post_id: int) -> BookmarkStateOut:
+    """Save a post the viewer may see (a share: the post it shares), for the viewer alone;
+    idempotent."""
+    post, _ = await _subject(session, viewer, post_id)
+    await PostRepository(session).add_bookmark(viewer.user_id, post.id)
+    return BookmarkStateOut(bookmarked=True)
+
+
+async def unbookmark(session: AsyncSession, viewer: Principal, post_id: int) -> None:
+    """Remove a bookmark, also of a post the viewer no longer sees (deleted since, or its author
+    blocked): a list entry can always be removed. Without a bookmark, a post the viewer may not
+    see is a 404 like a missing one."""
+    repo = PostRepository(session)
+    if await repo.remove_bookmark(viewer.user_id, post_id):
+        return
+    post, _ = await _subject(session, viewer, post_id)  # 404, or the original of a share
+    await repo.remove_bookmark(viewer.user_id, post.id)
+
+
+async def bookmarks(
+    session: AsyncSession, viewer: Principal, params: PageParams
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The viewer's bookmarks, newest first, as post bodies; a post the viewer may no longer see
+    (deleted, made private, its author suspended or blocked either way) is left out, so a page
+    may hold fewer than ``limit``."""
+    key = params.key("id")
+    rows = await PostRepository(session).bookmarks_page(
+        viewer.user_id, params.limit, key["id"] if key else None
+    )
+    page, cursor = paginate(rows, params.limit, lambda row: {"id": row[0]})
+    return await render_page(session, viewer, [post for _, post in page]), cursor
 
 
 async def likers(
