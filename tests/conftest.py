@@ -50,6 +50,7 @@ RELAXED_POLICIES = (
     "follow",
     "like",
     "share",
+    "bookmark",
     "webhook_create",
     "report_create",
 )

@@ -127,3 +127,24 @@ async def test_the_export_lists_bookmarks_and_erasure_removes_them(
     async with container.db.unit_of_work(write=False) as session:
         left = (await session.execute(select(func.count()).select_from(Bookmark))).scalar()
     assert left == 0
+
+
+async def test_ones_own_share_does_not_reach_an_original_one_may_no_longer_see(
+    client: httpx2.AsyncClient,
+) -> None:
+    """Carol shared alice's post, then alice blocked carol: carol's own share is still hers,
+    but bookmarking or liking through it is a 404, as the original itself is."""
+    alice = await sign_up(client, "alice")
+    carol = await sign_up(client, "carol")
+    original = await _post(client, alice, "original")
+    share_id = str(
+        (await _ok(client, carol, "POST", f"/api/v1/posts/{original}/share"))["share_id"]
+    )
+    await _ok(client, alice, "PUT", "/api/v1/users/carol/block")
+    for method, action in (("PUT", "bookmark"), ("PUT", "like")):
+        for pid in (share_id, original):
+            refused = await client.request(
+                method, f"/api/v1/posts/{pid}/{action}", headers=carol.headers
+            )
+            assert_problem(refused, 404)
+    assert await _saved(client, carol) == []

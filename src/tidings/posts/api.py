@@ -169,7 +169,12 @@ async def unshare(post_id: IdPath, author: Author, session: DbSession) -> Respon
     return Response(status_code=204)
 
 
-@router.put("/{post_id}/bookmark", response_model=BookmarkStateOut, summary="Bookmark (idempotent)")
+@router.put(
+    "/{post_id}/bookmark",
+    response_model=BookmarkStateOut,
+    summary="Bookmark (idempotent)",
+    dependencies=[Depends(limit("bookmark"))],
+)
 async def bookmark(post_id: IdPath, author: Author, session: DbSession) -> BookmarkStateOut:
     return await service.bookmark(session, author, parse_id(post_id, "post"))
 

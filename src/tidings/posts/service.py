@@ -64,6 +64,11 @@ async def _subject(
     context's copy may come from the row cache, which the session cannot refresh)."""
     post, ctx = await visible_post(session, viewer, post_id)
     if post.kind == "share" and post.share_of_id is not None:
+        # one's own share is visible to oneself whatever it shares: the original must be too
+        # (its author may have blocked the sharer since, or made it private, or been suspended)
+        target = ctx.posts.get(post.share_of_id)
+        if target is None or not ctx.can_see(target):
+            raise NotFound(NOT_FOUND)
         original = await PostRepository(session).get(post.share_of_id)
         if original is None:
             raise NotFound(NOT_FOUND)

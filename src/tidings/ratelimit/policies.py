@@ -63,6 +63,7 @@ DEFAULT_POLICIES: dict[str, Policy] = {
         Policy("follow", "200/hour", "user"),
         Policy("like", "1000/hour", "user"),
         Policy("share", "300/hour", "user"),
+        Policy("bookmark", "1000/hour", "user"),
         Policy("webhook_create", "20/hour", "user"),
         Policy("report_create", "30/hour", "user"),
     )
