@@ -10,8 +10,8 @@ from typing import Any
 import httpx2
 from sqlalchemy import func, select
 
-from tests.support.api import DEFAULT_PASSWORD, SignedIn, assert_problem, sign_up
-from tidings.accounts.erasure import erase_account
+from tests.support.api import SignedIn, assert_problem, sign_up
+from tests.support.rows import delete_and_erase
 from tidings.core.container import Container
 from tidings.posts.models import Bookmark
 
@@ -115,15 +115,7 @@ async def test_the_export_lists_bookmarks_and_erasure_removes_them(
     exported = await _ok(client, bob, "GET", "/api/v1/me/export")
     assert [b["post_id"] for b in exported["bookmarks"]] == [pid]
 
-    gone = await client.request(
-        "DELETE", "/api/v1/me", json={"password": DEFAULT_PASSWORD}, headers=bob.headers
-    )
-    assert gone.status_code == 202, gone.text
-    for _ in range(20):  # the account has a few rows; each call erases up to 25
-        if await erase_account(container.db, int(bob.user_id), batch=5, max_batches=5):
-            break
-    else:
-        raise AssertionError("the erasure did not finish")
+    await delete_and_erase(client, container, bob)
     async with container.db.unit_of_work(write=False) as session:
         left = (await session.execute(select(func.count()).select_from(Bookmark))).scalar()
     assert left == 0

@@ -11,15 +11,14 @@ import httpx2
 from sqlalchemy import func, select
 
 from tests.support.api import (
-    DEFAULT_PASSWORD,
     SignedIn,
     assert_problem,
     login,
     make_admin,
     sign_up,
 )
+from tests.support.rows import delete_and_erase
 from tests.support.waiting import eventually
-from tidings.accounts.erasure import erase_account
 from tidings.core.container import Container
 from tidings.graph.models import FollowRequest
 
@@ -175,15 +174,7 @@ async def test_erasing_an_account_removes_its_requests_either_way(
     await _lock(client, carol)
     await _follow(client, bob, alice)
     await _follow(client, alice, carol)
-    gone = await client.request(
-        "DELETE", "/api/v1/me", json={"password": DEFAULT_PASSWORD}, headers=alice.headers
-    )
-    assert gone.status_code == 202, gone.text
-    for _ in range(20):  # the account has a few rows; each call erases up to 25
-        if await erase_account(container.db, int(alice.user_id), batch=5, max_batches=5):
-            break
-    else:
-        raise AssertionError("the erasure did not finish")
+    await delete_and_erase(client, container, alice)
     async with container.db.unit_of_work(write=False) as session:
         left = (await session.execute(select(func.count()).select_from(FollowRequest))).scalar()
     assert left == 0

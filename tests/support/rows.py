@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import httpx2
 from sqlalchemy import update
 
+from tests.support.api import DEFAULT_PASSWORD, SignedIn
+from tidings.accounts.erasure import erase_account
 from tidings.accounts.models import User
 from tidings.auth.models import AuthSession
 from tidings.core.container import Container
@@ -40,3 +43,18 @@ async def confirm_holder(container: Container, user_id: int, ago: timedelta | No
             .where(AuthSession.user_id == user_id)
             .values(reauthenticated_at=when)
         )
+
+
+async def delete_and_erase(
+    client: httpx2.AsyncClient, container: Container, user: SignedIn
+) -> None:
+    """The user deletes their account (``DELETE /api/v1/me``), then its erasure is run here to
+    the end (bounded: a test account has a few rows; each call erases up to 25)."""
+    gone = await client.request(
+        "DELETE", "/api/v1/me", json={"password": DEFAULT_PASSWORD}, headers=user.headers
+    )
+    assert gone.status_code == 202, gone.text
+    for _ in range(20):
+        if await erase_account(container.db, int(user.user_id), batch=5, max_batches=5):
+            return
+    raise AssertionError("the erasure did not finish")

@@ -85,6 +85,16 @@ def set_next_link(request: Request, response: Response, next_cursor: str | None)
     response.headers["Link"] = f'<{url}>; rel="next"'
 
 
+def json_page(request: Request, items: list[Any], next_cursor: str | None) -> Response:
+    """A page as ``Page[...]`` JSON, written with orjson from items already shaped like it (the
+    route's ``response_model`` documents it; FastAPI does not re-serialise a returned
+    Response), with its ``Link`` header."""
+    body = orjson.dumps({"data": items, "next_cursor": next_cursor})
+    response = Response(body, media_type="application/json")
+    set_next_link(request, response, next_cursor)
+    return response
+
+
 def paginate(rows: list[T], limit: int, key_of: Any) -> tuple[list[T], str | None]:
     """Rows were fetched with ``limit + 1``: trim and compute the cursor for the next page."""
     if len(rows) <= limit:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel
 
@@ -21,7 +20,7 @@ from tidings.core.http import (
     resource_headers,
 )
 from tidings.core.idempotency import IdempotencyKey, idempotent
-from tidings.core.pagination import Page, PageParams, page_params, set_next_link
+from tidings.core.pagination import Page, PageParams, json_page, page_params, set_next_link
 from tidings.posts import service
 from tidings.posts.schemas import (
     BookmarkStateOut,
@@ -200,9 +199,4 @@ async def my_bookmarks(
     session: DbSession,
     page: Annotated[PageParams, Depends(page_params)],
 ) -> Response:
-    posts, cursor = await service.bookmarks(session, reader, page)
-    response = Response(
-        orjson.dumps({"data": posts, "next_cursor": cursor}), media_type="application/json"
-    )
-    set_next_link(request, response, cursor)
-    return response
+    return json_page(request, *await service.bookmarks(session, reader, page))

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from tidings.accounts.api import UsernamePath
 from tidings.auth.deps import Viewer, require
 from tidings.auth.policy import Permission, Principal
 from tidings.core.deps import DbSession
-from tidings.core.pagination import Page, PageParams, page_params, set_next_link
+from tidings.core.pagination import Page, PageParams, json_page, page_params
 from tidings.posts.schemas import PostOut
 from tidings.timelines import service
 from tidings.timelines.schemas import TimelineFilters
@@ -41,13 +40,7 @@ Filters = Annotated[TimelineFilters, Depends(timeline_filters)]
 
 
 def _page(request: Request, result: PostPage) -> Response:
-    """The page as ``Page[PostOut]`` JSON, written with orjson from bodies already shaped like
-    it (``response_model`` documents it; FastAPI does not re-serialise a returned Response)."""
-    posts, cursor = result
-    body = orjson.dumps({"data": posts, "next_cursor": cursor})
-    response = Response(body, media_type="application/json")
-    set_next_link(request, response, cursor)
-    return response
+    return json_page(request, *result)
 
 
 @router.get(
